@@ -1,0 +1,303 @@
+"""KNNLogDensity: the density teacher rho of DiVAE, as a scikit-learn transformer."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._density_math import (
+    floor_distances,
+    knn_log_density,
+    pak_kstar,
+    pak_log_density,
+    twonn_dimension,
+)
+from ._validation import Interval, RealNotInt, StrOptions
+
+
+class KNNLogDensity(TransformerMixin, BaseEstimator):
+    """Nearest-neighbour log-density estimate with per-point standard errors.
+
+    The data are optionally projected with PCA; in that space the
+    log-density of every training point is estimated with the point itself
+    left out, either with the plain kNN estimator or with PAk, the
+    point-adaptive estimator of Rodriguez et al. (2018). Values are absolute
+    log-densities (nats) in the projected space.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=30
+        For ``method="knn"``, the neighbour whose distance sets the ball.
+        For ``method="pak"``, the largest neighbourhood the adaptive k* may
+        reach. Clamped to ``n_samples - 1`` with a warning.
+    method : {"knn", "pak"}, default="pak"
+        ``"knn"``: ``log k - log(N-1) - log V_d - d log r_k`` with error
+        ``1/sqrt(k)``. ``"pak"``: k* chosen per point by a likelihood-ratio
+        test of constant density, then a log-linear maximum-likelihood fit
+        over the k* shells, error ``sqrt((4k*+2)/((k*-1)k*))``.
+    n_components : int, float or None, default=None
+        PCA projection applied before the estimate, with :class:`PCA`'s
+        meaning (a float in (0, 1) keeps that share of variance). ``None``
+        estimates in the input space. An int larger than the data allow is
+        clamped with a warning.
+    intrinsic_dim : None, "twonn" or float, default=None
+        Dimension ``d`` used for the ball volumes. ``None``: the dimension of
+        the (projected) space. ``"twonn"``: estimated by TWO-NN on the 90%
+        smallest neighbour-distance ratios.
+    whiten : bool, default=False
+        Passed to :class:`PCA`.
+    algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, default="auto"
+        Passed to :class:`~sklearn.neighbors.NearestNeighbors`.
+    leaf_size : int, default=30
+        Passed to :class:`~sklearn.neighbors.NearestNeighbors`.
+    n_jobs : int, default=None
+        Parallel jobs of the neighbour search.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the randomized PCA solver when it is used.
+
+    Attributes
+    ----------
+    log_density_ : ndarray of shape (n_samples,)
+        Leave-one-out log-density of each training point.
+    log_density_err_ : ndarray of shape (n_samples,)
+        Standard error of ``log_density_``.
+    kstar_ : ndarray of shape (n_samples,)
+        Neighbourhood size used for each training point.
+    n_neighbors_ : int
+        ``n_neighbors`` after clamping.
+    n_components_ : int
+        Dimension of the space the estimate lives in.
+    intrinsic_dim_ : float
+        Dimension used for the ball volumes.
+    pca_ : PCA or None
+        The fitted projection, if ``n_components`` is set.
+    nn_ : NearestNeighbors
+        Neighbour index over the projected training points.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``, when they are all strings.
+
+    See Also
+    --------
+    sklearn.neighbors.KernelDensity : Kernel density estimate, also usable as
+        the ``density`` of :class:`~skdivae.DiVAE`.
+
+    Notes
+    -----
+    ``transform`` and ``score_samples`` treat their input as new points: a
+    training row passed to them counts itself as a neighbour. The
+    leave-one-out values of the training rows are in ``log_density_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdivae import KNNLogDensity
+    >>> X = np.random.default_rng(0).normal(size=(2000, 2))
+    >>> est = KNNLogDensity(n_neighbors=50, method="knn").fit(X)
+    >>> est.log_density_.shape
+    (2000,)
+    >>> true = -np.log(2 * np.pi) - 0.5 * (X ** 2).sum(axis=1)
+    >>> bool(np.median(np.abs(est.log_density_ - true)) < 0.2)
+    True
+    >>> est.transform(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "method": [StrOptions({"knn", "pak"})],
+        "n_components": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="neither"),
+        ],
+        "intrinsic_dim": [
+            None,
+            StrOptions({"twonn"}),
+            Interval(Real, 0, None, closed="neither"),
+        ],
+        "whiten": ["boolean"],
+        "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute"})],
+        "leaf_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, Integral],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_neighbors=30,
+        *,
+        method="pak",
+        n_components=None,
+        intrinsic_dim=None,
+        whiten=False,
+        algorithm="auto",
+        leaf_size=30,
+        n_jobs=None,
+        random_state=None,
+    ):
+        self.n_neighbors = n_neighbors
+        self.method = method
+        self.n_components = n_components
+        self.intrinsic_dim = intrinsic_dim
+        self.whiten = whiten
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the projection and neighbour index; estimate the training densities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; at least 3 rows, finite.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : KNNLogDensity
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+        n_samples, n_features = X.shape
+        if self.method == "pak" and self.n_neighbors < 2:
+            raise ValueError(
+                "method='pak' needs n_neighbors >= 2 to fit a density profile; "
+                f"got n_neighbors={self.n_neighbors}."
+            )
+
+        self.pca_ = None
+        Z = X.astype(np.float64, copy=False)
+        if self.n_components is not None:
+            n_components = self.n_components
+            limit = min(n_samples, n_features)
+            if isinstance(n_components, Integral) and n_components > limit:
+                warnings.warn(
+                    f"n_components={n_components} exceeds min(n_samples, n_features)={limit}; "
+                    f"using {limit}.",
+                    UserWarning,
+                )
+                n_components = limit
+            self.pca_ = PCA(
+                n_components=n_components, whiten=self.whiten, random_state=self.random_state
+            ).fit(Z)
+            Z = self.pca_.transform(Z)
+        self.n_components_ = Z.shape[1]
+
+        self.n_neighbors_ = self.n_neighbors
+        if self.n_neighbors > n_samples - 1:
+            warnings.warn(
+                f"n_neighbors ({self.n_neighbors}) is not smaller than the number of "
+                f"samples ({n_samples}); using n_neighbors={n_samples - 1}.",
+                UserWarning,
+            )
+            self.n_neighbors_ = n_samples - 1
+
+        self.nn_ = NearestNeighbors(
+            n_neighbors=max(self.n_neighbors_, 2),
+            algorithm=self.algorithm,
+            leaf_size=self.leaf_size,
+            n_jobs=self.n_jobs,
+        ).fit(Z)
+        dist, ind = self.nn_.kneighbors()  # leave-one-out: each point excludes itself
+        spread = float(np.sqrt(np.mean(np.var(Z, axis=0)))) if Z.size else 0.0
+        self._dist_floor = floor_distances(np.zeros(1), spread)[0]
+        dist = np.maximum(dist, self._dist_floor)
+
+        if self.intrinsic_dim is None:
+            self.intrinsic_dim_ = float(self.n_components_)
+        elif self.intrinsic_dim == "twonn":
+            self.intrinsic_dim_ = twonn_dimension(dist[:, 0], dist[:, 1])
+        else:
+            self.intrinsic_dim_ = float(self.intrinsic_dim)
+
+        dist, ind = dist[:, : self.n_neighbors_], ind[:, : self.n_neighbors_]
+        if self.method == "pak":
+            self._fit_dist = dist
+        self.log_density_, self.log_density_err_, self.kstar_ = self._estimate(
+            dist, ind, n_ref=n_samples - 1
+        )
+        return self
+
+    def _estimate(self, dist, ind, n_ref):
+        """Log-density, error and k used, from neighbour distances/indices into the training set."""
+        d = self.intrinsic_dim_
+        if self.method == "knn":
+            k = self.n_neighbors_
+            log_density, err = knn_log_density(dist, k, n_ref, d)
+            return log_density, err, np.full(dist.shape[0], k, dtype=np.intp)
+        train_dist = self._fit_dist
+
+        def neighbours_ball(j):
+            return train_dist[ind[:, j - 1], j - 2]
+
+        kstar = pak_kstar(dist, neighbours_ball, d)
+        log_density, err = pak_log_density(dist, kstar, n_ref, d)
+        return log_density, err, kstar
+
+    def _log_density(self, X):
+        Z = X.astype(np.float64, copy=False)
+        if self.pca_ is not None:
+            Z = self.pca_.transform(Z)
+        dist, ind = self.nn_.kneighbors(Z, n_neighbors=self.n_neighbors_)
+        dist = np.maximum(dist, self._dist_floor)
+        log_density, err, _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)
+        return log_density, err
+
+    def transform(self, X):
+        """Log-density and its standard error at new points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Query points.
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, 2)
+            Columns ``log_density`` and ``log_density_err``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.column_stack(self._log_density(X))
+
+    def score_samples(self, X):
+        """Log-density at new points (higher means denser).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Query points.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._log_density(X)[0]
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the two output columns.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored apart from validation.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            ``["log_density", "log_density_err"]``.
+        """
+        check_is_fitted(self)
+        return np.asarray(["log_density", "log_density_err"], dtype=object)

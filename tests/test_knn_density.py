@@ -1,0 +1,186 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skdivae import KNNLogDensity
+from skdivae._density_math import (
+    knn_log_density,
+    log_unit_ball_volume,
+    pak_log_density,
+    twonn_dimension,
+)
+
+from .density_cases import gaussian_mixture, standard_normal
+
+N = 20_000
+CASES = [
+    ("normal", standard_normal, 2),
+    ("normal", standard_normal, 3),
+    ("mixture", gaussian_mixture, 2),
+    ("mixture", gaussian_mixture, 3),
+]
+SETTINGS = [("knn", 50), ("pak", 200)]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Fit every (case, method) once; tests below read the results."""
+    out = {}
+    for name, make, d in CASES:
+        X, truth = make(N, d, np.random.default_rng(d))
+        for method, k in SETTINGS:
+            est = KNNLogDensity(k, method=method).fit(X)
+            out[name, d, method] = (est, truth)
+    return out
+
+
+@pytest.mark.parametrize("method", ["knn", "pak"])
+@pytest.mark.parametrize("name,d", [(c[0], c[2]) for c in CASES])
+def test_accuracy_against_known_density(fitted, name, d, method):
+    est, truth = fitted[name, d, method]
+    resid = est.log_density_ - truth
+    assert spearmanr(est.log_density_, truth)[0] >= 0.95
+    assert np.median(np.abs(resid)) <= 0.15
+    z = resid / est.log_density_err_
+    assert 0.5 <= z.std() <= 2.0, "error bars are not honest"
+    assert np.isfinite(est.log_density_).all()
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_pak_at_least_as_accurate_as_knn_at_same_neighbourhood(d):
+    # A multi-scale density, where a fixed k smears the narrow components.
+    X, truth = gaussian_mixture(N, d, np.random.default_rng(10 + d), scales=(0.1, 0.3, 1.0))
+    rmse, bias = {}, {}
+    for method in ["knn", "pak"]:
+        est = KNNLogDensity(200, method=method).fit(X)
+        resid = est.log_density_ - truth
+        rmse[method], bias[method] = np.sqrt(np.mean(resid**2)), abs(resid.mean())
+    assert rmse["pak"] <= rmse["knn"]
+    assert bias["pak"] <= bias["knn"]
+
+
+def test_knn_formula_by_hand():
+    # Points on a line at unit spacing: r_k is known exactly.
+    dist = np.array([[1.0, 2.0, 3.0]])
+    log_density, err = knn_log_density(dist, 2, n_ref=9, d=1)
+    # V_1 = 2 (the interval [-r, r]); log rho = log 2 - log 9 - log 2 - log 2
+    np.testing.assert_allclose(log_density, [np.log(2) - np.log(9) - np.log(2) - np.log(2)])
+    np.testing.assert_allclose(err, [1 / np.sqrt(2)])
+    np.testing.assert_allclose(log_unit_ball_volume(2), np.log(np.pi))
+    np.testing.assert_allclose(log_unit_ball_volume(3), np.log(4 / 3 * np.pi))
+
+
+def test_pak_recovers_constant_density_and_error_formula():
+    # Exact shells of a uniform 2-D density (rho=1, n_ref=1): r_l = sqrt(l / pi).
+    k = 20
+    dist = np.sqrt(np.arange(1, k + 1) / np.pi)[None, :]
+    log_density, err = pak_log_density(dist, np.array([k]), n_ref=1, d=2)
+    np.testing.assert_allclose(log_density, [0.0], atol=1e-6)
+    np.testing.assert_allclose(err, [np.sqrt((4 * k + 2) / ((k - 1) * k))])
+
+
+def test_leave_one_out_training_values():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    est = KNNLogDensity(10, method="knn").fit(X)
+    # transform() on training rows counts each row as its own neighbour (distance 0),
+    # so it sees one neighbour fewer than the leave-one-out value at the same k.
+    dist, _ = est.nn_.kneighbors(X, n_neighbors=11)
+    manual = knn_log_density(dist[:, 1:], 10, 299, 2)[0]
+    np.testing.assert_allclose(est.log_density_, manual)
+    assert not np.allclose(est.transform(X)[:, 0], est.log_density_)
+
+
+def test_twonn_recovers_dimension():
+    rng = np.random.default_rng(0)
+    X = np.zeros((5000, 10))
+    X[:, :3] = rng.uniform(size=(5000, 3))  # a 3-D cube embedded in 10-D
+    est = KNNLogDensity(10, intrinsic_dim="twonn").fit(X)
+    assert est.intrinsic_dim_ == pytest.approx(3, abs=0.3)
+    assert twonn_dimension(np.ones(10), np.ones(10)) == 1.0
+
+
+@pytest.mark.parametrize("n_components,expected", [(2, 2), (0.5, None), (None, 5)])
+def test_pca_forms(n_components, expected):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 5)) * np.array([5, 3, 1, 0.1, 0.1])
+    est = KNNLogDensity(10, n_components=n_components).fit(X)
+    if expected is not None:
+        assert est.n_components_ == expected
+    else:
+        assert est.n_components_ == est.pca_.n_components_ < 5
+    assert est.intrinsic_dim_ == est.n_components_
+    assert (est.pca_ is None) == (n_components is None)
+
+
+def test_too_many_components_is_clamped_with_warning():
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.warns(UserWarning, match="n_components=10 exceeds"):
+        est = KNNLogDensity(5, n_components=10).fit(X)
+    assert est.n_components_ == 3
+
+
+@pytest.mark.parametrize("method", ["knn", "pak"])
+def test_duplicates_give_finite_values(method):
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(30, 2)), 40, axis=0)  # every row 40 times
+    est = KNNLogDensity(20, method=method).fit(X)
+    assert np.isfinite(est.log_density_).all()
+    assert np.isfinite(est.log_density_err_).all()
+    assert np.isfinite(est.transform(X)).all()
+    X_all_same = np.ones((10, 2))
+    assert np.isfinite(KNNLogDensity(5, method=method).fit(X_all_same).log_density_).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_a_clear_error(bad):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    X[3, 1] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        KNNLogDensity(5).fit(X)
+    est = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(20, 2)))
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        est.transform(X)
+
+
+def test_neighbours_clamped_with_warning():
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    with pytest.warns(UserWarning, match="using n_neighbors=7"):
+        est = KNNLogDensity(30).fit(X)
+    assert est.n_neighbors_ == 7
+
+
+def test_too_few_samples_and_wrong_features():
+    with pytest.raises(ValueError, match="minimum of 3"):
+        KNNLogDensity(1).fit(np.zeros((2, 2)))
+    est = KNNLogDensity(3).fit(np.random.default_rng(0).normal(size=(20, 2)))
+    with pytest.raises(ValueError, match="features"):
+        est.transform(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="n_neighbors >= 2"):
+        KNNLogDensity(1, method="pak").fit(np.random.default_rng(0).normal(size=(20, 2)))
+
+
+def test_transform_output_and_feature_names():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(100, 3)), columns=["a", "b", "c"])
+    est = KNNLogDensity(10).set_output(transform="pandas").fit(X)
+    out = est.transform(X)
+    assert list(out.columns) == ["log_density", "log_density_err"]
+    np.testing.assert_allclose(out["log_density"], est.score_samples(X))
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c"])
+
+
+def test_input_not_modified_pipeline_and_pickle():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    X_copy = X.copy()
+    pipe = make_pipeline(StandardScaler(), KNNLogDensity(15, n_components=2)).fit(X)
+    np.testing.assert_array_equal(X, X_copy)
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.transform(X), pipe.transform(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KNNLogDensity(15).fit(X)
