@@ -1,7 +1,18 @@
 """skdivae: density-informed variational autoencoders as scikit-learn estimators."""
 
+from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
+from .aligners import DirectAligner
+from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["KNNLogDensity", "__version__"]
+__all__ = [
+    "DiVAE",
+    "KNNLogDensity",
+    "StandardNormalPrior",
+    "GaussianMixturePrior",
+    "VampPrior",
+    "DirectAligner",
+    "__version__",
+]

@@ -2,12 +2,18 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skdivae import KNNLogDensity
+from skdivae import DiVAE, KNNLogDensity
+
+FAST = dict(max_iter=3, hidden_layer_sizes=(8,), batch_size=32, random_state=0)
 
 ESTIMATORS = [
     KNNLogDensity(n_neighbors=3),
     KNNLogDensity(n_neighbors=5, method="knn"),
     KNNLogDensity(n_neighbors=5, n_components=1, intrinsic_dim="twonn"),
+    DiVAE(**FAST),
+    DiVAE(aligner=None, **FAST),
+    DiVAE(prior="gmm", **FAST),
+    DiVAE(prior="vamp", anomaly_score="elbo", **FAST),
 ]
 
 

@@ -1,0 +1,482 @@
+"""DiVAE: a density-informed variational autoencoder as a scikit-learn outlier detector."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    OutlierMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._build import build_module, resolve_aligner, resolve_prior
+from ._knn_density import KNNLogDensity
+from ._torch_utils import as_tensor, batched_no_grad, resolve_device, torch_seed
+from ._training import fit_loop
+from ._validation import HasMethods, Interval, StrOptions, training_targets
+
+_SCORES = {"log_prior": "log_prior_at_mean", "elbo": "elbo"}
+
+
+class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+    """Density-informed variational autoencoder for anomaly and OOD detection.
+
+    A VAE whose log-prior ``log p_Z(z)`` is pulled, during training, towards
+    ``rho``: a log-density estimate of each training sample in a
+    low-dimensional PCA projection (Alessi, Ansuini & Rodriguez, 2025). The
+    objective is ``recon + beta * KL + alignment_weight * R`` with ``R`` a
+    precision-weighted Huber penalty between ``log p_Z(z_i)`` and ``rho_i``.
+    The fitted model scores new points by the log-prior at their posterior
+    mean, or by their ELBO.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the latent space (and, by default, of rho's PCA space).
+    hidden_layer_sizes : tuple of int, default=(64, 64)
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+    activation : {"relu", "tanh", "elu", "logistic"}, default="relu"
+        Hidden-layer activation.
+    prior : {"normal", "gmm", "vamp"} or prior object, default="normal"
+        Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
+        ``GaussianMixturePrior(n_components=5)`` (tunable as
+        ``prior__n_components``).
+    aligner : {"direct"}, aligner object or None, default="direct"
+        How the log-prior is aligned with rho. ``None`` (or ``"none"``)
+        trains the plain VAE baseline.
+    alignment_weight : float, default=1.0
+        Weight ``lambda`` of the alignment penalty after warm-up.
+    density : estimator or None, default=None
+        The density teacher, fitted on the (standardised) training data.
+        ``None`` means ``KNNLogDensity(n_components=n_components)``. Any
+        estimator with ``fit`` and ``score_samples`` works (KernelDensity,
+        GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
+        ``log_density_err_`` are used when present, else ``score_samples``
+        with unit errors. Tunable as ``density__n_neighbors``.
+    beta : float, default=1.0
+        Weight of the KL term after warm-up.
+    beta_warmup, alignment_warmup : float in [0, 1], default=0.5
+        Share of ``max_iter`` over which ``beta`` and ``alignment_weight``
+        ramp linearly from 0.
+    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+        Decoder distribution. Gaussian learns one noise scale per feature;
+        Bernoulli needs data in [0, 1].
+    standardize : bool, default=True
+        Centre and scale each feature internally (by its training mean and
+        standard deviation), so raw tabular data work. Scores and samples
+        stay in the units of the input.
+    anomaly_score : {"log_prior", "elbo"}, default="log_prior"
+        What :meth:`score_samples` returns: ``log p_Z`` at the posterior
+        mean (the paper's score) or the deterministic ELBO.
+    contamination : float in (0, 0.5], default=0.1
+        Share of training points flagged as outliers; sets ``offset_``.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; "auto" is ``min(128, n_samples)``.
+    learning_rate_init : float, default=1e-3
+        Adam learning rate.
+    max_iter : int, default=100
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Improvement of the monitored loss that resets the patience counter.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop on its loss.
+    validation_fraction : float, default=0.1
+        Share held out when ``early_stopping`` is on.
+    n_iter_no_change : int, default=10
+        Epochs without improvement (after the warm-ups) before stopping.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where training runs; the fitted model always lives on the CPU in
+        float64, so it pickles and scores anywhere.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, batches and the density teacher; the global numpy
+        and torch random states are left untouched.
+    verbose : int, default=0
+        Print one line per epoch (loss terms, elapsed time) when positive.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained VAE (CPU, float64, eval mode).
+    density_ : estimator
+        The fitted density teacher.
+    history_ : list of dict
+        Per epoch: ``loss``, ``recon``, ``kl``, ``align``, ``beta``,
+        ``alignment_weight``, ``time`` and ``valid_loss`` with early stopping.
+    loss_curve_ : list of float
+        Training loss per epoch.
+    n_iter_ : int
+        Epochs run.
+    offset_ : float
+        Threshold on :meth:`score_samples` set by ``contamination``.
+    batch_size_ : int
+    device_ : torch.device
+        Device training ran on.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen in ``fit``, when they are all strings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdivae import DiVAE
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(size=(300, 4)), rng.uniform(-6, 6, size=(15, 4))])
+    >>> det = DiVAE(max_iter=20, random_state=0).fit(X)
+    >>> det.transform(X[:2]).shape
+    (2, 2)
+    >>> labels = det.predict(X)
+    >>> sorted(set(labels.tolist()))
+    [-1, 1]
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
+        "prior": [StrOptions({"normal", "gmm", "vamp"}), HasMethods(["build"])],
+        "aligner": [None, StrOptions({"direct", "none"}), HasMethods(["build"])],
+        "alignment_weight": [Interval(Real, 0, None, closed="left")],
+        "density": [None, HasMethods(["fit", "score_samples"])],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "beta_warmup": [Interval(Real, 0, 1, closed="both")],
+        "alignment_warmup": [Interval(Real, 0, 1, closed="both")],
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "standardize": ["boolean"],
+        "anomaly_score": [StrOptions(set(_SCORES))],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(64, 64),
+        activation="relu",
+        prior="normal",
+        aligner="direct",
+        alignment_weight=1.0,
+        density=None,
+        beta=1.0,
+        beta_warmup=0.5,
+        alignment_warmup=0.5,
+        likelihood="gaussian",
+        standardize=True,
+        anomaly_score="log_prior",
+        contamination=0.1,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=100,
+        tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.prior = prior
+        self.aligner = aligner
+        self.alignment_weight = alignment_weight
+        self.density = density
+        self.beta = beta
+        self.beta_warmup = beta_warmup
+        self.alignment_warmup = alignment_warmup
+        self.likelihood = likelihood
+        self.standardize = standardize
+        self.anomaly_score = anomaly_score
+        self.contamination = contamination
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the density teacher, then train the VAE with alignment.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, finite; at least 3 rows.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : DiVAE
+            The fitted estimator.
+        """
+        try:
+            return self._fit(X)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self):
+        """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+
+    def _fit(self, X):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+        n_samples, n_features = X.shape
+        hidden = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}.")
+        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "likelihood='bernoulli' needs every value of X in [0, 1]; "
+                "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
+            )
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
+
+        center, scale = np.zeros(n_features), np.ones(n_features)
+        if self.standardize:
+            center = X.mean(axis=0)
+            std = X.std(axis=0)
+            scale = np.where(std > 1e-12 * np.maximum(np.abs(center), 1.0), std, 1.0)
+        X_std = (X - center) / scale
+
+        density = self._fit_density(X_std, seed)
+        target, err = training_targets(density, X_std)
+        if not (np.isfinite(target).all() and np.isfinite(err).all() and (err > 0).all()):
+            raise ValueError(
+                "the density estimator returned non-finite log-densities or errors "
+                "on the training data; check its settings (e.g. a KernelDensity bandwidth)."
+            )
+
+        batch_size = min(128, n_samples) if self.batch_size == "auto" else self.batch_size
+        batch_size = min(batch_size, n_samples)
+        prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
+        generator = torch.Generator().manual_seed(seed)
+        arrays = [as_tensor(a, device=device) for a in (X, target, err)]
+        train, valid = tuple(arrays), None
+        if self.early_stopping:
+            order = rng.permutation(n_samples)
+            n_valid = max(1, int(round(self.validation_fraction * n_samples)))
+            if n_samples - n_valid < 2:
+                raise ValueError("too few samples to hold out a validation set.")
+            v_idx, t_idx = (torch.as_tensor(o, device=device) for o in np.split(order, [n_valid]))
+            train = tuple(a[t_idx] for a in arrays)
+            valid = tuple(a[v_idx] for a in arrays)
+
+        with torch_seed(seed):
+            module = build_module(
+                n_features=n_features,
+                n_latent=self.n_components,
+                hidden_layer_sizes=hidden,
+                activation=self.activation,
+                prior=prior_spec,
+                aligner=aligner_spec,
+                likelihood=self.likelihood,
+                center=center,
+                scale=scale,
+                density_dim=getattr(density, "n_components_", self.n_components),
+                X_train=train[0],
+                generator=generator,
+            ).to(device)
+            history, converged = fit_loop(
+                module,
+                train,
+                valid,
+                batch_size=batch_size,
+                max_iter=self.max_iter,
+                learning_rate_init=self.learning_rate_init,
+                beta=self.beta,
+                alignment_weight=self.alignment_weight if aligner_spec is not None else 0.0,
+                beta_warmup=self.beta_warmup,
+                alignment_warmup=self.alignment_warmup,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                generator=generator,
+                verbose=self.verbose,
+            )
+        if not converged and self.max_iter > 1:
+            warnings.warn(
+                f"DiVAE stopped at max_iter={self.max_iter} epochs before the loss "
+                "settled; consider a larger max_iter.",
+                ConvergenceWarning,
+            )
+
+        self.module_ = module.cpu().double().eval()
+        self.density_ = density
+        self.history_ = history
+        self.loss_curve_ = [h["loss"] for h in history]
+        self.n_iter_ = len(history)
+        self.batch_size_ = batch_size
+        self.device_ = device
+        self._n_features_out = self.n_components
+        scores = self._score_samples(X)
+        if not np.isfinite(scores).all():
+            raise FloatingPointError(
+                "the trained model gives non-finite scores on the training data; try a "
+                "smaller learning_rate_init or alignment_weight, or scaling the input."
+            )
+        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        return self
+
+    def _fit_density(self, X_std, seed):
+        if self.density is None:
+            n_dim = min(self.n_components, X_std.shape[1], X_std.shape[0])
+            density = KNNLogDensity(n_components=n_dim, random_state=seed)
+        else:
+            density = clone(self.density)
+        with warnings.catch_warnings():
+            # Small data: the neighbour count is clamped, which is expected here.
+            warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")
+            return density.fit(X_std)
+
+    # -------------------------------------------------------------- outputs
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _apply(self, method, X):
+        return batched_no_grad(getattr(self.module_, method), X)
+
+    def _score_samples(self, X):
+        return self._apply(_SCORES[self.anomaly_score], X)
+
+    def score_samples(self, X):
+        """Normality score of each sample (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``log p_Z`` at the posterior mean, or the ELBO, as set by
+            ``anomaly_score``.
+        """
+        return self._score_samples(self._validated(X))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label each sample +1 (inlier) or -1 (outlier).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def score(self, X, y=None):
+        """Mean per-sample ELBO, without the alignment term.
+
+        Comparable across alignment weights, so ``GridSearchCV`` can use it
+        without labels (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self._apply("elbo", self._validated(X))))
+
+    def transform(self, X):
+        """Posterior means ``mu(x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+        """
+        return self._apply("posterior_mean", self._validated(X))
+
+    def inverse_transform(self, Z):
+        """Decoder means for latent points, in the units of the input.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+        """
+        check_is_fitted(self)
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"Z must have shape (n_samples, {self.n_components}), got {Z.shape}."
+            )
+        return self._apply("decode_mean", Z)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw latents from the learned prior and decode them.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+            Decoder means of ``z ~ p_Z``.
+        """
+        check_is_fitted(self)
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        with torch_seed(seed), torch.no_grad():
+            z = self.module_.prior_distribution().sample((int(n_samples),))
+        return self._apply("decode_mean", z.numpy())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,1 @@
+"""Torch modules behind DiVAE. Torch only: no scikit-learn, no numpy-facing API."""

@@ -1,0 +1,131 @@
+"""The training loop of DiVAE. Imports torch, never scikit-learn estimators."""
+
+import copy
+import math
+import time
+
+import torch
+
+TERMS = ("loss", "recon", "kl", "align")
+
+
+def warmup_factor(epoch, warmup, max_iter):
+    """Linear ramp from 0 to 1 over the first ``warmup`` share of ``max_iter`` epochs."""
+    n_warm = warmup * max_iter
+    return 1.0 if n_warm <= 0 else min(1.0, epoch / n_warm)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def _run_epoch(module, optimizer, X, target, err, order, batch_size, beta, lam):
+    sums = dict.fromkeys(TERMS, 0.0)
+    n = 0
+    for start in range(0, order.numel(), batch_size):
+        idx = order[start : start + batch_size]
+        terms = module.loss(X[idx], target[idx], err[idx], beta=beta, align_weight=lam)
+        if not torch.isfinite(terms["loss"]):
+            return None
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        for key in TERMS:
+            sums[key] += float(terms[key]) * idx.numel()
+        n += idx.numel()
+    return {key: value / n for key, value in sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(module, X, target, err, beta, lam, batch_size):
+    total, n = 0.0, 0
+    for start in range(0, X.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        terms = module.loss(X[sl], target[sl], err[sl], beta=beta, align_weight=lam)
+        total += float(terms["loss"]) * X[sl].shape[0]
+        n += X[sl].shape[0]
+    return total / n
+
+
+def fit_loop(
+    module,
+    train,
+    valid=None,
+    *,
+    batch_size,
+    max_iter,
+    learning_rate_init,
+    beta,
+    alignment_weight,
+    beta_warmup,
+    alignment_warmup,
+    tol,
+    n_iter_no_change,
+    generator,
+    verbose=0,
+):
+    """Train ``module`` with Adam; return ``(history, converged)``.
+
+    ``train`` and ``valid`` are ``(X, target, err)`` tensor triples on the
+    training device. ``beta`` and ``alignment_weight`` ramp up linearly over
+    their warm-up shares of ``max_iter``. After both warm-ups, training stops
+    once the monitored loss (validation loss if ``valid`` is given, else the
+    training loss) has not improved by ``tol`` for ``n_iter_no_change``
+    epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a
+    validation set the best weights are restored.
+
+    Raises
+    ------
+    TrainingDiverged
+        If the loss becomes NaN or infinite.
+    """
+    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate_init)
+    X, target, err = train
+    history, best, stall, best_state = [], math.inf, 0, None
+    warm_end = max(beta_warmup, alignment_warmup) * max_iter
+    start_time = time.perf_counter()
+    converged = False
+    for epoch in range(max_iter):
+        tic = time.perf_counter()
+        b = beta * warmup_factor(epoch, beta_warmup, max_iter)
+        lam = alignment_weight * warmup_factor(epoch, alignment_warmup, max_iter)
+        module.train()
+        order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+        record = _run_epoch(module, optimizer, X, target, err, order, batch_size, b, lam)
+        if record is None:
+            raise TrainingDiverged(
+                f"the training loss became NaN or infinite at epoch {epoch + 1}. Try a smaller "
+                "learning_rate_init, scaling the input (e.g. StandardScaler), a smaller "
+                "alignment_weight, or likelihood='gaussian' for data outside [0, 1]."
+            )
+        record.update(epoch=epoch + 1, beta=b, alignment_weight=lam)
+        module.eval()
+        monitored = record["loss"]
+        if valid is not None:
+            record["valid_loss"] = _evaluate(module, *valid, b, lam, batch_size)
+            monitored = record["valid_loss"]
+        record["time"] = time.perf_counter() - tic
+        history.append(record)
+        if verbose:
+            extra = f"  valid {record['valid_loss']:.4f}" if valid is not None else ""
+            print(
+                f"epoch {epoch + 1}/{max_iter}  loss {record['loss']:.4f}  recon "
+                f"{record['recon']:.4f}  kl {record['kl']:.4f}  align {record['align']:.4f}"
+                f"{extra}  beta {b:.2f}  lambda {lam:.2f}  "
+                f"elapsed {time.perf_counter() - start_time:.1f}s",
+                flush=True,
+            )
+        if epoch + 1 < warm_end:
+            continue
+        if monitored < best - tol:
+            best, stall = monitored, 0
+            if valid is not None:
+                best_state = copy.deepcopy(module.state_dict())
+        else:
+            stall += 1
+        if stall >= n_iter_no_change:
+            converged = True
+            break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history, converged

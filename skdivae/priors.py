@@ -1,0 +1,90 @@
+"""Latent priors of :class:`~skdivae.DiVAE`, as cloneable parameter objects.
+
+A prior object holds only its settings; ``DiVAE.fit`` calls its ``build``
+method to create a fresh torch module, so the object itself is never
+changed and works in ``clone``, ``get_params`` and ``GridSearchCV``
+(``prior__n_components``).
+"""
+
+from sklearn.base import BaseEstimator
+
+from ._nn.priors import GaussianMixture, StandardNormal, Vamp
+
+__all__ = ["StandardNormalPrior", "GaussianMixturePrior", "VampPrior"]
+
+
+class StandardNormalPrior(BaseEstimator):
+    """Fixed standard normal prior ``N(0, I)``.
+
+    Examples
+    --------
+    >>> import math
+    >>> from skdivae.priors import StandardNormalPrior
+    >>> module = StandardNormalPrior().build(n_latent=2, n_features=5)
+    >>> module().log_prob(module.loc).item() == -math.log(2 * math.pi)
+    True
+    """
+
+    def build(self, *, n_latent, n_features):
+        """Create the torch module for a latent space of ``n_latent`` dimensions."""
+        return StandardNormal(n_latent)
+
+
+class GaussianMixturePrior(BaseEstimator):
+    """Learnable diagonal Gaussian mixture prior.
+
+    Starts with uniform weights, means drawn from ``0.1 N(0, 1)`` and unit
+    scales; scales are kept above 0.05.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        Number of mixture components.
+
+    Examples
+    --------
+    >>> from skdivae.priors import GaussianMixturePrior
+    >>> GaussianMixturePrior(n_components=4).build(n_latent=2, n_features=5).loc.shape
+    torch.Size([4, 2])
+    """
+
+    def __init__(self, n_components=10):
+        self.n_components = n_components
+
+    def build(self, *, n_latent, n_features):
+        """Create the torch module for a latent space of ``n_latent`` dimensions."""
+        if int(self.n_components) < 1:
+            raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
+        return GaussianMixture(n_latent, int(self.n_components))
+
+
+class VampPrior(BaseEstimator):
+    """VampPrior: mixture of the encoder's posteriors at learnable pseudo-inputs.
+
+    Pseudo-inputs live in the (standardised) feature space, start at random
+    training rows and are not clipped.
+
+    Parameters
+    ----------
+    n_components : int, default=50
+        Number of pseudo-inputs.
+
+    Examples
+    --------
+    >>> from skdivae.priors import VampPrior
+    >>> VampPrior(n_components=8).build(n_latent=2, n_features=5).pseudo_inputs.shape
+    torch.Size([8, 5])
+    """
+
+    def __init__(self, n_components=50):
+        self.n_components = n_components
+
+    def build(self, *, n_latent, n_features):
+        """Create the torch module for a latent space of ``n_latent`` dimensions."""
+        if int(self.n_components) < 1:
+            raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
+        return Vamp(n_latent, n_features, int(self.n_components))
+
+
+#: Shorthand strings accepted by ``DiVAE(prior=...)``.
+PRIORS = {"normal": StandardNormalPrior, "gmm": GaussianMixturePrior, "vamp": VampPrior}
