@@ -367,6 +367,13 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     def _score_samples(self, X):
         return self._apply(_SCORES[self.anomaly_score], X)
 
+    def _diagnostic_scores(self, X):
+        """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``."""
+        X = self._validated(X)
+        center, scale = (self.module_.center.numpy(), self.module_.scale.numpy())
+        rho = np.asarray(self.density_.score_samples((X - center) / scale), dtype=float)
+        return self._apply("log_prior_at_mean", X), self._apply("elbo", X), rho
+
     def score_samples(self, X):
         """Normality score of each sample (higher = more normal).
 

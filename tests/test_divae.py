@@ -1,0 +1,250 @@
+import io
+import pickle
+import warnings
+from contextlib import redirect_stdout
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KernelDensity
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity, VampPrior
+from skdivae._nn.vae import VAEModule
+
+FAST = dict(max_iter=8, hidden_layer_sizes=(16,), random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def blobs_with_outliers(seed=0, n_in=400, n_out=40, d=5):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3, size=(3, d))
+    inliers = centers[rng.integers(3, size=n_in)] + 0.5 * rng.normal(size=(n_in, d))
+    outliers = rng.uniform(-12, 12, size=(n_out, d))
+    X = np.vstack([inliers, outliers])
+    y = np.r_[np.ones(n_in), -np.ones(n_out)]  # sklearn's outlier convention
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs_with_outliers()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return DiVAE(**FAST).fit(data[0])
+
+
+def test_fit_returns_self_and_fitted_attributes(data):
+    est = DiVAE(**FAST)
+    assert est.fit(data[0]) is est
+    assert isinstance(est.module_, VAEModule)
+    assert next(est.module_.parameters()).dtype == torch.float64
+    assert not est.module_.training
+    assert est.n_iter_ == len(est.history_) == len(est.loss_curve_) == 8
+    assert {"loss", "recon", "kl", "align", "beta", "alignment_weight", "time"} <= set(est.history_[0])
+    assert isinstance(est.density_, KNNLogDensity) and est.density_.n_components_ == 2
+    assert est.batch_size_ == 128 and str(est.device_) == "cpu"
+
+
+def test_same_seed_gives_bit_identical_scores_and_global_rng_untouched(data):
+    np_state = np.random.get_state()[1].copy()
+    torch_state = torch.random.get_rng_state().clone()
+    a = DiVAE(**FAST).fit(data[0])
+    b = DiVAE(**FAST).fit(data[0])
+    np.testing.assert_array_equal(a.score_samples(data[0]), b.score_samples(data[0]))
+    assert [h["loss"] for h in a.history_] == [h["loss"] for h in b.history_]
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    c = DiVAE(**{**FAST, "random_state": 1}).fit(data[0])
+    assert not np.array_equal(a.score_samples(data[0]), c.score_samples(data[0]))
+
+
+def test_scoring_never_samples(fitted, data):
+    state = torch.random.get_rng_state().clone()
+    for method in ["score_samples", "transform", "score"]:
+        first, second = getattr(fitted, method)(data[0]), getattr(fitted, method)(data[0])
+        np.testing.assert_array_equal(first, second)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_outlier_contract(fitted, data):
+    X = data[0]
+    scores = fitted.score_samples(X)
+    np.testing.assert_allclose(fitted.decision_function(X), scores - fitted.offset_)
+    labels = fitted.predict(X)
+    assert set(np.unique(labels)) == {-1, 1}
+    assert np.mean(labels == -1) == pytest.approx(fitted.contamination, abs=0.01)
+    np.testing.assert_array_equal(clone(fitted).fit_predict(X), labels)
+
+
+@pytest.mark.parametrize("anomaly_score", ["log_prior", "elbo"])
+def test_quality_floor_on_separable_data(data, anomaly_score):
+    X, y = data
+    est = DiVAE(max_iter=60, random_state=0, anomaly_score=anomaly_score).fit(X)
+    assert roc_auc_score(y, est.score_samples(X)) >= 0.9
+
+
+def test_raw_unscaled_columns_still_work():
+    X, y = blobs_with_outliers(seed=1)
+    X_raw = X * np.array([1000.0, 1.0, 0.001, 50.0, 1.0]) + np.array([5e4, 0, 0, -300, 0])
+    est = DiVAE(max_iter=60, random_state=0).fit(X_raw)
+    assert roc_auc_score(y, est.score_samples(X_raw)) >= 0.9
+    assert np.abs(est.inverse_transform(est.transform(X_raw[:5]))[:, 0] - X_raw[:5, 0]).max() < 1e4
+
+
+def test_score_is_mean_elbo_without_alignment(fitted, data):
+    elbo = fitted._diagnostic_scores(data[0])[1]
+    assert fitted.score(data[0]) == pytest.approx(elbo.mean())
+    assert DiVAE(anomaly_score="elbo", **FAST).fit(data[0]).score_samples(data[0]) == pytest.approx(
+        DiVAE(anomaly_score="log_prior", **FAST).fit(data[0])._diagnostic_scores(data[0])[1]
+    )
+
+
+def test_transform_inverse_transform_sample_and_names(fitted, data):
+    Z = fitted.transform(data[0])
+    assert Z.shape == (len(data[0]), 2)
+    assert fitted.inverse_transform(Z).shape == data[0].shape
+    assert fitted.sample(7, random_state=0).shape == (7, 5)
+    np.testing.assert_array_equal(fitted.sample(3, random_state=0), fitted.sample(3, random_state=0))
+    assert list(fitted.get_feature_names_out()) == ["divae0", "divae1"]
+    with pytest.raises(ValueError, match="shape"):
+        fitted.inverse_transform(np.zeros((2, 3)))
+
+
+def test_pandas_output():
+    pd = pytest.importorskip("pandas")
+    X, _ = blobs_with_outliers()
+    df = pd.DataFrame(X, columns=list("abcde"))
+    est = DiVAE(**FAST).set_output(transform="pandas").fit(df)
+    out = est.transform(df)
+    assert list(out.columns) == ["divae0", "divae1"]
+    np.testing.assert_array_equal(est.feature_names_in_, list("abcde"))
+
+
+@pytest.mark.parametrize("prior", ["gmm", "vamp", GaussianMixturePrior(3), VampPrior(5)])
+def test_priors_fit_and_score(data, prior):
+    est = DiVAE(prior=prior, **FAST).fit(data[0])
+    assert np.isfinite(est.score_samples(data[0])).all()
+    assert np.isfinite(est.score(data[0]))
+
+
+@pytest.mark.parametrize(
+    "density",
+    [KernelDensity(bandwidth=0.5), GaussianMixture(3, random_state=0),
+     make_pipeline(StandardScaler(), KNNLogDensity(10, method="knn"))],
+)
+def test_any_density_estimator_can_teach(data, density):
+    est = DiVAE(density=density, **FAST).fit(data[0])
+    assert np.isfinite(est.score_samples(data[0])).all()
+    assert est.density_ is not density  # cloned, never fitted in place
+
+
+def test_nested_parameters_reach_grid_search(data):
+    est = DiVAE(prior=GaussianMixturePrior(3), density=KNNLogDensity(10), **FAST)
+    params = est.get_params()
+    assert params["prior__n_components"] == 3 and params["density__n_neighbors"] == 10
+    est.set_params(prior__n_components=4, density__n_neighbors=12)
+    fitted = clone(est).fit(data[0])
+    assert fitted.module_.prior.loc.shape[0] == 4 and fitted.density_.n_neighbors_ == 12
+    assert est.prior.n_components == 4 and not hasattr(est.density, "log_density_")
+
+
+def test_grid_search_with_and_without_labels(data):
+    X, y = data
+    pipe = make_pipeline(StandardScaler(), DiVAE(**FAST))
+    cv = KFold(3, shuffle=True, random_state=0)
+    grid = {"divae__alignment_weight": [0.0, 1.0]}
+    unsupervised = GridSearchCV(pipe, grid, cv=cv, n_jobs=2).fit(X)
+    assert np.isfinite(unsupervised.cv_results_["mean_test_score"]).all()
+    supervised = GridSearchCV(pipe, grid, cv=cv, scoring="roc_auc", n_jobs=2).fit(X, y)
+    assert supervised.best_score_ > 0.8
+
+
+def test_pickle_and_joblib_round_trips(fitted, data, tmp_path):
+    expected = fitted.score_samples(data[0])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).score_samples(data[0]), expected)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").score_samples(data[0]), expected)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_bad_input_errors(fitted, data, bad):
+    X = data[0].copy()
+    X[0, 0] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        DiVAE(**FAST).fit(X)
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        fitted.score_samples(X)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(data[0][:, :3])
+    with pytest.raises(ValueError, match="minimum of 3"):
+        DiVAE(**FAST).fit(data[0][:2])
+    with pytest.raises(ValueError, match="bernoulli"):
+        DiVAE(likelihood="bernoulli", **FAST).fit(data[0])
+
+
+def test_diverging_loss_raises_with_advice_and_leaves_no_half_fit(data, monkeypatch):
+    est = DiVAE(**FAST)
+
+    def nan_loss(self, x, *args, **kwargs):
+        nan = torch.tensor(float("nan"), dtype=x.dtype)
+        return {"loss": nan, "recon": nan, "kl": nan, "align": nan}
+
+    monkeypatch.setattr(VAEModule, "loss", nan_loss)
+    with pytest.raises(FloatingPointError, match="learning_rate_init"):
+        est.fit(data[0])
+    assert not [k for k in vars(est) if k.endswith("_")]
+
+
+def test_user_arrays_are_not_modified(data):
+    X = data[0].copy()
+    X.setflags(write=False)
+    DiVAE(**FAST).fit(X)
+    np.testing.assert_array_equal(X, data[0])
+
+
+def test_verbose_prints_one_line_per_epoch(data):
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        DiVAE(**{**FAST, "max_iter": 3}, verbose=1).fit(data[0])
+    lines = buffer.getvalue().strip().splitlines()
+    assert len(lines) == 3
+    assert all(w in lines[0] for w in ["epoch 1/3", "recon", "kl", "align", "elapsed"])
+
+
+def test_early_stopping_uses_validation_and_stops(data):
+    est = DiVAE(max_iter=300, early_stopping=True, n_iter_no_change=3, tol=0.5,
+                hidden_layer_sizes=(16,), random_state=0).fit(data[0])
+    assert est.n_iter_ < 300 and "valid_loss" in est.history_[-1]
+
+
+def test_plain_vae_has_no_alignment_term(data):
+    est = DiVAE(aligner=None, **FAST).fit(data[0])
+    assert est.module_.aligner is None
+    assert all(h["align"] == 0 and h["alignment_weight"] == 0 for h in est.history_)
+
+
+def test_cuda_model_scores_on_cpu(data, device):
+    if device != "cuda" or not torch.cuda.is_available():
+        pytest.skip("needs --device cuda on a machine with a GPU")
+    est = DiVAE(device="cuda", **FAST).fit(data[0])
+    restored = pickle.loads(pickle.dumps(est))
+    assert next(restored.module_.parameters()).device.type == "cpu"
+    assert np.isfinite(restored.score_samples(data[0])).all()

@@ -1,0 +1,144 @@
+"""Each term of the DiVAE objective checked on its own."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from skdivae._nn.aligners import Direct, alignment_penalty
+from skdivae._nn.priors import GaussianMixture, StandardNormal, Vamp
+from skdivae._nn.vae import VAEModule
+from skdivae._build import build_module
+from skdivae.aligners import DirectAligner
+from skdivae.priors import GaussianMixturePrior, StandardNormalPrior
+
+
+def test_penalty_zero_when_aligned_and_weighted_by_inverse_error():
+    target = torch.tensor([1.0, -2.0, 0.5])
+    err = torch.tensor([0.1, 0.2, 1.0])
+    assert alignment_penalty(target, target, err) < 1e-5
+    pred = target + torch.tensor([0.5, 0.0, 0.0])
+    # Huber(0.5) = 0.125, weight 1/0.1 = 10 -> sqrt(10 * 0.125 / 3)
+    assert alignment_penalty(pred, target, err).item() == pytest.approx(math.sqrt(1.25 / 3), 1e-5)
+    # Beyond delta the penalty grows linearly (robust), and errors are floored at 1e-3.
+    big = target + torch.tensor([3.0, 0.0, 0.0])
+    tiny_err = torch.tensor([0.0, 1.0, 1.0])
+    expected = math.sqrt(1000 * (3.0 - 0.5) / 3)
+    assert alignment_penalty(big, target, tiny_err).item() == pytest.approx(expected, 1e-5)
+
+
+def test_penalty_is_non_negative_and_has_finite_gradient_at_zero():
+    pred = torch.zeros(4, requires_grad=True)
+    value = alignment_penalty(pred, torch.zeros(4), torch.ones(4))
+    value.backward()
+    assert value >= 0 and torch.isfinite(pred.grad).all()
+
+
+def _module(prior, aligner=None, likelihood="gaussian", n_features=3):
+    torch.manual_seed(0)
+    return build_module(
+        n_features=n_features, n_latent=2, hidden_layer_sizes=(8,), activation="relu",
+        prior=prior, aligner=aligner, likelihood=likelihood,
+        center=torch.zeros(n_features).numpy(), scale=torch.ones(n_features).numpy(),
+        density_dim=2, X_train=torch.randn(20, n_features), generator=torch.Generator(),
+    ).double()
+
+
+def test_loss_terms_add_up_with_weights():
+    module = _module(StandardNormalPrior(), DirectAligner())
+    x = torch.randn(16, 3, dtype=torch.float64)
+    target, err = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    torch.manual_seed(1)
+    terms = module.loss(x, target, err, beta=0.3, align_weight=2.0)
+    expected = terms["recon"] + 0.3 * terms["kl"] + 2.0 * terms["align"]
+    assert terms["loss"].item() == pytest.approx(expected.item())
+    plain = _module(StandardNormalPrior(), None)
+    assert plain.loss(x, target, err)["align"].item() == 0.0
+
+
+def test_gaussian_reconstruction_term_matches_formula():
+    module = _module(StandardNormalPrior())
+    z = torch.randn(5, 2, dtype=torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    mean = module.decoder(z)
+    sigma = torch.exp(module.log_noise)
+    manual = (-0.5 * ((x - mean) / sigma) ** 2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(1)
+    assert torch.allclose(module.likelihood_distribution(z).log_prob(x), manual)
+
+
+def test_bernoulli_reconstruction_accepts_grey_levels():
+    module = _module(StandardNormalPrior(), likelihood="bernoulli")
+    z = torch.randn(4, 2, dtype=torch.float64)
+    x = torch.rand(4, 3, dtype=torch.float64)
+    logits = module.decoder(z)
+    manual = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+    assert torch.allclose(module.likelihood_distribution(z).log_prob(x), manual)
+
+
+def test_closed_form_kl_for_normal_prior():
+    module = _module(StandardNormalPrior())
+    q = Independent(Normal(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 2.0]])), 1)
+    manual = 0.5 * sum(s**2 + m**2 - 1 - math.log(s**2) for m, s in [(1.0, 0.5), (0.0, 2.0)])
+    assert module.kl(q, module.prior_distribution()).item() == pytest.approx(manual, 1e-6)
+
+
+def test_monte_carlo_kl_for_mixture_prior_is_close_to_truth():
+    # A one-component mixture equals a Gaussian, whose KL is known in closed form.
+    prior = GaussianMixture(2, 1)
+    module = _module(GaussianMixturePrior(1))
+    module.prior = prior.double()
+    q = Independent(Normal(torch.zeros(2000, 2, dtype=torch.float64), torch.ones(2000, 2, dtype=torch.float64) * 0.7), 1)
+    p = module.prior_distribution()
+    exact = torch.distributions.kl_divergence(q, Independent(p.component_distribution.base_dist, 1)).mean()
+    torch.manual_seed(0)
+    assert module.kl(q, p).mean().item() == pytest.approx(exact.item(), rel=0.02)
+
+
+@pytest.mark.parametrize("make", [lambda: StandardNormal(2), lambda: GaussianMixture(2, 3)])
+def test_prior_log_prob_normalises(make):
+    prior = make().double()
+    dist = prior()
+    grid = torch.linspace(-8, 8, 321, dtype=torch.float64)
+    zz = torch.cartesian_prod(grid, grid)
+    mass = dist.log_prob(zz).exp().sum() * (grid[1] - grid[0]) ** 2
+    assert mass.item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_vamp_prior_uses_the_encoder_and_gets_gradients():
+    torch.manual_seed(0)
+    module = _module(GaussianMixturePrior(2))
+    vamp = Vamp(2, 3, 4).double()
+    dist = vamp(module.encoder)
+    assert dist.mixture_distribution.logits.shape == (4,)
+    dist.log_prob(torch.randn(10, 2, dtype=torch.float64)).sum().backward()
+    assert vamp.pseudo_inputs.grad is not None
+
+
+def test_alignment_gradient_reaches_encoder_and_prior_parameters():
+    module = _module(GaussianMixturePrior(3), DirectAligner())
+    x = torch.randn(32, 3, dtype=torch.float64)
+    terms = module.loss(x, torch.full((32,), 3.0, dtype=torch.float64), torch.ones(32, dtype=torch.float64))
+    terms["align"].backward()
+    assert module.encoder.mlp[0].weight.grad.abs().sum() > 0
+    for name in ["logits", "loc", "raw_scale"]:
+        assert getattr(module.prior, name).grad.abs().sum() > 0, name
+    assert module.decoder[0].weight.grad is None  # alignment does not touch the decoder
+
+
+def test_deterministic_elbo_close_to_monte_carlo_elbo():
+    module = _module(StandardNormalPrior())
+    x = torch.randn(3, 3, dtype=torch.float64)
+    q = module.posterior(x)
+    torch.manual_seed(0)
+    z = q.sample((20000,))
+    mc = module.likelihood_distribution(z).log_prob(x).mean(0) - module.kl(q, module.prior_distribution())
+    assert torch.allclose(module.elbo(x), mc, atol=0.05 * mc.abs().max().item())
+    assert torch.equal(module.elbo(x), module.elbo(x))
+
+
+def test_direct_aligner_prediction_is_the_log_prior():
+    prior = StandardNormal(2)
+    z = torch.randn(5, 2)
+    assert torch.equal(Direct().predict_log_density(z, prior()), prior().log_prob(z))
+    assert isinstance(_module(StandardNormalPrior()), VAEModule)
