@@ -31,7 +31,7 @@ def _run_epoch(module, optimizer, X, target, err, order, batch_size, beta, lam):
         terms["loss"].backward()
         optimizer.step()
         for key in TERMS:
-            sums[key] += float(terms[key]) * idx.numel()
+            sums[key] += terms[key].detach().item() * idx.numel()
         n += idx.numel()
     return {key: value / n for key, value in sums.items()}
 
