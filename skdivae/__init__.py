@@ -2,7 +2,7 @@
 
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
-from .aligners import DirectAligner
+from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 __version__ = "0.1.0.dev0"
@@ -14,5 +14,6 @@ __all__ = [
     "GaussianMixturePrior",
     "VampPrior",
     "DirectAligner",
+    "FlowAligner",
     "__version__",
 ]

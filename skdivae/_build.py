@@ -40,7 +40,9 @@ def build_module(
     decoder = make_mlp(n_latent, hidden_layer_sizes[::-1], n_features, activation)
     prior_module = prior.build(n_latent=n_latent, n_features=n_features)
     aligner_module = (
-        None if aligner is None else aligner.build(n_latent=n_latent, n_components=density_dim)
+        None
+        if aligner is None
+        else aligner.build(n_latent=n_latent, n_features=n_features, n_components=density_dim)
     )
     module = VAEModule(
         encoder,
@@ -51,6 +53,9 @@ def build_module(
         torch.tensor(center, dtype=torch.float32),
         torch.tensor(scale, dtype=torch.float32),
     )
+    X_std = module.standardize(X_train.cpu().float())
     if hasattr(prior_module, "init_from_data"):
-        prior_module.init_from_data(module.standardize(X_train.cpu()), generator)
+        prior_module.init_from_data(X_std, generator)
+    if hasattr(aligner_module, "set_projection"):
+        aligner_module.set_projection(X_std)
     return module

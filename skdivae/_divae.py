@@ -49,9 +49,11 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
         ``GaussianMixturePrior(n_components=5)`` (tunable as
         ``prior__n_components``).
-    aligner : {"direct"}, aligner object or None, default="direct"
-        How the log-prior is aligned with rho. ``None`` (or ``"none"``)
-        trains the plain VAE baseline.
+    aligner : {"direct", "flow"}, aligner object or None, default="direct"
+        How the log-prior is aligned with rho: :class:`~skdivae.DirectAligner`
+        or the flow-corrected :class:`~skdivae.FlowAligner` (tunable as
+        ``aligner__n_layers``...). ``None`` (or ``"none"``) trains the plain
+        VAE baseline.
     alignment_weight : float, default=1.0
         Weight ``lambda`` of the alignment penalty after warm-up.
     density : estimator or None, default=None
@@ -142,7 +144,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
         "prior": [StrOptions({"normal", "gmm", "vamp"}), HasMethods(["build"])],
-        "aligner": [None, StrOptions({"direct", "none"}), HasMethods(["build"])],
+        "aligner": [None, StrOptions({"direct", "flow", "none"}), HasMethods(["build"])],
         "alignment_weight": [Interval(Real, 0, None, closed="left")],
         "density": [None, HasMethods(["fit", "score_samples"])],
         "beta": [Interval(Real, 0, None, closed="left")],

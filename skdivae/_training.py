@@ -6,7 +6,7 @@ import time
 
 import torch
 
-TERMS = ("loss", "recon", "kl", "align")
+TERMS = ("loss", "recon", "kl", "align", "aux")
 
 
 def warmup_factor(epoch, warmup, max_iter):
@@ -19,20 +19,61 @@ class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def _run_epoch(module, optimizer, X, target, err, order, batch_size, beta, lam):
+def _fused_adam_ok(module):
+    """Fused Adam (one kernel per step) where torch supports it for these parameters."""
+    p = next(module.parameters())
+    return p.dtype in (torch.float32, torch.float64) and p.device.type in ("cpu", "cuda")
+
+
+def make_optimizers(module, learning_rate_init):
+    """Adam for the VAE; a separate Adam for an aligner with a loss of its own (the flow).
+
+    The split is the paper's gradient routing: the flow is trained only by
+    its likelihood, the VAE and prior only by the DiVAE objective.
+    """
+    aligner = module.aligner
+    own = list(aligner.parameters()) if hasattr(aligner, "auxiliary_loss") else []
+    own_ids = {id(p) for p in own}
+    fused = {"fused": True} if _fused_adam_ok(module) else {}
+    main = torch.optim.Adam(
+        [p for p in module.parameters() if id(p) not in own_ids], lr=learning_rate_init, **fused
+    )
+    aux = None
+    if own:
+        lr = getattr(aligner, "learning_rate", learning_rate_init)
+        aux = torch.optim.Adam(own, lr=lr, **fused)
+    return main, aux
+
+
+def _run_epoch(module, optimizers, X, target, err, order, batch_size, beta, lam):
+    """One pass over the data. With an auxiliary (flow) optimiser, the flow takes one
+    step on the union of ``update_every`` consecutive mini-batches, whose VAE steps
+    then reuse its detached log-determinants."""
+    optimizer, aux_optimizer = optimizers
+    update_every = getattr(module.aligner, "update_every", 1) if aux_optimizer else 1
     sums = dict.fromkeys(TERMS, 0.0)
     n = 0
-    for start in range(0, order.numel(), batch_size):
-        idx = order[start : start + batch_size]
-        terms = module.loss(X[idx], target[idx], err[idx], beta=beta, align_weight=lam)
-        if not torch.isfinite(terms["loss"]):
-            return None
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        for key in TERMS:
-            sums[key] += terms[key].detach().item() * idx.numel()
-        n += idx.numel()
+    for chunk_start in range(0, order.numel(), batch_size * update_every):
+        chunk = order[chunk_start : chunk_start + batch_size * update_every]
+        aux, log_det = torch.zeros(()), None
+        if aux_optimizer is not None:
+            aux, log_det = module.auxiliary_loss(X[chunk])
+            aux_optimizer.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_optimizer.step()
+        for start in range(0, chunk.numel(), batch_size):
+            idx = chunk[start : start + batch_size]
+            ld = None if log_det is None else log_det[start : start + batch_size]
+            terms = module.loss(X[idx], target[idx], err[idx], beta=beta, align_weight=lam, log_det=ld)
+            terms["aux"] = aux
+            if not (torch.isfinite(terms["loss"]) and torch.isfinite(aux)):
+                return None
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for key in TERMS:
+                sums[key] += terms[key].detach().item() * idx.numel()
+            n += idx.numel()
     return {key: value / n for key, value in sums.items()}
 
 
@@ -79,7 +120,7 @@ def fit_loop(
     TrainingDiverged
         If the loss becomes NaN or infinite.
     """
-    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate_init)
+    optimizers = make_optimizers(module, learning_rate_init)
     X, target, err = train
     history, best, stall, best_state = [], math.inf, 0, None
     warm_end = max(beta_warmup, alignment_warmup) * max_iter
@@ -91,7 +132,7 @@ def fit_loop(
         lam = alignment_weight * warmup_factor(epoch, alignment_warmup, max_iter)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-        record = _run_epoch(module, optimizer, X, target, err, order, batch_size, b, lam)
+        record = _run_epoch(module, optimizers, X, target, err, order, batch_size, b, lam)
         if record is None:
             raise TrainingDiverged(
                 f"the training loss became NaN or infinite at epoch {epoch + 1}. Try a smaller "

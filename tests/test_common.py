@@ -14,6 +14,9 @@ ESTIMATORS = [
     DiVAE(aligner=None, **FAST),
     DiVAE(prior="gmm", **FAST),
     DiVAE(prior="vamp", anomaly_score="elbo", **FAST),
+    DiVAE(aligner="flow", **FAST),
+    DiVAE(prior="gmm", aligner="flow", **FAST),
+    DiVAE(prior="vamp", aligner="flow", **FAST),
 ]
 
 

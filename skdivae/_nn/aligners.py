@@ -25,8 +25,75 @@ class Direct(nn.Module):
         super().__init__()
         self.delta = delta
 
-    def predict_log_density(self, z, prior_dist, extra=None):
+    def predict_log_density(self, z, prior_dist, x_std=None, log_det=None):
         return prior_dist.log_prob(z)
+
+    def penalty(self, pred, target, err):
+        return alignment_penalty(pred, target, err, self.delta)
+
+
+class FlowCorrected(nn.Module):
+    """Flow-corrected aligner.
+
+    A flow ``f`` maps the standardised PCA coordinates ``u`` of a sample to
+    the latent space and is fitted, with its own optimiser, by maximum
+    likelihood of ``u`` under the current prior as base density (the prior
+    receives no gradient from it). The aligned log-density is
+    ``log p_Z(z) + log|det J_f(u)| - sum_j log sd_j``: the density that the
+    prior and the flow give to the PCA coordinates, in the units of rho. The
+    Jacobian term is a fixed per-sample offset for the VAE step, so the
+    alignment term never trains the flow.
+
+    ``set_projection`` stores the PCA (mean, components, standard deviations)
+    of the standardised training data as buffers.
+    """
+
+    def __init__(self, flow, n_latent, n_features, delta=1.0, learning_rate=1e-3, update_every=1):
+        super().__init__()
+        self.flow = flow
+        self.delta = delta
+        self.learning_rate = learning_rate
+        self.update_every = update_every
+        self.register_buffer("pca_mean", torch.zeros(n_features))
+        self.register_buffer("components", torch.zeros(n_latent, n_features))
+        self.register_buffer("u_scale", torch.ones(n_latent))
+        self.register_buffer("log_jacobian_pca", torch.zeros(()))
+
+    @torch.no_grad()
+    def set_projection(self, X):
+        """Fit the PCA of ``X`` (standardised training data) into the buffers."""
+        X = X.to(self.pca_mean)
+        mean = X.mean(0)
+        cov = (X - mean).T @ (X - mean) / max(X.shape[0] - 1, 1)
+        eigval, eigvec = torch.linalg.eigh(cov)
+        order = torch.argsort(eigval, descending=True)
+        k = min(self.components.shape[0], X.shape[1])
+        sd = eigval[order[:k]].clamp_min(1e-12).sqrt()
+        self.pca_mean.copy_(mean)
+        self.components.zero_()
+        self.components[:k] = eigvec[:, order[:k]].T
+        self.u_scale.fill_(1.0)
+        self.u_scale[:k] = sd
+        self.log_jacobian_pca.fill_(-float(sd.log().sum()))
+
+    def coordinates(self, x_std):
+        """Standardised PCA coordinates ``u`` of standardised inputs."""
+        return ((x_std - self.pca_mean) @ self.components.T) / self.u_scale
+
+    def auxiliary_loss(self, x_std, prior_dist):
+        """Negative log-likelihood of ``u`` under prior + flow (trains the flow only).
+
+        Returns the loss and the detached per-sample ``log|det J_f(u)|``, which
+        the VAE step of the same mini-batch reuses as its fixed offset.
+        """
+        z, log_det = self.flow(self.coordinates(x_std))
+        return -(prior_dist.log_prob(z) + log_det).mean(), log_det.detach()
+
+    def predict_log_density(self, z, prior_dist, x_std, log_det=None):
+        if log_det is None:
+            with torch.no_grad():
+                _, log_det = self.flow(self.coordinates(x_std))
+        return prior_dist.log_prob(z) + log_det + self.log_jacobian_pca
 
     def penalty(self, pred, target, err):
         return alignment_penalty(pred, target, err, self.delta)

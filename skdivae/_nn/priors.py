@@ -4,7 +4,8 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from .distributions import diag_normal, diag_normal_mixture
 
 
 class StandardNormal(nn.Module):
@@ -16,7 +17,7 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(n_latent))
 
     def forward(self, encoder=None):
-        return Independent(Normal(self.loc, self.scale), 1)
+        return diag_normal(self.loc, self.scale)
 
 
 class GaussianMixture(nn.Module):
@@ -34,8 +35,7 @@ class GaussianMixture(nn.Module):
 
     def forward(self, encoder=None):
         scale = nn.functional.softplus(self.raw_scale) + self.min_scale
-        components = Independent(Normal(self.loc, scale), 1)
-        return MixtureSameFamily(Categorical(logits=self.logits), components)
+        return diag_normal_mixture(self.logits, self.loc, scale)
 
 
 class Vamp(nn.Module):
@@ -58,4 +58,4 @@ class Vamp(nn.Module):
     def forward(self, encoder):
         loc, scale = encoder(self.pseudo_inputs)
         logits = torch.zeros(loc.shape[0], dtype=loc.dtype, device=loc.device)
-        return MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+        return diag_normal_mixture(logits, loc, scale)

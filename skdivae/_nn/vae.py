@@ -7,7 +7,9 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
+
+from .distributions import bernoulli, diag_normal
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -69,7 +71,7 @@ class VAEModule(nn.Module):
     def posterior(self, x):
         """q(z | x) as a diagonal Gaussian."""
         loc, scale = self.encoder(self.standardize(x))
-        return Independent(Normal(loc, scale), 1)
+        return diag_normal(loc, scale)
 
     def posterior_mean(self, x):
         """Mean of q(z | x)."""
@@ -83,9 +85,9 @@ class VAEModule(nn.Module):
         """p(x | z) in raw units."""
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
-            return Independent(Bernoulli(logits=out, validate_args=False), 1)
+            return bernoulli(out)
         noise = torch.exp(self.log_noise.clamp(-7.0, 5.0))
-        return Independent(Normal(out * self.scale + self.center, noise * self.scale), 1)
+        return diag_normal(out * self.scale + self.center, noise * self.scale)
 
     def decode_mean(self, z):
         """Mean of p(x | z)."""
@@ -100,12 +102,13 @@ class VAEModule(nn.Module):
             z = q.rsample((KL_SAMPLES,))
             return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
-    def loss(self, x, target=None, err=None, beta=1.0, align_weight=1.0):
+    def loss(self, x, target=None, err=None, beta=1.0, align_weight=1.0, log_det=None):
         """Mini-batch objective and its terms.
 
         ``total = mean(recon) + beta * mean(KL) + align_weight * R``, with
         ``R`` the aligner's penalty between its predicted log-density and
-        ``target`` (weighted by ``1 / err``).
+        ``target`` (weighted by ``1 / err``). ``log_det`` is the flow
+        aligner's fixed per-sample offset, when already computed.
         """
         q = self.posterior(x)
         z = q.rsample()
@@ -115,10 +118,23 @@ class VAEModule(nn.Module):
         total = recon + beta * kl
         align = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.aligner is not None and target is not None:
-            pred = self.aligner.predict_log_density(z, p)
+            pred = self.aligner.predict_log_density(z, p, self.standardize(x), log_det)
             align = self.aligner.penalty(pred, target, err)
             total = total + align_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
+
+    def auxiliary_loss(self, x):
+        """The aligner's own loss (the flow's likelihood) and its detached log-det.
+
+        The prior enters as a constant: it is evaluated with detached
+        parameters, so the flow's loss never trains it.
+        """
+        if self.aligner is None or not hasattr(self.aligner, "auxiliary_loss"):
+            return None
+        with torch.no_grad():
+            frozen = {name: p.detach() for name, p in self.prior.named_parameters()}
+            p = torch.func.functional_call(self.prior, frozen, (self.encoder,))
+        return self.aligner.auxiliary_loss(self.standardize(x), p)
 
     # -- deterministic scores ----------------------------------------------
     def log_prior_at_mean(self, x):
