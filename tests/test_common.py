@@ -13,7 +13,7 @@ ESTIMATORS = [
     DiVAE(**FAST),
     DiVAE(aligner=None, **FAST),
     DiVAE(prior="gmm", **FAST),
-    DiVAE(prior="vamp", anomaly_score="elbo", **FAST),
+    DiVAE(prior="vamp", anomaly_score="log_prior", **FAST),
     DiVAE(aligner="flow", **FAST),
     DiVAE(prior="gmm", aligner="flow", **FAST),
     DiVAE(prior="vamp", aligner="flow", **FAST),

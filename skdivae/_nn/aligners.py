@@ -7,13 +7,18 @@ from torch import nn
 MIN_ERR = 1e-3
 
 
+def precision_weight(err):
+    """``1 / max(err, 1e-3)``: the authors weight by 1/sigma, not 1/sigma^2."""
+    return 1.0 / err.clamp_min(MIN_ERR)
+
+
 def alignment_penalty(pred, target, err, delta=1.0):
     """``sqrt(mean_i w_i Huber_delta(pred_i - target_i))`` with ``w_i = 1 / max(err_i, 1e-3)``.
 
     The small constant inside the square root keeps the gradient finite at
     perfect agreement.
     """
-    weight = 1.0 / err.clamp_min(MIN_ERR)
+    weight = precision_weight(err)
     huber = nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
     return torch.sqrt((weight * huber).mean() + 1e-12)
 

@@ -5,6 +5,8 @@ more than the arithmetic for the small tensors of a VAE step; every value
 passed here is produced by the model itself, so the checks are skipped.
 """
 
+import math
+
 from torch.distributions import Bernoulli, Categorical, Independent, MixtureSameFamily, Normal
 
 
@@ -25,3 +27,16 @@ def diag_normal_mixture(logits, loc, scale):
 def bernoulli(logits):
     """Independent Bernoulli over the last dimension (accepts grey levels in [0, 1])."""
     return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
+
+
+class _StandardNormal(Independent):
+    """``N(0, I)`` with a three-operation ``log_prob`` (it is evaluated at every step)."""
+
+    def log_prob(self, value):
+        dim = value.shape[-1]
+        return -0.5 * (value * value).sum(-1) - 0.5 * dim * math.log(2 * math.pi)
+
+
+def standard_normal(loc, scale):
+    """``N(0, I)`` over the last dimension; ``loc``/``scale`` are zeros/ones buffers."""
+    return _StandardNormal(Normal(loc, scale, validate_args=False), 1, validate_args=False)

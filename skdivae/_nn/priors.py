@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from .distributions import diag_normal, diag_normal_mixture
+from .distributions import diag_normal_mixture, standard_normal
 
 
 class StandardNormal(nn.Module):
@@ -17,7 +17,7 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(n_latent))
 
     def forward(self, encoder=None):
-        return diag_normal(self.loc, self.scale)
+        return standard_normal(self.loc, self.scale)
 
 
 class GaussianMixture(nn.Module):
