@@ -1,9 +1,10 @@
 """Unsupervised model selection for DiVAE: choosing the alignment weight without labels.
 
-A held-out ELBO (``DiVAE.score``) always prefers ``alignment_weight=0``: the
-alignment term is a constraint the ELBO does not reward. The scorer here
-asks instead how well a fitted model agrees with the data-space density on
-*held-out* data, without forgetting the ELBO.
+A held-out ELBO (``DiVAE.score``) tends to prefer ``alignment_weight=0``
+(10 of 16 runs on the development benchmark): the alignment term is a
+constraint the ELBO does not reward. The scorer here asks instead how well a
+fitted model agrees with the data-space density on *held-out* data, without
+forgetting the ELBO. See ``docs/model_selection.md`` for how well it picks.
 """
 
 import numpy as np
@@ -29,6 +30,12 @@ def density_agreement_score(estimator, X, y=None):
     it?). Both are rank correlations, so the score is free of units and
     comparable across alignment weights, priors and data sets. Use it as
     ``scoring=density_agreement_score`` in ``GridSearchCV``.
+
+    It grows with the alignment weight on most data (on the development
+    benchmark it picked the largest weight of the grid ``(0, 0.3, 1, 3, 10)``
+    in 15 of 16 runs, for a mean regret of 0.011 ROC AUC against 0.020 for
+    the held-out ELBO), so keep the grid's upper end at a weight you would
+    accept.
 
     Parameters
     ----------
