@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._build import build_module, resolve_aligner, resolve_prior
 from ._knn_density import KNNLogDensity
+from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor, batched_no_grad, resolve_device, torch_seed
 from ._training import fit_loop
 from ._validation import HasMethods, Interval, StrOptions, training_targets
@@ -284,7 +285,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         batch_size = min(batch_size, n_samples)
         prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
         generator = torch.Generator().manual_seed(seed)
-        arrays = [as_tensor(a, device=device) for a in (X, target, err)]
+        weight = precision_weight(torch.tensor(err)).numpy()
+        arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
         train, valid = tuple(arrays), None
         if self.early_stopping:
             order = rng.permutation(n_samples)

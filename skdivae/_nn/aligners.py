@@ -12,15 +12,19 @@ def precision_weight(err):
     return 1.0 / err.clamp_min(MIN_ERR)
 
 
-def alignment_penalty(pred, target, err, delta=1.0):
-    """``sqrt(mean_i w_i Huber_delta(pred_i - target_i))`` with ``w_i = 1 / max(err_i, 1e-3)``.
+def weighted_penalty(pred, target, weight, delta=1.0):
+    """``sqrt(mean_i w_i Huber_delta(pred_i - target_i))`` for precomputed weights ``w``.
 
     The small constant inside the square root keeps the gradient finite at
     perfect agreement.
     """
-    weight = precision_weight(err)
     huber = nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
     return torch.sqrt((weight * huber).mean() + 1e-12)
+
+
+def alignment_penalty(pred, target, err, delta=1.0):
+    """The paper's penalty with ``w_i = 1 / max(err_i, 1e-3)`` from standard errors."""
+    return weighted_penalty(pred, target, precision_weight(err), delta)
 
 
 class Direct(nn.Module):
@@ -33,8 +37,9 @@ class Direct(nn.Module):
     def predict_log_density(self, z, prior_dist, x_std=None, log_det=None):
         return prior_dist.log_prob(z)
 
-    def penalty(self, pred, target, err):
-        return alignment_penalty(pred, target, err, self.delta)
+    def penalty(self, pred, target, weight):
+        """Penalty for precision weights ``weight = precision_weight(err)``."""
+        return weighted_penalty(pred, target, weight, self.delta)
 
 
 class FlowCorrected(nn.Module):
@@ -100,5 +105,6 @@ class FlowCorrected(nn.Module):
                 _, log_det = self.flow(self.coordinates(x_std))
         return prior_dist.log_prob(z) + log_det + self.log_jacobian_pca
 
-    def penalty(self, pred, target, err):
-        return alignment_penalty(pred, target, err, self.delta)
+    def penalty(self, pred, target, weight):
+        """Penalty for precision weights ``weight = precision_weight(err)``."""
+        return weighted_penalty(pred, target, weight, self.delta)

@@ -102,13 +102,14 @@ class VAEModule(nn.Module):
             z = q.rsample((KL_SAMPLES,))
             return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
-    def loss(self, x, target=None, err=None, beta=1.0, align_weight=1.0, log_det=None):
+    def loss(self, x, target=None, weight=None, beta=1.0, align_weight=1.0, log_det=None):
         """Mini-batch objective and its terms.
 
         ``total = mean(recon) + beta * mean(KL) + align_weight * R``, with
         ``R`` the aligner's penalty between its predicted log-density and
-        ``target`` (weighted by ``1 / err``). ``log_det`` is the flow
-        aligner's fixed per-sample offset, when already computed.
+        ``target``, with precision weights ``weight = 1 / max(err, 1e-3)``
+        (computed once per fit). ``log_det`` is the flow aligner's fixed
+        per-sample offset, when already computed.
         """
         q = self.posterior(x)
         z = q.rsample()
@@ -118,8 +119,10 @@ class VAEModule(nn.Module):
         total = recon + beta * kl
         align = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.aligner is not None and target is not None:
-            pred = self.aligner.predict_log_density(z, p, self.standardize(x), log_det)
-            align = self.aligner.penalty(pred, target, err)
+            needs_input = log_det is None and hasattr(self.aligner, "coordinates")
+            x_std = self.standardize(x) if needs_input else None
+            pred = self.aligner.predict_log_density(z, p, x_std, log_det)
+            align = self.aligner.penalty(pred, target, weight)
             total = total + align_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
 
