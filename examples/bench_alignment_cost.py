@@ -41,7 +41,6 @@ import statistics
 import sys
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,7 @@ import sklearn
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from _report import package_version
 from skdivae import DiVAE, KNNLogDensity
 
 SEED = 0
@@ -290,13 +290,6 @@ def interpretation(rows, rat, density_times, density_for_plain, epochs):
     return " ".join(sentences)
 
 
-def _version(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info():
     return [
         f"platform: {platform.platform()}",
@@ -305,7 +298,7 @@ def machine_info():
         f"torch {torch.__version__}: {torch.get_num_threads()} intra-op thread(s), "
         f"{torch.get_num_interop_threads()} inter-op thread(s)",
         f"Python {platform.python_version()}, numpy {np.__version__}, "
-        f"scikit-learn {sklearn.__version__}, skdivae {_version('skdivae')}",
+        f"scikit-learn {sklearn.__version__}, skdivae {package_version('skdivae')}",
     ]
 
 

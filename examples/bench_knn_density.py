@@ -30,7 +30,6 @@ import platform
 import sys
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
+from _report import package_version
 from skdivae import KNNLogDensity
 
 SPEED_SEED = 0
@@ -445,21 +445,14 @@ def make_figure(results, out_dir):
     return path
 
 
-def _version(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info():
     return [
         f"platform: {platform.platform()}",
         f"processor: {platform.processor() or platform.machine()}",
         f"CPU count: {os.cpu_count()}",
         f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"scikit-learn {sklearn.__version__}, skdivae {_version('skdivae')}, "
-        f"dadapy {_version('dadapy')}",
+        f"scikit-learn {sklearn.__version__}, skdivae {package_version('skdivae')}, "
+        f"dadapy {package_version('dadapy')}",
     ]
 
 
@@ -551,7 +544,7 @@ def main(argv=None):
         except ImportError as exc:
             dadapy_note = f"DADApy rows skipped: `import dadapy` failed ({exc})."
         else:
-            dadapy_note = f"DADApy {_version('dadapy')} rows included."
+            dadapy_note = f"DADApy {package_version('dadapy')} rows included."
     print(dadapy_note)
 
     print(f"\nSpeed ({sizes['speed_n']} x 20, {SPEED_COMPONENTS} components, k={SPEED_K})")
