@@ -1,0 +1,93 @@
+"""Offline loaders for the benchmark data: MNIST / Fashion-MNIST idx files and ADBench .npz files.
+
+Nothing here downloads: each loader reads a local path and, when something
+is missing, says which file it looked for.
+"""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_MAGIC = {2051: 3, 2049: 1}  # images: 3 dimensions, labels: 1
+
+
+def _find(directory, stem):
+    for name in (stem + ".gz", stem):
+        path = directory / name
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{stem}.gz (or {stem}) not found in {directory}. Put the original idx files of "
+        "MNIST / Fashion-MNIST there (no download is attempted)."
+    )
+
+
+def read_idx(path):
+    """Read one idx file (optionally gzip-compressed) into a uint8 array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    magic = int.from_bytes(data[:4], "big")
+    if magic not in _IDX_MAGIC:
+        raise ValueError(f"{path} is not an idx file of uint8 images or labels (magic {magic}).")
+    ndim = _IDX_MAGIC[magic]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if payload.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {payload.size} values.")
+    return payload.reshape(shape)
+
+
+def load_mnist(data_dir, subset="train"):
+    """MNIST-format images as ``(X, y)``: X of shape (n, 784), floats in [0, 1] (not binarised).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Folder holding the original idx files (``train-images-idx3-ubyte.gz``
+        etc.), e.g. a ``mnist/`` or ``fashion_mnist/`` folder.
+    subset : {"train", "test"}, default="train"
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 784), float64
+    y : ndarray of shape (n_samples,), int
+    """
+    if subset not in _IDX_FILES:
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}.")
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"data directory {directory} does not exist.")
+    images_stem, labels_stem = _IDX_FILES[subset]
+    images = read_idx(_find(directory, images_stem))
+    labels = read_idx(_find(directory, labels_stem))
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels in {directory}.")
+    return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
+
+
+def load_adbench(path):
+    """One ADBench data set as ``(X, y)``, y = 1 for anomalies.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.npz`` file with arrays ``X`` and ``y``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ADBench file {path} not found (no download is attempted).")
+    with np.load(path, allow_pickle=False) as data:
+        missing = {"X", "y"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks the array(s) {sorted(missing)}; found {data.files}.")
+        X, y = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(np.int64)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"{path}: X must be 2-D and y 1-D of the same length, got {X.shape}, {y.shape}.")
+    return X, y

@@ -1,0 +1,83 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from skdivae.datasets import RotatedGaussianMixture, load_adbench, load_mnist, read_idx
+
+
+def _write_idx(path, array, magic, compress=True):
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path, "wb") as handle:
+            handle.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_load_mnist_reads_idx_files(tmp_path, compress):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 28, 28))
+    labels = np.arange(5)
+    suffix = ".gz" if compress else ""
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images, 2051, compress)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels, 2049, compress)
+    X, y = load_mnist(tmp_path, subset="test")
+    assert X.shape == (5, 784) and X.dtype == np.float64
+    np.testing.assert_allclose(X[0], images[0].ravel() / 255)
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_load_mnist_names_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
+        load_mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="subset"):
+        load_mnist(tmp_path, subset="valid")
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x00\x00\x00\x01" + b"\x00" * 8)
+    with pytest.raises(ValueError, match="not an idx file"):
+        read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes((2049).to_bytes(4, "big") + (10).to_bytes(4, "big") + b"\x01\x02")
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(short)
+
+
+def test_load_adbench(tmp_path):
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.r_[np.zeros(18), np.ones(2)]
+    np.savez(tmp_path / "toy.npz", X=X, y=y)
+    X2, y2 = load_adbench(tmp_path / "toy.npz")
+    np.testing.assert_array_equal(X2, X)
+    assert y2.dtype == np.int64 and y2.sum() == 2
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_adbench(tmp_path / "missing.npz")
+    np.savez(tmp_path / "noy.npz", X=X)
+    with pytest.raises(ValueError, match="lacks"):
+        load_adbench(tmp_path / "noy.npz")
+
+
+def test_rotated_mixture_true_density():
+    data = RotatedGaussianMixture(n_components=3, n_features=6, random_state=0)
+    assert np.linalg.det(data.rotation_) == pytest.approx(1.0)
+    np.testing.assert_allclose(data.rotation_.T @ data.rotation_, np.eye(6), atol=1e-12)
+    assert np.all((data.means_ >= -5) & (data.means_ <= 5))
+    assert np.all((data.scales_ >= 0.4) & (data.scales_ <= 0.6))
+    X, labels = data.sample(4000, random_state=1)
+    # the 2-D density integrates to one over the mixture plane
+    lo, hi = data.means_.min() - 3, data.means_.max() + 3
+    g = np.linspace(lo, hi, 300)
+    grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    X_grid = np.hstack([grid, np.zeros((len(grid), 4))]) @ data.rotation_.T
+    mass = np.exp(data.log_density_2d(X_grid)).sum() * (g[1] - g[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=1e-3)
+    # the full density adds the padding noise term
+    extra = data.log_density(X) - data.log_density_2d(X)
+    assert np.all(np.isfinite(extra)) and labels.max() == 2
