@@ -250,7 +250,6 @@ def fmt_w(w):
 
 def analyse_scores(records, datasets):
     """Section 1: log_prior vs elbo."""
-    n_runs = len({(r["dataset"], r["seed"]) for r in records})
     lines = [
         "| alignment weight | mean AUC `log_prior` | mean AUC `elbo` | difference | runs where `log_prior` wins | data sets where `log_prior` wins | mean AUC of rho (teacher) | mean fit (s) | mean epochs |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -279,7 +278,7 @@ def analyse_scores(records, datasets):
     table_weights = "\n".join(lines)
 
     lines = [
-        f"| data set | AUC `log_prior` | AUC `elbo` | better | AUC of rho (teacher) |",
+        "| data set | AUC `log_prior` | AUC `elbo` | better | AUC of rho (teacher) |",
         "|---|---:|---:|---|---:|",
     ]
     at1 = [r for r in records if r["weight"] == DEFAULT_WEIGHT]
