@@ -297,7 +297,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             train = tuple(a[t_idx] for a in arrays)
             valid = tuple(a[v_idx] for a in arrays)
 
-        with torch_seed(seed):
+        with torch_seed(seed, device):
             module = build_module(
                 n_features=n_features,
                 n_latent=self.n_components,

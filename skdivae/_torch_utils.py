@@ -17,9 +17,12 @@ def resolve_device(device):
 
 
 @contextmanager
-def torch_seed(seed):
-    """Seed torch inside the block only; the global torch RNG state is restored after."""
-    with torch.random.fork_rng(devices=[]):
+def torch_seed(seed, device=None):
+    """Seed torch inside the block only; the global RNG states (CPU, and the CUDA
+    device in use) are restored after."""
+    device = None if device is None else torch.device(device)
+    cuda = [] if device is None or device.type != "cuda" else [device.index or 0]
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
 
