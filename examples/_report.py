@@ -30,3 +30,17 @@ def provenance(script, wall_seconds):
         f"{wall_seconds / 60:.1f} min ({platform.platform()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, one thread per fit). Every number below comes from that run."
     )
+
+
+def mean_sd_over_seeds(rows, by, metrics):
+    """Group result rows by the ``by`` fields (in order of first appearance) and give
+    ``(mean, sd)`` of each metric: ``{(by values...): {metric: (mean, sd)}}``."""
+    import numpy as np
+
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    return {
+        key: {m: (np.mean([r[m] for r in sel]), np.std([r[m] for r in sel])) for m in metrics}
+        for key, sel in groups.items()
+    }

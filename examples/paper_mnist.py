@@ -32,7 +32,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from _report import mean_sd, provenance
+from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, KNNLogDensity, VampPrior
 from skdivae.datasets import load_mnist
 
@@ -102,18 +102,8 @@ def run_one(data, seed, prior, aligner, settings):
 
 
 def summarise(rows):
-    keys = ["ks", "w1", "gap", "auc_log_prior", "auc_elbo", "fit_s"]
-    return {
-        (p, a): {
-            k: (
-                np.mean([r[k] for r in rows if r["prior"] == p and r["aligner"] == a]),
-                np.std([r[k] for r in rows if r["prior"] == p and r["aligner"] == a]),
-            )
-            for k in keys
-        }
-        for p in PRIORS
-        for a in ALIGNERS
-    }
+    """Mean and sd over seeds per configuration."""
+    return mean_sd_over_seeds(rows, ("prior", "aligner"), ["ks", "w1", "gap", "auc_log_prior", "auc_elbo", "fit_s"])
 
 
 def claims(table):

@@ -31,7 +31,7 @@ from scipy.stats import ks_2samp, pearsonr, wasserstein_distance
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from _report import mean_sd, provenance
+from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
 
@@ -93,14 +93,8 @@ def run_one(setup, prior, aligner, target, seed, sizes):
 
 
 def summarise(rows):
-    table = {}
-    for row in rows:
-        table.setdefault((row["setup"], row["prior"], row["run"]), []).append(row)
-    keys = ["pearson", "ks", "w1", "coverage"]
-    return {
-        key: {m: (np.mean([r[m] for r in sel]), np.std([r[m] for r in sel])) for m in keys}
-        for key, sel in table.items()
-    }
+    """Mean and sd over seeds per configuration."""
+    return mean_sd_over_seeds(rows, ("setup", "prior", "run"), ["pearson", "ks", "w1", "coverage"])
 
 
 def claims(table):

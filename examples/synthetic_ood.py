@@ -32,7 +32,7 @@ from scipy.stats import ks_2samp, pearsonr, wasserstein_distance
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from _report import mean_sd, provenance
+from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
 
@@ -92,16 +92,8 @@ def run_one(seed, prior_name, aligner_name, sizes):
 
 
 def summarise(rows):
-    """Mean and sd over seeds per (prior, aligner)."""
-    keys = ["gap", "auc_log_prior", "auc_elbo", "pearson", "ks", "w1", "epoch_s"]
-    table = {}
-    for prior in PRIORS:
-        for aligner in ALIGNERS:
-            sel = [r for r in rows if r["prior"] == prior and r["aligner"] == aligner]
-            table[prior, aligner] = {
-                k: (np.mean([r[k] for r in sel]), np.std([r[k] for r in sel])) for k in keys
-            }
-    return table
+    """Mean and sd over seeds per configuration."""
+    return mean_sd_over_seeds(rows, ("prior", "aligner"), ["gap", "auc_log_prior", "auc_elbo", "pearson", "ks", "w1", "epoch_s"])
 
 
 def findings(table):
