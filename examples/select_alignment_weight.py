@@ -43,6 +43,7 @@ from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, train_
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _adbench import load_dataset
 from _report import package_version
 from skdivae import DiVAE
 from skdivae.model_selection import density_agreement_score
@@ -72,20 +73,6 @@ FIGURE_NAME = "model_selection.png"
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
-
-
-def load_adbench(data_dir, name):
-    """``X`` (float64) and ``y`` (1 = anomaly) of one ADBench file, at most MAX_ROWS rows."""
-    path = Path(data_dir) / f"{name}.npz"
-    if not path.is_file():
-        raise SystemExit(f"error: {path} not found (is --data-dir right?)")
-    with np.load(path, allow_pickle=False) as data:
-        X = np.asarray(data["X"], dtype=np.float64)
-        y = np.asarray(data["y"]).astype(int).ravel()
-    n_rows = len(X)
-    if n_rows > MAX_ROWS:
-        X, _, y, _ = train_test_split(X, y, train_size=MAX_ROWS, stratify=y, random_state=0)
-    return {"name": name, "X": X, "y": y, "n_rows_file": n_rows}
 
 
 def synthetic_blobs(name, seed, n_inliers=400, n_outliers=40, n_features=6):
@@ -123,6 +110,7 @@ def run_dataset(data, max_iter):
         X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
         for weight in WEIGHTS:
             est = DiVAE(
+                n_components=2,  # the default when this study was run
                 aligner="direct", alignment_weight=weight, max_iter=max_iter, random_state=seed
             )
             tic = time.perf_counter()
@@ -165,7 +153,9 @@ def grid_search_demo(X, y, anomaly_score="elbo", seed=0, max_iter=100):
     )
     model = make_pipeline(
         StandardScaler(),
-        DiVAE(anomaly_score=anomaly_score, max_iter=max_iter, random_state=seed),
+        DiVAE(
+            n_components=2, anomaly_score=anomaly_score, max_iter=max_iter, random_state=seed
+        ),
     )
     grid = {"divae__alignment_weight": [0.0, 0.3, 1.0, 3.0, 10.0]}
 
@@ -648,7 +638,7 @@ def main(argv=None):
         datasets_info = [synthetic_blobs("blobs_a", 0), synthetic_blobs("blobs_b", 1)]
         max_iter = FAST_MAX_ITER
     else:
-        datasets_info = [load_adbench(args.data_dir, name) for name in DATASETS]
+        datasets_info = [load_dataset(args.data_dir, name, MAX_ROWS) for name in DATASETS]
         max_iter = FULL_MAX_ITER
     names = [d["name"] for d in datasets_info]
 
