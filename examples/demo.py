@@ -81,9 +81,11 @@ def main(argv=None):
     X, y = injected_anomalies()
     print(f"data: {len(X)} rows x {X.shape[1]} features, {int(y.sum())} injected anomalies\n")
     detectors = {
-        "DiVAE (gmm prior, direct alignment)": DiVAE(prior="gmm", max_iter=max_iter, random_state=0),
+        "DiVAE (gmm prior, direct alignment)": DiVAE(
+            n_components=2, prior="gmm", max_iter=max_iter, random_state=0
+        ),
         "VAE without alignment (aligner=None)": DiVAE(
-            prior="gmm", aligner=None, max_iter=max_iter, random_state=0
+            n_components=2, prior="gmm", aligner=None, max_iter=max_iter, random_state=0
         ),
         "IsolationForest": IsolationForest(random_state=0),
     }
