@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity, VampPrior
 from skdivae._nn.vae import VAEModule
 
-FAST = dict(max_iter=8, hidden_layer_sizes=(16,), random_state=0)
+FAST = dict(n_components=2, max_iter=8, hidden_layer_sizes=(16,), random_state=0)
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +61,17 @@ def test_fit_returns_self_and_fitted_attributes(data):
     assert {"loss", "recon", "kl", "align", "beta", "alignment_weight", "time"} <= set(est.history_[0])
     assert isinstance(est.density_, KNNLogDensity) and est.density_.n_components_ == 2
     assert est.batch_size_ == 128 and str(est.device_) == "cpu"
+
+
+def test_default_latent_size_and_teacher_dimension_capped_at_n_features(data):
+    # The default latent (8, chosen in docs/defaults.md) exceeds these 5 features:
+    # the teacher's PCA is capped at the data's dimension, the latent is not.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = DiVAE(max_iter=2, hidden_layer_sizes=(16,), random_state=0).fit(data[0])
+    assert est.n_components == 8 and est.transform(data[0][:3]).shape == (3, 8)
+    assert est.density_.n_components_ == data[0].shape[1] == 5
+    assert np.isfinite(est.score_samples(data[0])).all()
 
 
 def test_same_seed_gives_bit_identical_scores_and_global_rng_untouched(data):

@@ -91,7 +91,10 @@ def test_aligned_log_density_is_density_of_pca_coordinates():
 
 def test_pickle_round_trip_and_fit(tmp_path):
     X = np.random.default_rng(0).normal(size=(300, 4))
-    est = DiVAE(aligner=FlowAligner(n_layers=3), max_iter=4, hidden_layer_sizes=(8,), random_state=0)
+    est = DiVAE(
+        n_components=2, aligner=FlowAligner(n_layers=3), max_iter=4, hidden_layer_sizes=(8,),
+        random_state=0,
+    )
     est.fit(X)
     restored = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(restored.score_samples(X), est.score_samples(X))
