@@ -211,8 +211,8 @@ def write_markdown(path, stats, detectors, datasets, args, wall, figure):
         *verdict(stats, detectors),
         "",
         "What was tried to reach the target, and why DiVAE's defaults are what they are: "
-        "[defaults.md](defaults.md) (13 candidate settings in two rounds, on selection seeds "
-        "that are disjoint from the seeds above). Its `aligner=None` row shows what removing the "
+        "[defaults.md](defaults.md) (one setting changed at a time, then the adopted changes "
+        "together, on selection seeds that are disjoint from the seeds above). Its `aligner=None` row shows what removing the "
         "alignment did with the earlier 2-D latent; the head-to-head above is the same "
         "comparison with the chosen 8-D latent.",
         "",

@@ -2,7 +2,7 @@
 ==========================================================
 
 The evidence behind DiVAE's default architecture, epochs, anomaly score,
-alignment weight, prior and aligner. Every candidate changes one setting of
+alignment weight, prior, aligner and density teacher. Every candidate changes one setting of
 the incumbent defaults and runs through the benchmark's protocol
 (``examples/_adbench.py``) on every ADBench file in ``--data-dir``, on
 *selection* seeds (10 and 11) that are disjoint from the benchmark's seeds
@@ -38,6 +38,7 @@ from _adbench import auc_table, average_ranks, list_datasets, load_dataset, synt
 from _detectors import baseline_detectors, divae
 from _report import provenance
 from bench_adbench import run_benchmark
+from skdivae import KNNLogDensity
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 START = "starting point"
@@ -66,6 +67,10 @@ CHANGES = {
     "max_iter=200": {"max_iter": 200},
     "prior='gmm'": {"prior": "gmm"},
     "anomaly_score='log_prior'": {"anomaly_score": "log_prior"},
+    # The density teacher: rho from plain kNN instead of PAk, and PAk with a larger
+    # neighbourhood (its PCA matches the starting point's 2-D latent).
+    "density: kNN, k=30": {"density": KNNLogDensity(n_components=2, method="knn")},
+    "density: PAk, up to 100 neighbours": {"density": KNNLogDensity(100, n_components=2)},
 }
 REFERENCES = ("IsolationForest", "PyOD KNN")
 MARGIN = 0.005
