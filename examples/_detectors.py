@@ -7,6 +7,9 @@ PyOD is optional (``pip install -e .[bench]``): without it those detectors
 fail with an ImportError that the benchmark reports like any other failure.
 """
 
+import importlib
+import inspect
+
 from sklearn.ensemble import IsolationForest
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor
@@ -35,14 +38,14 @@ def _pyod(class_path, **params):
     module_name, class_name = class_path.rsplit(".", 1)
 
     def make(seed):
-        import importlib
 
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ImportError(f"PyOD is not installed ({exc}); pip install -e .[bench]") from exc
         cls = getattr(module, class_name)
-        extra = {"random_state": seed} if "random_state" in cls.__init__.__code__.co_varnames else {}
+        takes_seed = "random_state" in inspect.signature(cls).parameters
+        extra = {"random_state": seed} if takes_seed else {}
         return cls(**params, **extra)
 
     return make, _negated_decision
