@@ -14,7 +14,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import LocalOutlierFactor
 
-from skdivae import DiVAE
+from skdivae import DiVAE, KNNLogDensity
 
 
 def _score_samples(est, X):
@@ -25,10 +25,30 @@ def _negated_decision(est, X):
     return -est.decision_function(X)
 
 
+class SeedEnsemble:
+    """Mean ``score_samples`` of ``n_members`` DiVAEs that differ only in their seed
+    (a study candidate, not part of the package: it costs ``n_members`` fits)."""
+
+    def __init__(self, n_members, seed, params):
+        self.members = [DiVAE(random_state=1000 * seed + m, **params) for m in range(n_members)]
+
+    def fit(self, X):
+        for member in self.members:
+            member.fit(X)
+        return self
+
+    def score_samples(self, X):
+        return sum(m.score_samples(X) for m in self.members) / len(self.members)
+
+
 def divae(**params):
-    """Factory for a DiVAE with ``params`` on top of its defaults."""
+    """Factory for a DiVAE with ``params`` on top of its defaults; ``ensemble=n`` builds a
+    seed ensemble of ``n`` such models."""
+    n_members = params.pop("ensemble", None)
 
     def make(seed):
+        if n_members:
+            return SeedEnsemble(n_members, seed, params)
         return DiVAE(random_state=seed, **params)
 
     return make, _score_samples
@@ -60,17 +80,30 @@ def baseline_detectors():
             lambda seed: GaussianMixture(random_state=seed, reg_covar=1e-4),
             _score_samples,
         ),
+        # DiVAE's density teacher on its own, as DiVAE() builds it (PCA dimension
+        # min(8, n_features); the clamp warning is silenced by the protocol).
+        "teacher alone (KNNLogDensity)": (
+            lambda seed: KNNLogDensity(30, method="knn", n_components=8, random_state=seed),
+            _score_samples,
+        ),
         "PyOD KNN": _pyod("pyod.models.knn.KNN"),
         "PyOD ECOD": _pyod("pyod.models.ecod.ECOD"),
         "PyOD VAE": _pyod("pyod.models.vae.VAE", verbose=0, device="cpu"),
     }
 
 
+#: The alignment weights of the benchmark's grid besides the default (0 is aligner=None).
+WEIGHT_GRID = (0.3, 3.0, 10.0)
+
+
 def divae_detectors():
-    """DiVAE with its defaults, without alignment, and with the flow aligner."""
+    """DiVAE with its defaults, without alignment (weight 0), along the alignment-weight
+    grid, with the paper's direct aligner and with the flow aligner."""
     return {
         "DiVAE": divae(),
         "DiVAE aligner=None": divae(aligner=None),
+        **{f"DiVAE alignment_weight={w:g}": divae(alignment_weight=w) for w in WEIGHT_GRID},
+        "DiVAE direct_paper": divae(aligner="direct_paper"),
         "DiVAE flow": divae(aligner="flow"),
     }
 

@@ -44,7 +44,7 @@ PRIORS = {
 }
 ALIGNERS = {
     "none": lambda: None,
-    "direct": lambda: "direct",
+    "direct": lambda: "direct_paper",  # the paper's formulation
     "flow": lambda: FlowAligner(n_layers=8, hidden_units=128),
 }
 

@@ -66,7 +66,8 @@ def run_one(setup, prior, aligner, target, seed, sizes):
         n_components=2,
         hidden_layer_sizes=(D // 2,),
         prior="normal" if prior == "normal" else GaussianMixturePrior(n_components=k),
-        aligner=None if aligner == "none" else aligner,
+        # The paper's formulation of the direct aligner (DirectAligner.paper()).
+        aligner={"none": None, "direct": "direct_paper"}.get(aligner, aligner),
         density=density,
         standardize=False,  # as the paper: rho lives on the mixture plane's scale
         beta_warmup=0.5,

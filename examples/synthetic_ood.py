@@ -39,7 +39,7 @@ from skdivae.datasets import RotatedGaussianMixture
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ALIGNERS = {
     "none": None,
-    "direct": "direct",
+    "direct": "direct_paper",  # the paper's formulation
     "flow": FlowAligner(),
     "flow, every batch": FlowAligner(update_every=1),
 }

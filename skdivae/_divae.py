@@ -24,7 +24,11 @@ from ._torch_utils import as_tensor, batched_no_grad, resolve_device, torch_seed
 from ._training import fit_loop
 from ._validation import HasMethods, Interval, StrOptions, training_targets
 
-_SCORES = {"log_prior": "log_prior_at_mean", "elbo": "elbo"}
+#: The default density teacher (docs/alignment.md): plain kNN, 30 neighbours.
+TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
+_SCORES = {"log_prior": "log_prior_at_mean", "elbo": "elbo", "elbo+log_prior": None}
+#: The parts of the combined score, each put on a robust scale by its training scores.
+_COMBINED = ("elbo", "log_prior_at_mean")
 
 
 class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
@@ -34,9 +38,11 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     ``rho``: a log-density estimate of each training sample in a
     low-dimensional PCA projection (Alessi, Ansuini & Rodriguez, 2025). The
     objective is ``recon + beta * KL + alignment_weight * R`` with ``R`` a
-    precision-weighted Huber penalty between ``log p_Z(z_i)`` and ``rho_i``.
-    The fitted model scores new points by the log-prior at their posterior
-    mean, or by their ELBO.
+    robust penalty between the log-prior at each training point's posterior
+    mean (plus a learned offset, the log-Jacobian between the latent space
+    and rho's space) and ``rho_i``, in units of rho's standard error. The
+    fitted model scores new points by their ELBO, by the aligned log-prior
+    at their posterior mean, or by both (``anomaly_score``).
 
     Parameters
     ----------
@@ -53,16 +59,22 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
         ``GaussianMixturePrior(n_components=5)`` (tunable as
         ``prior__n_components``).
-    aligner : {"direct", "flow"}, aligner object or None, default="direct"
+    aligner : {"direct", "direct_paper", "flow"}, aligner object or None, \
+            default="direct"
         How the log-prior is aligned with rho: :class:`~skdivae.DirectAligner`
-        or the flow-corrected :class:`~skdivae.FlowAligner` (tunable as
-        ``aligner__n_layers``...). ``None`` (or ``"none"``) trains the plain
-        VAE baseline.
-    alignment_weight : float, default=1.0
-        Weight ``lambda`` of the alignment penalty after warm-up.
+        (``"direct"``: the formulation chosen in ``docs/alignment.md``;
+        ``"direct_paper"``: the paper's exact formulation,
+        ``DirectAligner.paper()``) or the flow-corrected
+        :class:`~skdivae.FlowAligner` (tunable as ``aligner__n_layers``...).
+        ``None`` (or ``"none"``) trains the plain VAE baseline.
+    alignment_weight : float, default=3.0
+        Weight ``lambda`` of the alignment penalty after warm-up; 3 was
+        chosen on the development benchmark (``docs/alignment_diagnosis.md``).
     density : estimator or None, default=None
         The density teacher, fitted on the (standardised) training data.
-        ``None`` means ``KNNLogDensity(n_components=n_components)``. Any
+        ``None`` means ``KNNLogDensity(30, method="knn",
+        n_components=min(n_components, n_features))`` (the teacher study,
+        ``docs/teacher.md``). Any
         estimator with ``fit`` and ``score_samples`` works (KernelDensity,
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
         ``log_density_err_`` are used when present, else ``score_samples``
@@ -85,6 +97,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         the default because it wins on the development benchmark (mean test
         ROC AUC 0.79 against 0.60 over 8 ADBench data sets at the default
         alignment weight; ``docs/model_selection.md``).
+    trim_fraction : float in [0, 0.5), default=0.0
+        Share of training points with the lowest teacher log-density whose
+        reconstruction and KL terms are left out of the objective (training
+        data may hold anomalies); the alignment still uses every point.
     contamination : float in (0, 0.5], default=0.1
         Share of training points flagged as outliers; sets ``offset_``.
     batch_size : int or "auto", default="auto"
@@ -151,7 +167,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
         "prior": [StrOptions({"normal", "gmm", "vamp"}), HasMethods(["build"])],
-        "aligner": [None, StrOptions({"direct", "flow", "none"}), HasMethods(["build"])],
+        "aligner": [None, StrOptions({"direct", "direct_paper", "flow", "none"}), HasMethods(["build"])],
         "alignment_weight": [Interval(Real, 0, None, closed="left")],
         "density": [None, HasMethods(["fit", "score_samples"])],
         "beta": [Interval(Real, 0, None, closed="left")],
@@ -160,6 +176,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
         "standardize": ["boolean"],
         "anomaly_score": [StrOptions(set(_SCORES))],
+        "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -181,7 +198,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         activation="relu",
         prior="normal",
         aligner="direct",
-        alignment_weight=1.0,
+        alignment_weight=3.0,
         density=None,
         beta=1.0,
         beta_warmup=0.5,
@@ -189,6 +206,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         likelihood="gaussian",
         standardize=True,
         anomaly_score="elbo",
+        trim_fraction=0.0,
         contamination=0.1,
         batch_size="auto",
         learning_rate_init=1e-3,
@@ -214,6 +232,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         self.likelihood = likelihood
         self.standardize = standardize
         self.anomaly_score = anomaly_score
+        self.trim_fraction = trim_fraction
         self.contamination = contamination
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -289,7 +308,11 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
         generator = torch.Generator().manual_seed(seed)
         weight = precision_weight(torch.tensor(err)).numpy()
+        elbo_weight = None
+        if self.trim_fraction > 0:
+            elbo_weight = (target > np.quantile(target, self.trim_fraction)).astype(float)
         arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
+        arrays.append(None if elbo_weight is None else as_tensor(elbo_weight, device=device))
         train, valid = tuple(arrays), None
         if self.early_stopping:
             order = rng.permutation(n_samples)
@@ -297,8 +320,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             if n_samples - n_valid < 2:
                 raise ValueError("too few samples to hold out a validation set.")
             v_idx, t_idx = (torch.as_tensor(o, device=device) for o in np.split(order, [n_valid]))
-            train = tuple(a[t_idx] for a in arrays)
-            valid = tuple(a[v_idx] for a in arrays)
+            train = tuple(None if a is None else a[t_idx] for a in arrays)
+            valid = tuple(None if a is None else a[v_idx] for a in arrays)
 
         with torch_seed(seed, device):
             module = build_module(
@@ -346,6 +369,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         self.batch_size_ = batch_size
         self.device_ = device
         self._n_features_out = self.n_components
+        if self.anomaly_score == "elbo+log_prior":
+            self._fit_score_scale(X)
         scores = self._score_samples(X)
         if not np.isfinite(scores).all():
             raise FloatingPointError(
@@ -358,7 +383,9 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     def _fit_density(self, X_std, seed):
         if self.density is None:
             n_dim = min(self.n_components, X_std.shape[1], X_std.shape[0])
-            density = KNNLogDensity(n_components=n_dim, random_state=seed)
+            density = KNNLogDensity(
+                TEACHER_NEIGHBORS, method=TEACHER_METHOD, n_components=n_dim, random_state=seed
+            )
         else:
             density = clone(self.density)
         with warnings.catch_warnings():
@@ -375,7 +402,19 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         return batched_no_grad(getattr(self.module_, method), X)
 
     def _score_samples(self, X):
-        return self._apply(_SCORES[self.anomaly_score], X)
+        if self.anomaly_score != "elbo+log_prior":
+            return self._apply(_SCORES[self.anomaly_score], X)
+        parts = [self._apply(method, X) for method in _COMBINED]
+        return sum((p - c) / s for p, c, s in zip(parts, self.score_center_, self.score_scale_))
+
+    def _fit_score_scale(self, X):
+        """Median and interquartile range of each part of the combined score on ``X``."""
+        center, scale = [], []
+        for method in _COMBINED:
+            q25, q50, q75 = np.percentile(self._apply(method, X), [25, 50, 75])
+            center.append(q50)
+            scale.append(max(q75 - q25, 1e-12))
+        self.score_center_, self.score_scale_ = np.array(center), np.array(scale)
 
     def _diagnostic_scores(self, X):
         """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``."""

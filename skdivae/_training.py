@@ -45,7 +45,7 @@ def make_optimizers(module, learning_rate_init):
     return main, aux
 
 
-def _run_epoch(module, optimizers, X, target, weight, order, batch_size, beta, lam):
+def _run_epoch(module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam):
     """One pass over the data. With an auxiliary (flow) optimiser, the flow takes one
     step on the union of ``update_every`` consecutive mini-batches, whose VAE steps
     then reuse its detached log-determinants."""
@@ -64,7 +64,11 @@ def _run_epoch(module, optimizers, X, target, weight, order, batch_size, beta, l
         for start in range(0, chunk.numel(), batch_size):
             idx = chunk[start : start + batch_size]
             ld = None if log_det is None else log_det[start : start + batch_size]
-            terms = module.loss(X[idx], target[idx], weight[idx], beta=beta, align_weight=lam, log_det=ld)
+            ew = None if elbo_weight is None else elbo_weight[idx]
+            terms = module.loss(
+                X[idx], target[idx], weight[idx], beta=beta, align_weight=lam, log_det=ld,
+                elbo_weight=ew,
+            )
             terms["aux"] = aux
             if not (torch.isfinite(terms["loss"]) and torch.isfinite(aux)):
                 return None
@@ -78,11 +82,14 @@ def _run_epoch(module, optimizers, X, target, weight, order, batch_size, beta, l
 
 
 @torch.no_grad()
-def _evaluate(module, X, target, weight, beta, lam, batch_size):
+def _evaluate(module, X, target, weight, elbo_weight, beta, lam, batch_size):
     total, n = 0.0, 0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)
-        terms = module.loss(X[sl], target[sl], weight[sl], beta=beta, align_weight=lam)
+        ew = None if elbo_weight is None else elbo_weight[sl]
+        terms = module.loss(
+            X[sl], target[sl], weight[sl], beta=beta, align_weight=lam, elbo_weight=ew
+        )
         total += float(terms["loss"]) * X[sl].shape[0]
         n += X[sl].shape[0]
     return total / n
@@ -107,8 +114,8 @@ def fit_loop(
 ):
     """Train ``module`` with Adam; return ``(history, converged)``.
 
-    ``train`` and ``valid`` are ``(X, target, weight)`` tensor triples on the
-    training device. ``beta`` and ``alignment_weight`` ramp up linearly over
+    ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
+    tensors on the training device (``elbo_weight`` may be ``None``). ``beta`` and ``alignment_weight`` ramp up linearly over
     their warm-up shares of ``max_iter``. After both warm-ups, training stops
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
@@ -121,7 +128,7 @@ def fit_loop(
         If the loss becomes NaN or infinite.
     """
     optimizers = make_optimizers(module, learning_rate_init)
-    X, target, weight = train
+    X, target, weight, elbo_weight = train
     history, best, stall, best_state = [], math.inf, 0, None
     warm_end = max(beta_warmup, alignment_warmup) * max_iter
     start_time = time.perf_counter()
@@ -132,7 +139,9 @@ def fit_loop(
         lam = alignment_weight * warmup_factor(epoch, alignment_warmup, max_iter)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
-        record = _run_epoch(module, optimizers, X, target, weight, order, batch_size, b, lam)
+        record = _run_epoch(
+            module, optimizers, X, target, weight, elbo_weight, order, batch_size, b, lam
+        )
         if record is None:
             raise TrainingDiverged(
                 f"the training loss became NaN or infinite at epoch {epoch + 1}. Try a smaller "

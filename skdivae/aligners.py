@@ -13,33 +13,93 @@ from ._nn.flow import CouplingFlow
 
 __all__ = ["DirectAligner", "FlowAligner"]
 
+# Defaults of DirectAligner (chosen in docs/alignment.md).
+POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "mean", "standardize", "offset", False
+
 
 class DirectAligner(BaseEstimator):
-    """Direct alignment: pull ``log p_Z(z_i)`` towards ``rho_i``.
+    """Direct alignment: pull the log-prior of each training code towards ``rho_i``.
 
-    ``z_i`` is the reparameterised posterior sample of the training step;
-    the penalty is ``sqrt(mean_i w_i Huber_delta(log p_Z(z_i) - rho_i))``
-    with ``w_i = 1 / max(err_i, 1e-3)``. Its gradient reaches the encoder and
-    every learnable prior parameter.
+    The penalty compares ``s_i``, the log-prior ``log p_Z`` of sample ``i``'s
+    code (optionally mapped to the teacher's units by a learnable
+    calibration), with the teacher's ``rho_i`` and its standard error
+    ``err_i``. Its gradient reaches the encoder, every learnable prior
+    parameter and the calibration. The defaults are the formulation chosen
+    by ``examples/diagnose_alignment.py`` (``docs/alignment.md``); the
+    paper's exact formulation is ``DirectAligner.paper()``, also available
+    as ``DiVAE(aligner="direct_paper")``.
 
     Parameters
     ----------
+    point : {"mean", "sample"}, default="mean"
+        Where ``log p_Z`` is evaluated: at the posterior mean ``mu(x_i)``,
+        the point that scoring uses, or at the reparameterised sample
+        ``z_i ~ q(z|x_i)`` of the training step (the paper).
+    reduction : {"mean", "sqrt"}, default="mean"
+        ``mean_i(h_i)`` or the paper's ``sqrt(mean_i(h_i))``. The square root
+        shrinks the gradient as the misfit grows.
+    scaling : {"standardize", "weight"}, default="standardize"
+        ``h_i = Huber_delta((s_i - rho_i) / err_i)``, the residual in units of
+        its standard error (``rho_i`` read as a noisy observation of
+        ``s_i``), or the paper's ``h_i = Huber_delta(s_i - rho_i) / err_i``.
+        Errors are floored at 1e-3 in both.
+    calibration : {"offset", "affine"} or None, default="offset"
+        ``s_i = log p_Z + b`` with a learnable ``b`` (the log-Jacobian between
+        the latent space and the teacher's PCA space, which a fixed prior
+        cannot absorb), ``s_i = a log p_Z + b`` with a learnable ``a > 0``,
+        or ``s_i = log p_Z`` (the paper).
+    per_feature : bool, default=False
+        Multiply the penalty by the number of features, so that its weight
+        against the reconstruction term (a sum over features) does not
+        shrink as features are added; ``alignment_weight`` then means the
+        same on 5 columns as on 500.
     delta : float, default=1.0
-        Huber threshold (nats).
+        Huber threshold.
 
     Examples
     --------
     >>> from skdivae.aligners import DirectAligner
     >>> DirectAligner(delta=0.5).build(n_latent=2, n_features=4, n_components=2).delta
     0.5
+    >>> DirectAligner.paper().get_params()["reduction"]
+    'sqrt'
     """
 
-    def __init__(self, delta=1.0):
+    def __init__(
+        self,
+        point=POINT,
+        reduction=REDUCTION,
+        scaling=SCALING,
+        calibration=CALIBRATION,
+        per_feature=PER_FEATURE,
+        delta=1.0,
+    ):
+        self.point = point
+        self.reduction = reduction
+        self.scaling = scaling
+        self.calibration = calibration
+        self.per_feature = per_feature
         self.delta = delta
+
+    @classmethod
+    def paper(cls, delta=1.0):
+        """The paper's formulation: ``sqrt(mean_i Huber(log p_Z(z_i) - rho_i) / err_i)``
+        at the sampled ``z_i``, without calibration."""
+        return cls(
+            point="sample", reduction="sqrt", scaling="weight", calibration=None,
+            per_feature=False, delta=delta,
+        )
 
     def build(self, *, n_latent, n_features, n_components):
         """Create the torch module (``n_components``: dimension of rho's space)."""
-        return Direct(_positive(self.delta, "delta"))
+        return Direct(
+            _positive(self.delta, "delta"),
+            point=_option(self.point, "point", ("mean", "sample")),
+            reduction=_option(self.reduction, "reduction", ("mean", "sqrt")),
+            scaling=_option(self.scaling, "scaling", ("standardize", "weight")),
+            calibration=_option(self.calibration, "calibration", ("offset", "affine", None)),
+            multiplier=float(n_features) if _option(self.per_feature, "per_feature", (True, False)) else 1.0,
+        )
 
 
 class FlowAligner(BaseEstimator):
@@ -103,6 +163,12 @@ class FlowAligner(BaseEstimator):
         )
 
 
+def _option(value, name, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+    return value
+
+
 def _positive(value, name):
     if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}.")
@@ -116,4 +182,4 @@ def _positive_int(value, name):
 
 
 #: Shorthand strings accepted by ``DiVAE(aligner=...)``.
-ALIGNERS = {"direct": DirectAligner, "flow": FlowAligner}
+ALIGNERS = {"direct": DirectAligner, "direct_paper": DirectAligner.paper, "flow": FlowAligner}

@@ -12,6 +12,8 @@ ESTIMATORS = [
     KNNLogDensity(n_neighbors=5, n_components=1, intrinsic_dim="twonn"),
     DiVAE(**FAST),
     DiVAE(aligner=None, **FAST),
+    DiVAE(aligner="direct_paper", **FAST),
+    DiVAE(anomaly_score="elbo+log_prior", trim_fraction=0.1, **FAST),
     DiVAE(prior="gmm", **FAST),
     DiVAE(prior="vamp", anomaly_score="log_prior", **FAST),
     DiVAE(aligner="flow", **FAST),

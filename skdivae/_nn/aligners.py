@@ -28,18 +28,69 @@ def alignment_penalty(pred, target, err, delta=1.0):
 
 
 class Direct(nn.Module):
-    """Direct aligner: the aligned log-density is ``log p_Z(z)`` itself."""
+    """Direct aligner: the aligned log-density is (a calibration of) ``log p_Z(z)``.
 
-    def __init__(self, delta=1.0):
+    Parameters
+    ----------
+    delta : float
+        Huber threshold.
+    point : {"mean", "sample"}
+        Where the log-prior is evaluated in the penalty: at the posterior
+        mean (the point that scoring uses) or at the reparameterised sample
+        of the training step (the paper).
+    reduction : {"mean", "sqrt"}
+        ``mean_i(...)`` or the paper's ``sqrt(mean_i(...))``.
+    scaling : {"standardize", "weight"}
+        ``Huber(r_i / err_i)`` (the residual in units of its standard error)
+        or the paper's ``w_i Huber(r_i)`` with ``w_i = 1 / err_i``.
+    calibration : {"offset", "affine", None}
+        Learnable map from ``log p_Z`` to the teacher's units: ``log p_Z + b``
+        (``b`` the log-Jacobian between the latent and the teacher's space),
+        ``a log p_Z + b`` with ``a > 0``, or none (the paper).
+    multiplier : float
+        Constant factor on the penalty (the number of features when the
+        penalty is scaled like the reconstruction term).
+    """
+
+    def __init__(
+        self, delta=1.0, point="sample", reduction="sqrt", scaling="weight", calibration=None,
+        multiplier=1.0,
+    ):
         super().__init__()
+        self.multiplier = multiplier
         self.delta = delta
+        self.point = point
+        self.reduction = reduction
+        self.scaling = scaling
+        self.calibration = calibration
+        if calibration is not None:
+            self.offset = nn.Parameter(torch.zeros(()))
+        if calibration == "affine":
+            self.log_slope = nn.Parameter(torch.zeros(()))
+
+    def calibrate(self, log_prior):
+        """The log-prior in the teacher's units (identity without calibration)."""
+        if self.calibration is None:
+            return log_prior
+        if self.calibration == "affine":
+            log_prior = torch.exp(self.log_slope) * log_prior
+        return log_prior + self.offset
 
     def predict_log_density(self, z, prior_dist, x_std=None, log_det=None):
-        return prior_dist.log_prob(z)
+        return self.calibrate(prior_dist.log_prob(z))
 
     def penalty(self, pred, target, weight):
         """Penalty for precision weights ``weight = precision_weight(err)``."""
-        return weighted_penalty(pred, target, weight, self.delta)
+        if self.scaling == "weight":
+            huber = weight * nn.functional.huber_loss(pred, target, reduction="none", delta=self.delta)
+        else:
+            residual = (pred - target) * weight
+            huber = nn.functional.huber_loss(
+                residual, torch.zeros_like(residual), reduction="none", delta=self.delta
+            )
+        value = huber.mean()
+        value = torch.sqrt(value + 1e-12) if self.reduction == "sqrt" else value
+        return self.multiplier * value
 
 
 class FlowCorrected(nn.Module):

@@ -102,26 +102,36 @@ class VAEModule(nn.Module):
             z = q.rsample((KL_SAMPLES,))
             return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
-    def loss(self, x, target=None, weight=None, beta=1.0, align_weight=1.0, log_det=None):
+    def loss(
+        self, x, target=None, weight=None, beta=1.0, align_weight=1.0, log_det=None, elbo_weight=None
+    ):
         """Mini-batch objective and its terms.
 
         ``total = mean(recon) + beta * mean(KL) + align_weight * R``, with
         ``R`` the aligner's penalty between its predicted log-density and
         ``target``, with precision weights ``weight = 1 / max(err, 1e-3)``
         (computed once per fit). ``log_det`` is the flow aligner's fixed
-        per-sample offset, when already computed.
+        per-sample offset, when already computed. ``elbo_weight`` (0/1 per
+        sample) leaves samples out of the reconstruction and KL means.
         """
         q = self.posterior(x)
         z = q.rsample()
-        recon = -self.likelihood_distribution(z).log_prob(x).mean()
         p = self.prior_distribution()
-        kl = self.kl(q, p).mean()
+        recon_i = -self.likelihood_distribution(z).log_prob(x)
+        kl_i = self.kl(q, p)
+        if elbo_weight is None:
+            recon, kl = recon_i.mean(), kl_i.mean()
+        else:
+            total_weight = elbo_weight.sum().clamp_min(1.0)
+            recon = (elbo_weight * recon_i).sum() / total_weight
+            kl = (elbo_weight * kl_i).sum() / total_weight
         total = recon + beta * kl
         align = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.aligner is not None and target is not None:
             needs_input = log_det is None and hasattr(self.aligner, "coordinates")
             x_std = self.standardize(x) if needs_input else None
-            pred = self.aligner.predict_log_density(z, p, x_std, log_det)
+            z_align = q.mean if getattr(self.aligner, "point", "sample") == "mean" else z
+            pred = self.aligner.predict_log_density(z_align, p, x_std, log_det)
             align = self.aligner.penalty(pred, target, weight)
             total = total + align_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
@@ -143,6 +153,12 @@ class VAEModule(nn.Module):
     def log_prior_at_mean(self, x):
         """``log p_Z(mu(x))``: the paper's anomaly score (higher = more normal)."""
         return self.prior_distribution().log_prob(self.posterior(x).mean)
+
+    def aligned_log_prior(self, x):
+        """The log-prior at the posterior mean in the teacher's units (what is aligned)."""
+        log_prior = self.log_prior_at_mean(x)
+        calibrate = getattr(self.aligner, "calibrate", None)
+        return log_prior if calibrate is None else calibrate(log_prior)
 
     def elbo(self, x):
         """Deterministic ELBO per sample, without the alignment term.

@@ -1,0 +1,128 @@
+"""The direct aligner's options, the paper's formulation, the combined score and trimming."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from skdivae import DiVAE, DirectAligner
+from skdivae._build import build_module, resolve_aligner
+from skdivae._nn.aligners import precision_weight
+from skdivae.priors import StandardNormalPrior
+
+FAST = dict(max_iter=3, hidden_layer_sizes=(8,), batch_size=32, random_state=0)
+
+
+def _module(aligner, n_features=3):
+    torch.manual_seed(0)
+    return build_module(
+        n_features=n_features, n_latent=2, hidden_layer_sizes=(8,), activation="relu",
+        prior=StandardNormalPrior(), aligner=aligner, likelihood="gaussian",
+        center=np.zeros(n_features), scale=np.ones(n_features),
+        density_dim=2, X_train=torch.randn(20, n_features), generator=torch.Generator(),
+    ).double()
+
+
+def test_paper_formulation_is_named_and_reachable_by_string():
+    paper = DirectAligner.paper()
+    assert paper.get_params() == {
+        "point": "sample", "reduction": "sqrt", "scaling": "weight", "calibration": None,
+        "per_feature": False, "delta": 1.0,
+    }
+    assert resolve_aligner("direct_paper").get_params() == paper.get_params()
+    assert resolve_aligner("direct").get_params() == DirectAligner().get_params()
+
+
+def test_standardized_mean_penalty_is_huber_of_residual_over_error():
+    module = DirectAligner(reduction="mean", scaling="standardize", calibration=None,
+                           per_feature=False).build(n_latent=2, n_features=4, n_components=2)
+    pred = torch.tensor([0.0, 0.3, 5.0], dtype=torch.float64)
+    target = torch.zeros(3, dtype=torch.float64)
+    err = torch.tensor([1.0, 0.1, 0.5], dtype=torch.float64)
+    # r / err = 0, 3, 10 -> Huber_1 = 0, 2.5, 9.5
+    value = module.penalty(pred, target, precision_weight(err))
+    assert value.item() == pytest.approx((0 + 2.5 + 9.5) / 3)
+
+
+def test_paper_penalty_unchanged_and_per_feature_multiplies():
+    pred = torch.tensor([0.5, 0.0], dtype=torch.float64)
+    target = torch.zeros(2, dtype=torch.float64)
+    w = precision_weight(torch.tensor([0.1, 1.0], dtype=torch.float64))
+    paper = DirectAligner.paper().build(n_latent=2, n_features=7, n_components=2)
+    assert paper.penalty(pred, target, w).item() == pytest.approx(np.sqrt(10 * 0.125 / 2))
+    scaled = clone(DirectAligner.paper()).set_params(per_feature=True)
+    module = scaled.build(n_latent=2, n_features=7, n_components=2)
+    assert module.penalty(pred, target, w).item() == pytest.approx(7 * np.sqrt(10 * 0.125 / 2))
+
+
+@pytest.mark.parametrize("calibration", ["offset", "affine"])
+def test_calibration_is_learned_and_gets_gradients(calibration):
+    module = _module(DirectAligner(calibration=calibration))
+    x = torch.randn(16, 3, dtype=torch.float64)
+    target, err = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    module.loss(x, target, precision_weight(err))["align"].backward()
+    names = {"offset"} | ({"log_slope"} if calibration == "affine" else set())
+    for name, p in module.aligner.named_parameters():
+        assert name in names and p.grad is not None and p.grad.abs() > 0
+    with torch.no_grad():
+        module.aligner.offset.fill_(2.5)
+    assert torch.allclose(
+        module.aligned_log_prior(x),
+        module.aligner.calibrate(module.log_prior_at_mean(x)),
+    )
+
+
+def test_mean_point_makes_the_alignment_term_independent_of_the_sample():
+    module = _module(DirectAligner(point="mean"))
+    x = torch.randn(16, 3, dtype=torch.float64)
+    target, w = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    a = [module.loss(x, target, w)["align"].item() for _ in range(2)]
+    assert a[0] == a[1]
+    sampled = _module(DirectAligner(point="sample"))
+    b = [sampled.loss(x, target, w)["align"].item() for _ in range(2)]
+    assert b[0] != b[1]
+
+
+def test_bad_aligner_option_is_refused_in_fit():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        DiVAE(aligner=DirectAligner(calibration="scale"), **FAST).fit(X)
+    with pytest.raises(ValueError, match="point must be one of"):
+        DiVAE(aligner=DirectAligner(point="median"), **FAST).fit(X)
+
+
+def test_elbo_weight_leaves_samples_out_of_recon_and_kl():
+    module = _module(None)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    keep = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0], dtype=torch.float64)
+    x_bad = x.clone()
+    x_bad[4:] = 1e3  # left out: must not move the terms
+    torch.manual_seed(3)
+    a = module.loss(x, elbo_weight=keep)
+    torch.manual_seed(3)
+    b = module.loss(x_bad, elbo_weight=keep)
+    assert a["recon"].item() == pytest.approx(b["recon"].item())
+    assert a["kl"].item() == pytest.approx(b["kl"].item())
+
+
+def test_trim_fraction_fits_and_changes_the_model():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    plain = DiVAE(**FAST).fit(X)
+    trimmed = DiVAE(trim_fraction=0.1, **FAST).fit(X)
+    assert np.isfinite(trimmed.score_samples(X)).all()
+    assert not np.allclose(plain.score_samples(X), trimmed.score_samples(X))
+
+
+def test_combined_score_is_the_sum_of_robust_z_scores():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(anomaly_score="elbo+log_prior", **FAST).fit(X)
+    elbo, lp = est._apply("elbo", X), est._apply("log_prior_at_mean", X)
+    parts = []
+    for values in (elbo, lp):
+        q25, q50, q75 = np.percentile(values, [25, 50, 75])
+        parts.append((values - q50) / (q75 - q25))
+    np.testing.assert_allclose(est.score_samples(X), parts[0] + parts[1])
+    np.testing.assert_array_equal(est.score_samples(X), est.score_samples(X))
+    assert est.score_center_.shape == est.score_scale_.shape == (2,)
