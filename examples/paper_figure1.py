@@ -46,7 +46,7 @@ def fit_one(aligner, X_train, settings, seed):
         hidden_layer_sizes=(D // 2,),
         prior=GaussianMixturePrior(n_components=K),
         aligner=aligner,
-        density=KNNLogDensity(settings["k"], n_components=2, random_state=seed),
+        density=KNNLogDensity(settings["k"], method="pak", n_components=2, random_state=seed),
         standardize=False,  # as paper_synthetic.py: rho on the mixture plane's scale
         beta_warmup=0.5,
         alignment_warmup=1.0,

@@ -72,7 +72,7 @@ def run_one(data, seed, prior, aligner, settings):
         aligner=ALIGNERS[aligner](),
         likelihood="bernoulli",
         standardize=False,
-        density=KNNLogDensity(n_neighbors=settings["k"], n_components=settings["latent"]),
+        density=KNNLogDensity(n_neighbors=settings["k"], method="pak", n_components=settings["latent"]),
         beta_warmup=0.5,
         alignment_warmup=0.5,
         max_iter=settings["epochs"],

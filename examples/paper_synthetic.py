@@ -61,7 +61,7 @@ def run_one(setup, prior, aligner, target, seed, sizes):
     data = RotatedGaussianMixture(k, D, random_state=seed)
     X_train, _ = data.sample(sizes["n_train"], random_state=seed)
     X_val, _ = data.sample(sizes["n_val"], random_state=seed + 100)
-    density = TrueLogDensity(data) if target == "true" else KNNLogDensity(100, n_components=2)
+    density = TrueLogDensity(data) if target == "true" else KNNLogDensity(100, method="pak", n_components=2)
     est = DiVAE(
         n_components=2,
         hidden_layer_sizes=(D // 2,),

@@ -59,7 +59,7 @@ def run_one(seed, prior_name, aligner_name, sizes):
         hidden_layer_sizes=(25,),  # the paper's D - D/2 - 2 encoder
         prior=PRIORS[prior_name],
         aligner=ALIGNERS[aligner_name],
-        density=KNNLogDensity(n_neighbors=100, n_components=2),
+        density=KNNLogDensity(n_neighbors=100, method="pak", n_components=2),
         beta_warmup=0.5,
         alignment_warmup=1.0,
         # As in the paper, no per-feature scaling: PCA-2 of the raw data is then the
