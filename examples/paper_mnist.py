@@ -66,6 +66,7 @@ def run_one(data, seed, prior, aligner, settings):
     torch.set_num_threads(1)
     X_train, X_test, X_ood = data
     est = DiVAE(
+        trim_fraction=0.0,  # the paper trains on every point
         n_components=settings["latent"],
         hidden_layer_sizes=settings["hidden"],
         prior=PRIORS[prior](),

@@ -63,6 +63,7 @@ def run_one(setup, prior, aligner, target, seed, sizes):
     X_val, _ = data.sample(sizes["n_val"], random_state=seed + 100)
     density = TrueLogDensity(data) if target == "true" else KNNLogDensity(100, method="pak", n_components=2)
     est = DiVAE(
+        trim_fraction=0.0,  # the paper trains on every point
         n_components=2,
         hidden_layer_sizes=(D // 2,),
         prior="normal" if prior == "normal" else GaussianMixturePrior(n_components=k),

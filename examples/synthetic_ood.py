@@ -55,6 +55,7 @@ def run_one(seed, prior_name, aligner_name, sizes):
     X_val, _ = train_data.sample(sizes["n_val"], random_state=seed + 100)
     X_ood, _ = ood_data.sample(sizes["n_val"], random_state=seed + 200)
     est = DiVAE(
+        trim_fraction=0.0,  # the paper trains on every point
         n_components=2,
         hidden_layer_sizes=(25,),  # the paper's D - D/2 - 2 encoder
         prior=PRIORS[prior_name],

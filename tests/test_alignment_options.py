@@ -126,3 +126,21 @@ def test_combined_score_is_the_sum_of_robust_z_scores():
     np.testing.assert_allclose(est.score_samples(X), parts[0] + parts[1])
     np.testing.assert_array_equal(est.score_samples(X), est.score_samples(X))
     assert est.score_center_.shape == est.score_scale_.shape == (2,)
+
+
+def test_log_prior_score_is_the_aligned_log_prior_in_the_teachers_units():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    est = DiVAE(anomaly_score="log_prior", **FAST).fit(X)
+    raw = est._apply("log_prior_at_mean", X)
+    offset = float(est.module_.aligner.offset)
+    np.testing.assert_allclose(est.score_samples(X), raw + offset)
+    paper = DiVAE(aligner="direct_paper", anomaly_score="log_prior", **FAST).fit(X)
+    np.testing.assert_allclose(paper.score_samples(X), paper._apply("log_prior_at_mean", X))
+
+
+def test_default_teacher_is_knn_with_thirty_neighbours_on_the_latent_dimension():
+    X = np.random.default_rng(0).normal(size=(200, 12))
+    est = DiVAE(**FAST).fit(X)
+    assert est.density_.method == "knn" and est.density_.n_neighbors == 30
+    assert est.density_.n_components_ == est.n_components
