@@ -204,6 +204,9 @@ def write_markdown(path, stats, detectors, datasets, args, wall, figure):
         "",
         provenance("bench_adbench.py", wall),
         "",
+        *([f"Fits reused from an earlier run's CSV (`--resume`): {args.n_reused} of "
+           f"{len(detectors) * n_fits}."] if getattr(args, "n_reused", 0) else []),
+        "",
         f"Versions: skdivae {package_version('skdivae')}, scikit-learn "
         f"{package_version('scikit-learn')}, PyOD {package_version('pyod')}.",
         "",
@@ -318,6 +321,24 @@ def write_csv(path, records):
             writer.writerow({k: r.get(k, "") for k in fields})
 
 
+def read_results(path, detectors, datasets, seeds):
+    """The successful fits of an earlier ``adbench_results.csv`` that this run would repeat."""
+    if path is None:
+        return []
+    names = {d["name"] for d in datasets}
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if not r.get("error")]
+    out = []
+    for r in rows:
+        r = {k: v for k, v in r.items() if v != ""}
+        r["seed"] = int(r["seed"])
+        if r["detector"] in detectors and r["dataset"] in names and r["seed"] in seeds:
+            for key in ("auc", "ap", "fit_time", "score_time"):
+                r[key] = float(r[key])
+            out.append(r)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="folder of ADBench .npz files")
@@ -327,6 +348,8 @@ def main(argv=None):
     parser.add_argument("--max-rows", type=int, default=10000)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--detectors", nargs="+", help="a subset of the detector names")
+    parser.add_argument("--resume", type=Path,
+                        help="an earlier adbench_results.csv: its successful fits are reused")
     args = parser.parse_args(argv)
     tic = time.perf_counter()
     if args.fast:
@@ -344,7 +367,16 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown detectors {sorted(unknown)}; choose from {list(detectors)}")
         detectors = {k: v for k, v in detectors.items() if k in args.detectors}
-    records = run_benchmark(datasets, detectors, args.seeds, args.n_jobs)
+    reused = read_results(args.resume, detectors, datasets, args.seeds)
+    done = {(r["detector"], r["dataset"], r["seed"]) for r in reused}
+    records = list(reused)
+    for det in detectors:
+        todo = [d for d in datasets if any((det, d["name"], s) not in done for s in args.seeds)]
+        if todo:
+            records += run_benchmark(todo, {det: detectors[det]}, args.seeds, args.n_jobs)
+    order = {d["name"]: i for i, d in enumerate(datasets)}
+    records.sort(key=lambda r: (order[r["dataset"]], list(detectors).index(r["detector"]), r["seed"]))
+    args.n_reused = len(reused)
     names = list(detectors)
     stats = summary(records, names, [d["name"] for d in datasets])
     args.out.mkdir(parents=True, exist_ok=True)

@@ -282,7 +282,8 @@ def _summary(rows, variant):
         return None
     out = {k: float(np.median([r[k] for r in sel])) for k in ("spearman_train", "spearman_test")}
     out.update({k: float(np.mean([r[k] for r in sel]))
-                for k in ("auc_log_prior", "auc_teacher", "auc_elbo", "auc_combined", "gap")})
+                for k in ("auc_log_prior", "auc_teacher", "auc_elbo", "auc_combined")})
+    out["gap"] = float(np.median([r["gap"] for r in sel]))
     return out
 
 
@@ -393,14 +394,15 @@ def report(tab, syn, args, wall):
         "on test points (rho queried there); AUCs are on the test part (anomaly = positive); "
         "`combined` sums the robust z-scores (training median and IQR) of the ELBO and the "
         "log-prior; `gap` is the mean over training points of the aligned log-prior (in rho's "
-        "units, after the calibration where there is one) minus rho.",
+        "units, after the calibration where there is one) minus rho; its median over data sets is "
+        "shown, since a few data sets with duplicated rows have extreme rho values.",
         "",
-        "## ADBench development sets (medians of Spearman, means of AUC and gap)",
+        "## ADBench development sets (medians over data sets of Spearman and gap, means of AUC)",
         "",
     ]
     metrics = [
         ("spearman_train", med), ("spearman_test", med), ("auc_log_prior", mean),
-        ("auc_teacher", mean), ("auc_elbo", mean), ("auc_combined", mean), ("gap", mean),
+        ("auc_teacher", mean), ("auc_elbo", mean), ("auc_combined", mean), ("gap", med),
     ]
     lines += ["### Round 1: one cause at a time", ""]
     lines += _table(tab, "variant", metrics, [v for v in VARIANTS if v not in ROUND2])
@@ -462,7 +464,8 @@ def main():
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--fast", action="store_true")
     args = parser.parse_args()
-    variants = args.variants or list(VARIANTS)
+    # The shipped defaults are checked on the reporting seeds (see the module docstring).
+    variants = args.variants or [v for v in VARIANTS if v != DEFAULTS]
     if args.fast:
         datasets = [synthetic_dataset("blobs_a", 0), synthetic_dataset("blobs_b", 1)]
         variants = args.variants or ["none (plain VAE)", "paper", "all four aligner changes"]
@@ -486,7 +489,7 @@ def main():
     if not args.no_synthetic:
         sizes = {"n_train": args.synth_train, "n_val": args.synth_val, "epochs": args.synth_epochs}
         stasks = [(st, v, s) for st in [(8, 50), (12, 30)] for v in SYNTH_VARIANTS
-                  if v in variants or args.variants is None for s in args.synth_seeds]
+                  if v in variants for s in args.synth_seeds]
         syn = Parallel(n_jobs=args.n_jobs)(
             delayed(cached_run)(args.cache, _slug("syn", *st, v, s, *sizes.values()), run_synthetic,
                                 st, v, s, sizes)
