@@ -32,9 +32,11 @@ def density_agreement_score(estimator, X, y=None):
     ``scoring=density_agreement_score`` in ``GridSearchCV``.
 
     It grows with the alignment weight on most data (on the development
-    benchmark it picked the largest weight of the grid ``(0, 0.3, 1, 3, 10)``
-    in 15 of 16 runs, for a mean regret of 0.011 ROC AUC against 0.020 for
-    the held-out ELBO), so keep the grid's upper end at a weight you would
+    benchmark, with the paper's alignment formulation that was the default
+    then, it picked the largest weight of the grid ``(0, 0.3, 1, 3, 10)`` in
+    15 of 16 runs, for a mean regret of 0.011 ROC AUC against 0.020 for the
+    held-out ELBO; ``docs/model_selection.md`` has not been rerun with the
+    current default), so keep the grid's upper end at a weight you would
     accept.
 
     Parameters
