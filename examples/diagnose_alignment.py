@@ -53,6 +53,7 @@ from sklearn.metrics import roc_auc_score
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
 from _report import provenance
 from skdivae import DiVAE, DirectAligner, GaussianMixturePrior, KNNLogDensity
+from skdivae._scoring import robust_scale
 from skdivae.datasets import RotatedGaussianMixture
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -166,9 +167,9 @@ def make_divae(params, seed, n_components=8, **extra):
 
 
 def robust_z(train, values):
-    """``(values - median(train)) / IQR(train)``: the combined score's scale-free parts."""
-    q25, q50, q75 = np.percentile(train, [25, 50, 75])
-    return (values - q50) / max(q75 - q25, 1e-12)
+    """``(values - median(train)) / IQR(train)``: one part of DiVAE's combined score."""
+    center, scale = robust_scale(train)
+    return (values - center) / scale
 
 
 def scores_of(est, X):

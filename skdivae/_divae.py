@@ -11,24 +11,23 @@ from sklearn.base import (
     OutlierMixin,
     TransformerMixin,
     _fit_context,
-    clone,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._build import build_module, resolve_aligner, resolve_prior
-from ._knn_density import KNNLogDensity
-from ._nn.aligners import precision_weight
-from ._torch_utils import as_tensor, batched_no_grad, resolve_device, torch_seed
+from ._scoring import COMBINED, SCORES, combine, robust_scale
+from ._torch_utils import batched_no_grad, resolve_device, torch_seed
 from ._training import fit_loop
-from ._validation import HasMethods, Interval, StrOptions, training_targets
-
-#: The default density teacher (docs/alignment.md): plain kNN, 30 neighbours.
-TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
-_SCORES = {"log_prior": "aligned_log_prior", "elbo": "elbo", "elbo+log_prior": None}
-#: The parts of the combined score, each put on a robust scale by its training scores.
-_COMBINED = ("elbo", "log_prior_at_mean")
+from ._training_data import (
+    fit_teacher,
+    holdout_split,
+    standardization,
+    teacher_targets,
+    training_arrays,
+)
+from ._validation import HasMethods, Interval, StrOptions
 
 
 class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
@@ -180,7 +179,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "alignment_warmup": [Interval(Real, 0, 1, closed="both")],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
         "standardize": ["boolean"],
-        "anomaly_score": [StrOptions(set(_SCORES))],
+        "anomaly_score": [StrOptions(set(SCORES))],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -293,40 +292,18 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         seed = int(rng.randint(np.iinfo(np.int32).max))
         device = resolve_device(self.device)
 
-        center, scale = np.zeros(n_features), np.ones(n_features)
-        if self.standardize:
-            center = X.mean(axis=0)
-            std = X.std(axis=0)
-            scale = np.where(std > 1e-12 * np.maximum(np.abs(center), 1.0), std, 1.0)
+        center, scale = standardization(X, self.standardize)
         X_std = (X - center) / scale
-
-        density = self._fit_density(X_std, seed)
-        target, err = training_targets(density, X_std)
-        if not (np.isfinite(target).all() and np.isfinite(err).all() and (err > 0).all()):
-            raise ValueError(
-                "the density estimator returned non-finite log-densities or errors "
-                "on the training data; check its settings (e.g. a KernelDensity bandwidth)."
-            )
+        density = fit_teacher(self.density, X_std, self.n_components, seed)
+        target, err = teacher_targets(density, X_std)
 
         batch_size = min(128, n_samples) if self.batch_size == "auto" else self.batch_size
         batch_size = min(batch_size, n_samples)
         prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
         generator = torch.Generator().manual_seed(seed)
-        weight = precision_weight(torch.tensor(err)).numpy()
-        elbo_weight = None
-        if self.trim_fraction > 0:
-            elbo_weight = (target > np.quantile(target, self.trim_fraction)).astype(float)
-        arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
-        arrays.append(None if elbo_weight is None else as_tensor(elbo_weight, device=device))
-        train, valid = tuple(arrays), None
+        train, valid = training_arrays(X, target, err, self.trim_fraction, device), None
         if self.early_stopping:
-            order = rng.permutation(n_samples)
-            n_valid = max(1, int(round(self.validation_fraction * n_samples)))
-            if n_samples - n_valid < 2:
-                raise ValueError("too few samples to hold out a validation set.")
-            v_idx, t_idx = (torch.as_tensor(o, device=device) for o in np.split(order, [n_valid]))
-            train = tuple(None if a is None else a[t_idx] for a in arrays)
-            valid = tuple(None if a is None else a[v_idx] for a in arrays)
+            train, valid = holdout_split(train, rng, self.validation_fraction, device)
 
         with torch_seed(seed, device):
             module = build_module(
@@ -375,8 +352,13 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         self.device_ = device
         self._n_features_out = self.n_components
         if self.anomaly_score == "elbo+log_prior":
-            self._fit_score_scale(X)
-        scores = self._score_samples(X)
+            parts = self._score_parts(X)
+            self.score_center_, self.score_scale_ = map(
+                np.array, zip(*(robust_scale(p) for p in parts))
+            )
+            scores = combine(parts, self.score_center_, self.score_scale_)
+        else:
+            scores = self._score_samples(X)
         if not np.isfinite(scores).all():
             raise FloatingPointError(
                 "the trained model gives non-finite scores on the training data; try a "
@@ -384,19 +366,6 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             )
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
-
-    def _fit_density(self, X_std, seed):
-        if self.density is None:
-            n_dim = min(self.n_components, X_std.shape[1], X_std.shape[0])
-            density = KNNLogDensity(
-                TEACHER_NEIGHBORS, method=TEACHER_METHOD, n_components=n_dim, random_state=seed
-            )
-        else:
-            density = clone(self.density)
-        with warnings.catch_warnings():
-            # Small data: the neighbour count is clamped, which is expected here.
-            warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")
-            return density.fit(X_std)
 
     # -------------------------------------------------------------- outputs
     def _validated(self, X):
@@ -406,20 +375,13 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     def _apply(self, method, X):
         return batched_no_grad(getattr(self.module_, method), X)
 
+    def _score_parts(self, X):
+        return [self._apply(method, X) for method in COMBINED]
+
     def _score_samples(self, X):
         if self.anomaly_score != "elbo+log_prior":
-            return self._apply(_SCORES[self.anomaly_score], X)
-        parts = [self._apply(method, X) for method in _COMBINED]
-        return sum((p - c) / s for p, c, s in zip(parts, self.score_center_, self.score_scale_))
-
-    def _fit_score_scale(self, X):
-        """Median and interquartile range of each part of the combined score on ``X``."""
-        center, scale = [], []
-        for method in _COMBINED:
-            q25, q50, q75 = np.percentile(self._apply(method, X), [25, 50, 75])
-            center.append(q50)
-            scale.append(max(q75 - q25, 1e-12))
-        self.score_center_, self.score_scale_ = np.array(center), np.array(scale)
+            return self._apply(SCORES[self.anomaly_score], X)
+        return combine(self._score_parts(X), self.score_center_, self.score_scale_)
 
     def _diagnostic_scores(self, X):
         """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``."""

@@ -115,8 +115,9 @@ def fit_loop(
     """Train ``module`` with Adam; return ``(history, converged)``.
 
     ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
-    tensors on the training device (``elbo_weight`` may be ``None``). ``beta`` and ``alignment_weight`` ramp up linearly over
-    their warm-up shares of ``max_iter``. After both warm-ups, training stops
+    tensors on the training device (``elbo_weight`` may be ``None``). ``beta``
+    and ``alignment_weight`` ramp up linearly over their warm-up shares of
+    ``max_iter``. After both warm-ups, training stops
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
     epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a

@@ -12,14 +12,26 @@ def precision_weight(err):
     return 1.0 / err.clamp_min(MIN_ERR)
 
 
-def weighted_penalty(pred, target, weight, delta=1.0):
-    """``sqrt(mean_i w_i Huber_delta(pred_i - target_i))`` for precomputed weights ``w``.
+def huber_terms(pred, target, weight, delta=1.0, scaling="weight"):
+    """Per-sample penalty: ``w_i Huber_delta(pred_i - target_i)`` (``scaling="weight"``,
+    the paper) or ``Huber_delta((pred_i - target_i) w_i)`` (``"standardize"``: the
+    residual in units of its standard error, as ``w_i = 1 / err_i``)."""
+    if scaling == "weight":
+        return weight * nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
+    residual = (pred - target) * weight
+    return nn.functional.huber_loss(residual, torch.zeros_like(residual), reduction="none", delta=delta)
 
-    The small constant inside the square root keeps the gradient finite at
-    perfect agreement.
-    """
-    huber = nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
-    return torch.sqrt((weight * huber).mean() + 1e-12)
+
+def reduce_terms(terms, reduction="sqrt"):
+    """``mean(terms)``, or the paper's ``sqrt(mean(terms))``; the small constant inside the
+    square root keeps the gradient finite at perfect agreement."""
+    value = terms.mean()
+    return torch.sqrt(value + 1e-12) if reduction == "sqrt" else value
+
+
+def weighted_penalty(pred, target, weight, delta=1.0):
+    """``sqrt(mean_i w_i Huber_delta(pred_i - target_i))`` for precomputed weights ``w``."""
+    return reduce_terms(huber_terms(pred, target, weight, delta), "sqrt")
 
 
 def alignment_penalty(pred, target, err, delta=1.0):
@@ -81,16 +93,8 @@ class Direct(nn.Module):
 
     def penalty(self, pred, target, weight):
         """Penalty for precision weights ``weight = precision_weight(err)``."""
-        if self.scaling == "weight":
-            huber = weight * nn.functional.huber_loss(pred, target, reduction="none", delta=self.delta)
-        else:
-            residual = (pred - target) * weight
-            huber = nn.functional.huber_loss(
-                residual, torch.zeros_like(residual), reduction="none", delta=self.delta
-            )
-        value = huber.mean()
-        value = torch.sqrt(value + 1e-12) if self.reduction == "sqrt" else value
-        return self.multiplier * value
+        terms = huber_terms(pred, target, weight, self.delta, self.scaling)
+        return self.multiplier * reduce_terms(terms, self.reduction)
 
 
 class FlowCorrected(nn.Module):
