@@ -34,6 +34,7 @@ def build_module(
     density_dim,
     X_train,
     generator,
+    decoder_std=None,
 ):
     """Build the VAE (float32, CPU). Call under a torch seed for reproducible weights."""
     encoder = Encoder(make_mlp(n_features, hidden_layer_sizes, 2 * n_latent, activation), n_latent)
@@ -52,6 +53,7 @@ def build_module(
         likelihood,
         torch.tensor(center, dtype=torch.float32),
         torch.tensor(scale, dtype=torch.float32),
+        decoder_std=decoder_std,
     )
     X_std = module.standardize(X_train.cpu().float())
     if hasattr(prior_module, "init_from_data"):

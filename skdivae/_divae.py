@@ -84,10 +84,17 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         Weight of the KL term after warm-up.
     beta_warmup, alignment_warmup : float in [0, 1], default=0.5
         Share of ``max_iter`` over which ``beta`` and ``alignment_weight``
-        ramp linearly from 0.
+        ramp linearly from 0 (``beta`` from ``beta_start * beta``).
+    beta_start : float in [0, 1], default=0.0
+        Where the KL weight's warm-up starts, as a share of ``beta`` (the
+        paper's synthetic experiment ramps from 0.1).
     likelihood : {"gaussian", "bernoulli"}, default="gaussian"
-        Decoder distribution. Gaussian learns one noise scale per feature;
-        Bernoulli needs data in [0, 1].
+        Decoder distribution. Gaussian learns one noise scale per feature
+        (or uses ``decoder_std``); Bernoulli needs data in [0, 1].
+    decoder_std : float or None, default=None
+        Fixed standard deviation of the Gaussian decoder, in the units of the
+        input (the paper's synthetic experiment fixes 0.02). ``None`` learns
+        one per feature. Ignored with ``likelihood="bernoulli"``.
     standardize : bool, default=True
         Centre and scale each feature internally (by its training mean and
         standard deviation), so raw tabular data work. Scores and samples
@@ -177,7 +184,9 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "beta": [Interval(Real, 0, None, closed="left")],
         "beta_warmup": [Interval(Real, 0, 1, closed="both")],
         "alignment_warmup": [Interval(Real, 0, 1, closed="both")],
+        "beta_start": [Interval(Real, 0, 1, closed="both")],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "decoder_std": [None, Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
         "anomaly_score": [StrOptions(set(SCORES))],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
@@ -207,7 +216,9 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         beta=1.0,
         beta_warmup=0.5,
         alignment_warmup=0.5,
+        beta_start=0.0,
         likelihood="gaussian",
+        decoder_std=None,
         standardize=True,
         anomaly_score="elbo",
         trim_fraction=0.05,
@@ -233,7 +244,9 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         self.beta = beta
         self.beta_warmup = beta_warmup
         self.alignment_warmup = alignment_warmup
+        self.beta_start = beta_start
         self.likelihood = likelihood
+        self.decoder_std = decoder_std
         self.standardize = standardize
         self.anomaly_score = anomaly_score
         self.trim_fraction = trim_fraction
@@ -319,6 +332,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
                 density_dim=getattr(density, "n_components_", self.n_components),
                 X_train=train[0],
                 generator=generator,
+                decoder_std=self.decoder_std,
             ).to(device)
             history, converged = fit_loop(
                 module,
@@ -335,6 +349,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
                 n_iter_no_change=self.n_iter_no_change,
                 generator=generator,
                 verbose=self.verbose,
+                beta_start=self.beta_start,
             )
         if not converged and self.max_iter > 1:
             warnings.warn(

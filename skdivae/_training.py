@@ -9,10 +9,10 @@ import torch
 TERMS = ("loss", "recon", "kl", "align", "aux")
 
 
-def warmup_factor(epoch, warmup, max_iter):
-    """Linear ramp from 0 to 1 over the first ``warmup`` share of ``max_iter`` epochs."""
+def warmup_factor(epoch, warmup, max_iter, start=0.0):
+    """Linear ramp from ``start`` to 1 over the first ``warmup`` share of ``max_iter`` epochs."""
     n_warm = warmup * max_iter
-    return 1.0 if n_warm <= 0 else min(1.0, epoch / n_warm)
+    return 1.0 if n_warm <= 0 else start + (1.0 - start) * min(1.0, epoch / n_warm)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -111,13 +111,14 @@ def fit_loop(
     n_iter_no_change,
     generator,
     verbose=0,
+    beta_start=0.0,
 ):
     """Train ``module`` with Adam; return ``(history, converged)``.
 
     ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
     tensors on the training device (``elbo_weight`` may be ``None``). ``beta``
     and ``alignment_weight`` ramp up linearly over their warm-up shares of
-    ``max_iter``. After both warm-ups, training stops
+    ``max_iter`` (``beta`` from ``beta_start * beta``, the weight from 0). After both warm-ups, training stops
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
     epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a
@@ -136,7 +137,7 @@ def fit_loop(
     converged = False
     for epoch in range(max_iter):
         tic = time.perf_counter()
-        b = beta * warmup_factor(epoch, beta_warmup, max_iter)
+        b = beta * warmup_factor(epoch, beta_warmup, max_iter, beta_start)
         lam = alignment_weight * warmup_factor(epoch, alignment_warmup, max_iter)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)

@@ -259,3 +259,22 @@ def test_cuda_model_scores_on_cpu(data, device):
     restored = pickle.loads(pickle.dumps(est))
     assert next(restored.module_.parameters()).device.type == "cpu"
     assert np.isfinite(restored.score_samples(data[0])).all()
+
+
+def test_fixed_decoder_std_is_not_learned_and_in_input_units(data):
+    X = data[0] * 10.0
+    est = DiVAE(**FAST, decoder_std=0.5).fit(X)
+    params = dict(est.module_.named_parameters())
+    assert "log_noise" not in params
+    raw_std = torch.exp(est.module_.log_noise) * est.module_.scale
+    np.testing.assert_allclose(raw_std.numpy(), 0.5, rtol=1e-6)
+    assert "log_noise" in dict(DiVAE(**FAST).fit(X).module_.named_parameters())
+
+
+def test_beta_start_sets_where_the_kl_warm_up_begins(data):
+    est = DiVAE(**FAST, beta=2.0, beta_start=0.1, beta_warmup=0.5).fit(data[0])
+    betas = [h["beta"] for h in est.history_]
+    assert betas[0] == pytest.approx(0.2)
+    assert betas[-1] == pytest.approx(2.0)
+    assert np.all(np.diff(betas) >= 0)
+    assert DiVAE(**FAST).fit(data[0]).history_[0]["beta"] == 0.0

@@ -142,3 +142,20 @@ def test_direct_aligner_prediction_is_the_log_prior():
     z = torch.randn(5, 2)
     assert torch.equal(Direct().predict_log_density(z, prior()), prior().log_prob(z))
     assert isinstance(_module(StandardNormalPrior()), VAEModule)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_mixture_log_prob_equals_torch_mixture(dtype):
+    from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+    from skdivae._nn.distributions import diag_normal_mixture
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, generator=g, dtype=dtype)
+    loc = torch.randn(5, 3, generator=g, dtype=dtype)
+    scale = torch.rand(5, 3, generator=g, dtype=dtype) + 0.05
+    z = 3 * torch.randn(7, 11, 3, generator=g, dtype=dtype)
+    reference = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+    fused = diag_normal_mixture(logits, loc, scale)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(fused.log_prob(z), reference.log_prob(z), atol=tol, rtol=tol)

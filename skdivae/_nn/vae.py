@@ -49,9 +49,12 @@ class VAEModule(nn.Module):
         ``None`` trains a plain VAE.
     likelihood : {"gaussian", "bernoulli"}
     center, scale : Tensor of shape (n_features,)
+    decoder_std : float or None
+        Fixed standard deviation of the Gaussian decoder, in raw units;
+        ``None`` learns one per feature.
     """
 
-    def __init__(self, encoder, decoder, prior, aligner, likelihood, center, scale):
+    def __init__(self, encoder, decoder, prior, aligner, likelihood, center, scale, decoder_std=None):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -61,8 +64,11 @@ class VAEModule(nn.Module):
         self.register_buffer("center", center)
         self.register_buffer("scale", scale)
         n_features = center.shape[0]
-        if likelihood == "gaussian":
+        if likelihood == "gaussian" and decoder_std is None:
             self.log_noise = nn.Parameter(torch.zeros(n_features))
+        elif likelihood == "gaussian":
+            # in standardised units, so that noise * scale is decoder_std in raw units
+            self.register_buffer("log_noise", math.log(decoder_std) - torch.log(scale))
 
     # -- distributions ---------------------------------------------------
     def standardize(self, x):
