@@ -176,6 +176,8 @@ def run_one(data, seed, prior, aligner, settings, cache_dir, device):
         "auc_log_prior": float(roc_auc_score(labels, np.r_[lp_test, lp_ood])),
         "auc_elbo": float(roc_auc_score(labels, np.r_[elbo_test, elbo_ood])),
         "fit_s": fit_s,
+        # the objective's terms in the last epoch, to see which one drives training
+        "last_epoch": {t: float(est.history_[-1][t]) for t in ("recon", "kl", "align")},
     }
     if prior.startswith("gmm"):
         Z = est.transform(X_test)

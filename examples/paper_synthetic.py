@@ -170,6 +170,8 @@ def run_one(setup, prior, aligner, target, seed, sizes, cache_dir):
         "w1": float(wasserstein_distance(truth, log_prior)),
         "kl_prior": prior_kl(est, data, seed),
         "fit_s": fit_s,
+        # the objective's terms in the last epoch, to see which one drives training
+        "last_epoch": {t: float(est.history_[-1][t]) for t in ("recon", "kl", "align")},
     }
     if setup == OOD_SETUP:
         ood = RotatedGaussianMixture(8, 50, random_state=1000 + seed)

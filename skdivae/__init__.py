@@ -1,7 +1,9 @@
 """skdivae: density-informed variational autoencoders as scikit-learn estimators."""
 
 from ._divae import DiVAE
+from ._blockwise import score_blockwise
 from ._knn_density import KNNLogDensity
+from ._persistence import UnsafeArchiveError, load, save
 from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
@@ -15,5 +17,9 @@ __all__ = [
     "VampPrior",
     "DirectAligner",
     "FlowAligner",
+    "save",
+    "load",
+    "UnsafeArchiveError",
+    "score_blockwise",
     "__version__",
 ]

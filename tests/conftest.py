@@ -23,3 +23,24 @@ def _doctest_torch_seed(doctest_namespace):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         yield
+
+
+@pytest.fixture
+def no_convergence_warnings():
+    """Silence DiVAE's ConvergenceWarning (short test fits stop at max_iter on purpose)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+@pytest.fixture(scope="module")
+def small_tabular():
+    """200 Gaussian rows plus 10 uniform outliers in 4 columns (rows 200-209 are outliers)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return np.vstack([rng.normal(size=(200, 4)), rng.uniform(-6, 6, size=(10, 4))])

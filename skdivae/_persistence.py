@@ -1,0 +1,372 @@
+"""Save and load fitted estimators without pickle.
+
+An archive is a zip file with three kinds of member:
+
+* ``skdivae.json``: the format name and version and a tree that describes
+  every object: estimators by class name, their ``__init__`` parameters and
+  their fitted attributes; plain values as JSON;
+* ``arrays.npz``: every numeric array, read back with ``allow_pickle=False``;
+* ``weights/<i>.safetensors``: the torch weights of each DiVAE.
+
+Loading never imports a name read from the file: classes come from a fixed
+table (:data:`SUPPORTED`), instances are made by calling their ``__init__``
+(which only assigns, by scikit-learn's convention) and setting attributes, a
+DiVAE's network is rebuilt from its parameters and its weights are loaded
+strictly. Nothing in an archive is executed.
+"""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.decomposition import PCA
+
+from ._build import build_module, resolve_aligner, resolve_prior
+from ._divae import DiVAE
+from ._knn_density import KNNLogDensity
+from .aligners import DirectAligner, FlowAligner
+from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
+
+FORMAT = "skdivae"
+FORMAT_VERSION = 1
+MANIFEST = "skdivae.json"
+ARRAYS = "arrays.npz"
+
+#: The classes an archive may hold, by the name written into it.
+SUPPORTED = {
+    f"{cls.__module__.split('.')[0]}.{cls.__name__}": cls
+    for cls in (
+        DiVAE,
+        KNNLogDensity,
+        StandardNormalPrior,
+        GaussianMixturePrior,
+        VampPrior,
+        DirectAligner,
+        FlowAligner,
+        Pipeline,
+        StandardScaler,
+        MinMaxScaler,
+        RobustScaler,
+        MaxAbsScaler,
+        PCA,
+        GaussianMixture,
+        NearestNeighbors,
+    )
+}
+_NAMES = {cls: name for name, cls in SUPPORTED.items()}
+
+
+class UnsafeArchiveError(ValueError):
+    """The file is not a well-formed skdivae archive; nothing from it was used."""
+
+
+# ---------------------------------------------------------------- writing
+class _Writer:
+    def __init__(self):
+        self.arrays, self.weights = {}, []
+
+    def encode(self, value, where):
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, np.generic):
+            return value
+        if isinstance(value, np.generic):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{where}: numpy scalar of dtype {value.dtype} cannot be saved.")
+            return {"__type__": "scalar", "dtype": value.dtype.str, "value": value.item()}
+        if isinstance(value, np.ndarray):
+            return self._array(value, where)
+        if isinstance(value, (list, tuple)):
+            items = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return items if isinstance(value, list) else {"__type__": "tuple", "items": items}
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise TypeError(f"{where}: only dicts with string keys can be saved.")
+            return {"__type__": "dict",
+                    "items": [[k, self.encode(v, f"{where}[{k!r}]")] for k, v in value.items()]}
+        if isinstance(value, np.dtype):
+            return {"__type__": "dtype", "name": value.str}
+        if isinstance(value, torch.device):
+            return {"__type__": "device", "name": str(value)}
+        if isinstance(value, np.random.RandomState):
+            name, keys, pos, has_gauss, cached = value.get_state()
+            return {"__type__": "random_state", "keys": self._array(keys, where), "pos": pos,
+                    "has_gauss": has_gauss, "cached": cached}
+        if isinstance(value, BaseEstimator):
+            return self._estimator(value, where)
+        raise TypeError(
+            f"{where}: an object of type {type(value).__name__} cannot be saved without pickle."
+        )
+
+    def _array(self, value, where):
+        if value.dtype.kind == "O":
+            if all(isinstance(v, str) for v in value.ravel()):
+                return {"__type__": "str_array", "shape": list(value.shape),
+                        "items": value.ravel().tolist()}
+            raise TypeError(f"{where}: an object array cannot be saved without pickle.")
+        if value.dtype.kind not in "biufU":
+            raise TypeError(f"{where}: arrays of dtype {value.dtype} cannot be saved.")
+        key = f"a{len(self.arrays)}"
+        self.arrays[key] = value
+        return {"__type__": "array", "key": key}
+
+    def _estimator(self, est, where):
+        cls = type(est)
+        if cls not in _NAMES:
+            raise TypeError(
+                f"{where}: {cls.__name__} cannot be saved safely; the supported estimators are "
+                f"{', '.join(sorted(c.__name__ for c in _NAMES))}. Keep it out of the model, "
+                "or save with joblib/pickle and load only files you trust."
+            )
+        params = est.get_params(deep=False)
+        node = {
+            "__type__": "estimator",
+            "class": _NAMES[cls],
+            "params": {k: self.encode(v, f"{where}.{k}") for k, v in params.items()},
+        }
+        state = {k: v for k, v in vars(est).items() if k not in params}
+        if isinstance(est, NearestNeighbors) and "_fit_X" in state:
+            # Only the data: the search tree is rebuilt by fitting on it again.
+            state = {"_fit_X": state["_fit_X"]}
+        if "module_" in state:
+            buffer = io.BytesIO()
+            module = state.pop("module_")
+            from safetensors.torch import save
+
+            buffer.write(save({k: v.contiguous() for k, v in module.state_dict().items()}))
+            node["weights"] = len(self.weights)
+            self.weights.append(buffer.getvalue())
+        node["state"] = {k: self.encode(v, f"{where}.{k}") for k, v in state.items()}
+        return node
+
+
+def save(estimator, path):
+    """Save a fitted estimator to ``path`` in a format that runs no code when loaded.
+
+    Parameters
+    ----------
+    estimator : DiVAE, KNNLogDensity or Pipeline
+        A fitted estimator built from the classes in ``skdivae._persistence.SUPPORTED``
+        (skdivae's estimators, priors and aligners; ``Pipeline``, the standard
+        scalers, ``PCA``, ``GaussianMixture`` and ``NearestNeighbors`` from
+        scikit-learn). A DiVAE's ``density`` must be one of them too.
+    path : str or path-like
+        Where to write the archive (a zip file).
+
+    Raises
+    ------
+    TypeError
+        If the estimator holds an object that cannot be stored without pickle;
+        the message names it. Nothing is written then.
+
+    See Also
+    --------
+    load : Read the archive back.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from skdivae import KNNLogDensity, save, load
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> kd = KNNLogDensity(10).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "density.skdivae")
+    >>> save(kd, path)
+    >>> bool(np.array_equal(load(path).score_samples(X), kd.score_samples(X)))
+    True
+    """
+    writer = _Writer()
+    root = writer.encode(estimator, "estimator")
+    from . import __version__
+
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "skdivae_version": __version__,
+                "root": root, "n_weights": len(writer.weights)}
+    arrays = io.BytesIO()
+    np.savez(arrays, **writer.arrays)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(MANIFEST, json.dumps(manifest))
+        zf.writestr(ARRAYS, arrays.getvalue())
+        for i, blob in enumerate(writer.weights):
+            zf.writestr(f"weights/{i}.safetensors", blob)
+
+
+# ---------------------------------------------------------------- reading
+class _Reader:
+    def __init__(self, arrays, weights):
+        self.arrays, self.weights = arrays, weights
+
+    def decode(self, node, where):
+        if node is None or isinstance(node, (bool, str, int, float)):
+            return node
+        if isinstance(node, list):
+            return [self.decode(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        if not isinstance(node, dict) or "__type__" not in node:
+            raise UnsafeArchiveError(f"{where}: malformed entry in the archive.")
+        kind = node["__type__"]
+        try:
+            if kind == "tuple":
+                return tuple(self.decode(v, f"{where}[{i}]") for i, v in enumerate(node["items"]))
+            if kind == "dict":
+                return {str(k): self.decode(v, f"{where}[{k!r}]") for k, v in node["items"]}
+            if kind == "scalar":
+                dtype = np.dtype(str(node["dtype"]))
+                if dtype.kind not in "biuf":
+                    raise UnsafeArchiveError(f"{where}: scalar dtype {dtype} is not allowed.")
+                return dtype.type(node["value"])
+            if kind == "array":
+                return self._array(node["key"], where)
+            if kind == "str_array":
+                out = np.empty(len(node["items"]), dtype=object)
+                out[:] = [str(s) for s in node["items"]]
+                return out.reshape(node["shape"])
+            if kind == "dtype":
+                dtype = np.dtype(str(node["name"]))
+                if dtype.kind == "O":
+                    raise UnsafeArchiveError(f"{where}: object dtype is not allowed.")
+                return dtype
+            if kind == "device":
+                return torch.device(str(node["name"]))
+            if kind == "random_state":
+                rs = np.random.RandomState()
+                keys = self.decode(node["keys"], where)
+                rs.set_state(("MT19937", keys, int(node["pos"]), int(node["has_gauss"]),
+                              float(node["cached"])))
+                return rs
+            if kind == "estimator":
+                return self._estimator(node, where)
+        except (KeyError, TypeError) as exc:
+            raise UnsafeArchiveError(f"{where}: malformed {kind!r} entry ({exc}).") from exc
+        raise UnsafeArchiveError(f"{where}: unknown entry type {kind!r}.")
+
+    def _array(self, key, where):
+        if key not in self.arrays:
+            raise UnsafeArchiveError(f"{where}: array {key!r} is missing from {ARRAYS}.")
+        return self.arrays[key]
+
+    def _estimator(self, node, where):
+        name = node["class"]
+        if name not in SUPPORTED:
+            raise UnsafeArchiveError(
+                f"{where}: {name!r} is not a type this loader rebuilds; allowed: "
+                f"{', '.join(sorted(SUPPORTED))}."
+            )
+        cls = SUPPORTED[name]
+        params = {k: self.decode(v, f"{where}.{k}") for k, v in node["params"].items()}
+        state = {k: self.decode(v, f"{where}.{k}") for k, v in node["state"].items()}
+        try:
+            est = cls(**params)
+        except TypeError as exc:
+            raise UnsafeArchiveError(f"{where}: parameters do not fit {name} ({exc}).") from exc
+        if cls is NearestNeighbors:
+            return est.fit(state["_fit_X"]) if "_fit_X" in state else est
+        for k, v in state.items():
+            setattr(est, k, v)
+        if "weights" in node:
+            est.module_ = self._module(est, node["weights"], where)
+        return est
+
+    def _module(self, est, index, where):
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_tensors
+
+        if not isinstance(index, int) or not 0 <= index < len(self.weights):
+            raise UnsafeArchiveError(f"{where}: weights {index!r} are missing.")
+        try:
+            tensors = load_tensors(self.weights[index])
+        except (SafetensorError, ValueError) as exc:
+            raise UnsafeArchiveError(f"{where}: unreadable weights ({exc}).") from exc
+        module = rebuild_module(est)
+        try:
+            module.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise UnsafeArchiveError(f"{where}: the weights do not fit the network ({exc}).") from exc
+        return module.eval()
+
+
+def rebuild_module(est):
+    """A fresh float64 network with the architecture of a fitted DiVAE (weights untrained)."""
+    n_features = int(est.n_features_in_)
+    density_dim = getattr(est.density_, "n_components_", est.n_components)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build_module(
+            n_features=n_features,
+            n_latent=est.n_components,
+            hidden_layer_sizes=tuple(int(h) for h in np.atleast_1d(est.hidden_layer_sizes)),
+            activation=est.activation,
+            prior=resolve_prior(est.prior),
+            aligner=resolve_aligner(est.aligner),
+            likelihood=est.likelihood,
+            center=np.zeros(n_features),
+            scale=np.ones(n_features),
+            density_dim=density_dim,
+            X_train=torch.zeros(max(2, est.n_components), n_features),
+            generator=torch.Generator().manual_seed(0),
+            decoder_std=est.decoder_std,
+        )
+    return module.double()
+
+
+def load(path):
+    """Load an estimator saved by :func:`save`, running nothing from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    estimator
+        The fitted estimator; it gives bit-identical scores to the one saved.
+
+    Raises
+    ------
+    UnsafeArchiveError
+        (a ``ValueError``) if the file is not a skdivae archive, has another
+        format version, names a type outside :data:`SUPPORTED`, holds pickled
+        data, lacks an array, or its weights do not fit the network.
+
+    See Also
+    --------
+    save : Write an archive.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise UnsafeArchiveError(f"{path} is not a skdivae archive (not a zip file).")
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        if MANIFEST not in names or ARRAYS not in names:
+            raise UnsafeArchiveError(f"{path} is not a skdivae archive ({MANIFEST} missing).")
+        try:
+            manifest = json.loads(zf.read(MANIFEST))
+        except ValueError as exc:
+            raise UnsafeArchiveError(f"{path}: {MANIFEST} is not valid JSON ({exc}).") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise UnsafeArchiveError(f"{path} is not a skdivae archive (format field).")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise UnsafeArchiveError(
+                f"{path} has format version {manifest.get('format_version')!r}; this skdivae "
+                f"reads version {FORMAT_VERSION}."
+            )
+        try:
+            with np.load(io.BytesIO(zf.read(ARRAYS)), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except ValueError as exc:
+            raise UnsafeArchiveError(f"{path}: {ARRAYS} holds pickled or unreadable data ({exc}).") from exc
+        n_weights = manifest.get("n_weights", 0)
+        if not isinstance(n_weights, int) or n_weights < 0:
+            raise UnsafeArchiveError(f"{path}: malformed n_weights.")
+        weights = []
+        for i in range(n_weights):
+            member = f"weights/{i}.safetensors"
+            if member not in names:
+                raise UnsafeArchiveError(f"{path}: {member} is missing.")
+            weights.append(zf.read(member))
+    return _Reader(arrays, weights).decode(manifest.get("root"), "estimator")

@@ -1,0 +1,104 @@
+"""DiVAE on a real dask.distributed cluster: grid search under joblib's dask backend, and
+blockwise scoring of dask arrays and dataframes. Needs the `dask` extra (installed by make test)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, KFold
+
+pytest.importorskip("dask", reason="dask is not installed: pip install 'skdivae[dask]'")
+distributed = pytest.importorskip(
+    "distributed", reason="dask.distributed is not installed: pip install 'skdivae[dask]'"
+)
+pd = pytest.importorskip("pandas", reason="pandas is needed for dask.dataframe")
+
+import dask.array as da  # noqa: E402
+import dask.dataframe as dd  # noqa: E402
+from joblib import parallel_backend  # noqa: E402
+
+from skdivae import DiVAE, KNNLogDensity, score_blockwise  # noqa: E402
+
+FAST = dict(n_components=2, max_iter=6, hidden_layer_sizes=(16,), random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet(no_convergence_warnings):
+    yield
+
+
+@pytest.fixture(scope="module")
+def X(small_tabular):
+    return small_tabular
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return DiVAE(**FAST).fit(X)
+
+
+def test_grid_search_on_the_dask_backend_matches_the_default_backend(X, client):
+    def search():
+        grid = GridSearchCV(
+            DiVAE(**FAST), {"alignment_weight": [0.0, 1.0, 3.0]}, cv=KFold(3, shuffle=True, random_state=0)
+        )
+        return grid.fit(X)
+
+    serial = search()
+    with distributed.get_task_stream(client) as stream, parallel_backend("dask"):
+        on_dask = search()
+    assert on_dask.best_params_ == serial.best_params_
+    np.testing.assert_allclose(
+        on_dask.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-6
+    )
+    # the fits really ran on the cluster's two workers
+    assert len(stream.data) >= 9
+    assert len({task["worker"] for task in stream.data}) == 2
+
+
+@pytest.mark.parametrize("method", ["score_samples", "decision_function", "predict", "transform"])
+def test_blockwise_dask_array_equals_in_memory(fitted, X, client, method):
+    lazy = score_blockwise(fitted, da.from_array(X, chunks=(50, 2)), method)
+    out = client.compute(lazy).result()
+    # Equal up to float64 rounding: matrix products over blocks of 50 rows may differ from
+    # those over all rows in the last bit.
+    np.testing.assert_allclose(out, getattr(fitted, method)(X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["score_samples", "predict", "transform"])
+def test_blockwise_dask_dataframe_equals_in_memory(X, client, method):
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = DiVAE(**FAST).fit(frame)
+    lazy = score_blockwise(est, dd.from_pandas(frame, npartitions=4), method)
+    out = client.compute(lazy).result()
+    expected = getattr(est, method)(frame)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-12, atol=1e-12)
+    assert list(out.index) == list(frame.index)
+
+
+def test_blockwise_knn_density_and_in_memory_passthrough(X):
+    kd = KNNLogDensity(10).fit(X)
+    np.testing.assert_array_equal(
+        score_blockwise(kd, da.from_array(X, chunks=60)).compute(scheduler="sync"), kd.score_samples(X)
+    )
+    np.testing.assert_array_equal(score_blockwise(kd, X), kd.score_samples(X))
+
+
+def test_blockwise_refuses_unknown_methods_and_shapes(fitted, X):
+    with pytest.raises(ValueError, match="method must be one of"):
+        score_blockwise(fitted, X, "fit")
+    with pytest.raises(ValueError, match="2-D dask array"):
+        score_blockwise(fitted, da.from_array(X[:, 0], chunks=50))

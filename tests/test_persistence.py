@@ -1,0 +1,254 @@
+"""skdivae.save / skdivae.load: exact round trips, and hostile files refused without running code."""
+
+import io
+import json
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import KernelDensity
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skdivae import (
+    DiVAE,
+    FlowAligner,
+    GaussianMixturePrior,
+    KNNLogDensity,
+    UnsafeArchiveError,
+    VampPrior,
+    load,
+    save,
+)
+
+FAST = dict(n_components=2, max_iter=4, hidden_layer_sizes=(16,), random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet(no_convergence_warnings):
+    yield
+
+
+@pytest.fixture(scope="module")
+def X(small_tabular):
+    return small_tabular
+
+
+MODELS = {
+    "divae": lambda: DiVAE(**FAST),
+    "gmm-flow-combined": lambda: DiVAE(
+        **{**FAST, "random_state": np.random.RandomState(3)},
+        prior=GaussianMixturePrior(3),
+        aligner=FlowAligner(n_layers=2, hidden_units=8),
+        anomaly_score="elbo+log_prior",
+    ),
+    "vamp-fixed-decoder": lambda: DiVAE(**FAST, prior=VampPrior(4), decoder_std=0.1),
+    "paper-aligner-log-prior": lambda: DiVAE(**FAST, aligner="direct_paper", anomaly_score="log_prior"),
+    "density-gmm": lambda: DiVAE(**FAST, density=GaussianMixture(2, random_state=0)),
+    "density-pipeline": lambda: DiVAE(
+        **FAST, density=make_pipeline(PCA(2, random_state=0), GaussianMixture(2, random_state=0))
+    ),
+    "pipeline": lambda: make_pipeline(StandardScaler(), DiVAE(**FAST)),
+    "knn": lambda: KNNLogDensity(10),
+    "pak": lambda: KNNLogDensity(10, method="pak", intrinsic_dim="twonn"),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_round_trip_gives_bit_identical_outputs(name, X, tmp_path):
+    est = MODELS[name]().fit(X)
+    path = tmp_path / "model.skdivae"
+    save(est, path)
+    loaded = load(path)
+    assert type(loaded) is type(est)
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
+    if hasattr(est, "predict"):
+        np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+        np.testing.assert_array_equal(loaded.decision_function(X), est.decision_function(X))
+    assert _comparable(loaded.get_params()) == _comparable(est.get_params())
+
+
+def _comparable(params):
+    """Parameters as a string, with random states by their state rather than their address."""
+    def plain(v):
+        if isinstance(v, np.random.RandomState):
+            state = v.get_state()
+            return ("RandomState", state[1].tolist(), state[2:])
+        return repr(v)
+    return {k: plain(v) for k, v in params.items()}
+
+
+def test_loaded_divae_keeps_generative_api_and_names(X, tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame(X, columns=list("abcd"))
+    est = DiVAE(**FAST).fit(df)
+    save(est, tmp_path / "m.skdivae")
+    loaded = load(tmp_path / "m.skdivae")
+    np.testing.assert_array_equal(loaded.feature_names_in_, est.feature_names_in_)
+    np.testing.assert_array_equal(loaded.sample(5, random_state=1), est.sample(5, random_state=1))
+    Z = est.transform(df)
+    np.testing.assert_array_equal(loaded.inverse_transform(Z), est.inverse_transform(Z))
+    assert loaded.history_ == est.history_
+
+
+def test_loading_leaves_global_torch_rng_alone(X, tmp_path):
+    save(DiVAE(**FAST).fit(X), tmp_path / "m.skdivae")
+    before = torch.get_rng_state()
+    load(tmp_path / "m.skdivae")
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_unsupported_density_is_refused_at_save_and_nothing_written(X, tmp_path):
+    est = DiVAE(**FAST, density=KernelDensity()).fit(X)
+    path = tmp_path / "m.skdivae"
+    with pytest.raises(TypeError, match="KernelDensity cannot be saved safely"):
+        save(est, path)
+    assert not path.exists()
+
+
+# ---------------------------------------------------------------- hostile files
+class _Payload:
+    """Unpickling this would create a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _rewrite(src, dst, edit):
+    """Copy the archive ``src`` to ``dst`` with ``edit(members) -> members`` applied."""
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members = edit(members)
+    with zipfile.ZipFile(dst, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def archive(X, tmp_path_factory):
+    path = tmp_path_factory.mktemp("archive") / "good.skdivae"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        save(DiVAE(**FAST).fit(X), path)
+    return path
+
+
+def _manifest_edit(change):
+    def edit(members):
+        manifest = json.loads(members["skdivae.json"])
+        change(manifest)
+        members["skdivae.json"] = json.dumps(manifest).encode()
+        return members
+    return edit
+
+
+def test_a_pickle_payload_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.skdivae"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(UnsafeArchiveError, match="not a zip file"):
+        load(path)
+    assert not marker.exists()
+
+
+def test_pickled_arrays_are_refused_and_do_not_run(archive, tmp_path):
+    marker = tmp_path / "ran"
+
+    def edit(members):
+        buf = io.BytesIO()
+        np.savez(buf, a0=np.array([_Payload(marker)], dtype=object))
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="pickled or unreadable"):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+    assert not marker.exists()
+
+
+def test_pickled_torch_weights_are_refused_and_do_not_run(archive, tmp_path):
+    marker = tmp_path / "ran"
+
+    def edit(members):
+        members["weights/0.safetensors"] = pickle.dumps(_Payload(marker))
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="unreadable weights"):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(format_version=99), "format version 99"),
+        (lambda m: m.update(format="other"), "format field"),
+        (lambda m: m["root"].update({"class": "builtins.eval"}), "'builtins.eval' is not a type"),
+        (lambda m: m["root"].update({"class": "os.system"}), "'os.system' is not a type"),
+        (lambda m: m["root"]["params"].update(activation={"__type__": "callable", "name": "os.system"}),
+         "unknown entry type 'callable'"),
+        (lambda m: m["root"]["params"].update(no_such_parameter=1), "parameters do not fit"),
+        (lambda m: m["root"]["state"].update(offset_={"__type__": "array", "key": "a999"}),
+         "array 'a999' is missing"),
+        (lambda m: m.update(n_weights=2), "weights/1.safetensors is missing"),
+        (lambda m: m["root"]["state"].update(bad={"__type__": "scalar", "dtype": "|O", "value": 1}),
+         "not allowed"),
+    ],
+    ids=["version", "format", "eval", "os.system", "callable", "params", "missing-array",
+         "missing-weights", "object-scalar"],
+)
+def test_tampered_manifest_is_refused(archive, tmp_path, change, message):
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(_rewrite(archive, tmp_path / "t.skdivae", _manifest_edit(change)))
+
+
+def test_invalid_json_and_missing_members_are_refused(archive, tmp_path):
+    def broken(members):
+        members["skdivae.json"] = b"{not json"
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="not valid JSON"):
+        load(_rewrite(archive, tmp_path / "a.skdivae", broken))
+
+    def no_arrays(members):
+        del members["arrays.npz"]
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="not a skdivae archive"):
+        load(_rewrite(archive, tmp_path / "b.skdivae", no_arrays))
+
+
+def test_weights_that_do_not_fit_the_network_are_refused(archive, tmp_path):
+    from safetensors.torch import save as save_tensors
+
+    def edit(members):
+        members["weights/0.safetensors"] = save_tensors({"encoder.mlp.0.weight": torch.zeros(3, 3)})
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="do not fit the network"):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+
+
+def test_missing_array_in_npz_is_refused(archive, tmp_path):
+    def edit(members):
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            kept = {k: npz[k] for k in npz.files[1:]}
+        buf = io.BytesIO()
+        np.savez(buf, **kept)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="missing from arrays.npz"):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
