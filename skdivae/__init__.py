@@ -1,7 +1,7 @@
 """skdivae: density-informed variational autoencoders as scikit-learn estimators."""
 
-from ._divae import DiVAE
 from ._blockwise import score_blockwise
+from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._persistence import UnsafeArchiveError, load, save
 from .aligners import DirectAligner, FlowAligner

@@ -1,11 +1,30 @@
 """Turn DiVAE's parameters into a fresh, untrained torch module."""
 
+import math
+import threading
+from numbers import Integral
+
+import numpy as np
 import torch
+from torch import nn
 
 from ._nn.mlp import make_mlp
 from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS
 from .priors import PRIORS
+
+
+def layer_sizes(value):
+    """``hidden_layer_sizes`` as a tuple of positive ints, or a ``ValueError`` naming it."""
+    items = [value] if np.ndim(value) == 0 else list(value) if np.ndim(value) == 1 else None
+    if items is None or not all(
+        isinstance(h, Integral) and not isinstance(h, bool) and h >= 1 for h in items
+    ):
+        raise ValueError(
+            "hidden_layer_sizes must be a positive int or a flat sequence of positive ints, "
+            f"got {value!r}."
+        )
+    return tuple(int(h) for h in items)
 
 
 def resolve_prior(prior):
@@ -18,6 +37,23 @@ def resolve_aligner(aligner):
     if aligner is None or aligner == "none":
         return None
     return ALIGNERS[aligner]() if isinstance(aligner, str) else aligner
+
+
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+@torch.no_grad()
+def reset_parameters(module, generator):
+    """Draw initial weights from ``generator``: linear layers as torch initialises them
+    (weights and biases uniform in +-1/sqrt(fan_in)), or zero where a layer is marked
+    ``zero_init``; modules with an ``init_random(generator)`` method use it."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 0.0 if getattr(m, "zero_init", False) else 1.0 / math.sqrt(m.in_features)
+            m.weight.uniform_(-bound, bound, generator=generator)
+            m.bias.uniform_(-bound, bound, generator=generator)
+        elif hasattr(m, "init_random"):
+            m.init_random(generator)
 
 
 def build_module(
@@ -36,15 +72,25 @@ def build_module(
     generator,
     decoder_std=None,
 ):
-    """Build the VAE (float32, CPU). Call under a torch seed for reproducible weights."""
-    encoder = Encoder(make_mlp(n_features, hidden_layer_sizes, 2 * n_latent, activation), n_latent)
-    decoder = make_mlp(n_latent, hidden_layer_sizes[::-1], n_features, activation)
-    prior_module = prior.build(n_latent=n_latent, n_features=n_features)
-    aligner_module = (
-        None
-        if aligner is None
-        else aligner.build(n_latent=n_latent, n_features=n_features, n_components=density_dim)
-    )
+    """Build the VAE (float32, CPU) with every random initial value drawn from
+    ``generator``: torch's global RNG is neither used nor changed, so concurrent
+    builds in several threads give the same weights as serial ones."""
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+        # torch's layers draw their first weights from the global RNG while being
+        # built; those draws are replaced below and the global state restored.
+        encoder = Encoder(
+            make_mlp(n_features, hidden_layer_sizes, 2 * n_latent, activation), n_latent
+        )
+        decoder = make_mlp(n_latent, hidden_layer_sizes[::-1], n_features, activation)
+        prior_module = prior.build(n_latent=n_latent, n_features=n_features)
+        aligner_module = (
+            None
+            if aligner is None
+            else aligner.build(n_latent=n_latent, n_features=n_features, n_components=density_dim)
+        )
+    for part in (encoder, decoder, prior_module, aligner_module):
+        if part is not None:
+            reset_parameters(part, generator)
     module = VAEModule(
         encoder,
         decoder,

@@ -14,11 +14,11 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._build import build_module, resolve_aligner, resolve_prior
+from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._scoring import COMBINED, SCORES, combine, robust_scale
-from ._torch_utils import batched_no_grad, resolve_device, torch_seed
+from ._torch_utils import batched_no_grad, resolve_device
 from ._training import fit_loop
 from ._training_data import (
     fit_teacher,
@@ -132,8 +132,11 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         Where training runs; the fitted model always lives on the CPU in
         float64, so it pickles and scores anywhere.
     random_state : int, RandomState instance or None, default=None
-        Seeds weights, batches and the density teacher; the global numpy
-        and torch random states are left untouched.
+        Seeds weights, batches, the reparameterisation noise and the density
+        teacher, through local generators: torch's global random state is
+        never used or changed, so fits in several threads give the same result
+        as serial ones. An int or a RandomState leaves numpy's global state
+        untouched; ``None`` draws one seed from it (as scikit-learn does).
     verbose : int, default=0
         Print one line per epoch (loss terms, elapsed time) when positive.
 
@@ -287,15 +290,16 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
 
     def _forget_fit(self):
         """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
+        for name in fitted + [k for k in ("_n_features_out",) if k in vars(self)]:
             delattr(self, name)
 
     def _fit(self, X):
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
         n_samples, n_features = X.shape
-        hidden = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}.")
+        hidden = layer_sizes(self.hidden_layer_sizes)
+        if isinstance(self.n_components, bool):
+            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}.")
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
@@ -318,39 +322,40 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         if self.early_stopping:
             train, valid = holdout_split(train, rng, self.validation_fraction, device)
 
-        with torch_seed(seed, device):
-            module = build_module(
-                n_features=n_features,
-                n_latent=self.n_components,
-                hidden_layer_sizes=hidden,
-                activation=self.activation,
-                prior=prior_spec,
-                aligner=aligner_spec,
-                likelihood=self.likelihood,
-                center=center,
-                scale=scale,
-                density_dim=getattr(density, "n_components_", self.n_components),
-                X_train=train[0],
-                generator=generator,
-                decoder_std=self.decoder_std,
-            ).to(device)
-            history, converged = fit_loop(
-                module,
-                train,
-                valid,
-                batch_size=batch_size,
-                max_iter=self.max_iter,
-                learning_rate_init=self.learning_rate_init,
-                beta=self.beta,
-                alignment_weight=self.alignment_weight if aligner_spec is not None else 0.0,
-                beta_warmup=self.beta_warmup,
-                alignment_warmup=self.alignment_warmup,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                generator=generator,
-                verbose=self.verbose,
-                beta_start=self.beta_start,
-            )
+        noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        module = build_module(
+            n_features=n_features,
+            n_latent=self.n_components,
+            hidden_layer_sizes=hidden,
+            activation=self.activation,
+            prior=prior_spec,
+            aligner=aligner_spec,
+            likelihood=self.likelihood,
+            center=center,
+            scale=scale,
+            density_dim=getattr(density, "n_components_", self.n_components),
+            X_train=train[0],
+            generator=generator,
+            decoder_std=self.decoder_std,
+        ).to(device)
+        history, converged = fit_loop(
+            module,
+            train,
+            valid,
+            batch_size=batch_size,
+            max_iter=self.max_iter,
+            learning_rate_init=self.learning_rate_init,
+            beta=self.beta,
+            alignment_weight=self.alignment_weight if aligner_spec is not None else 0.0,
+            beta_warmup=self.beta_warmup,
+            alignment_warmup=self.alignment_warmup,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            generator=generator,
+            verbose=self.verbose,
+            beta_start=self.beta_start,
+            noise_generator=noise_generator,
+        )
         if not converged and self.max_iter > 1:
             warnings.warn(
                 f"DiVAE stopped at max_iter={self.max_iter} epochs before the loss "
@@ -385,7 +390,14 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     # -------------------------------------------------------------- outputs
     def _validated(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "this DiVAE was fitted with likelihood='bernoulli', which scores values in "
+                f"[0, 1] only; X has values in [{X.min():.3g}, {X.max():.3g}]. Rescale X as "
+                "the training data were."
+            )
+        return X
 
     def _apply(self, method, X):
         return batched_no_grad(getattr(self.module_, method), X)
@@ -488,8 +500,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         X : ndarray of shape (n_samples, n_features_in_)
         """
         check_is_fitted(self)
-        Z = np.asarray(Z, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] != self.n_components:
+        Z = check_array(Z, dtype=np.float64, input_name="Z")
+        if Z.shape[1] != self.n_components:
             raise ValueError(
                 f"Z must have shape (n_samples, {self.n_components}), got {Z.shape}."
             )
@@ -500,7 +512,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
 
         Parameters
         ----------
-        n_samples : int, default=1
+        n_samples : int >= 1, default=1
         random_state : int, RandomState instance or None, default=None
 
         Returns
@@ -509,9 +521,14 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             Decoder means of ``z ~ p_Z``.
         """
         check_is_fitted(self)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least "
+                "one sample (a positive int), as in GaussianMixture.sample."
+            )
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        with torch_seed(seed), torch.no_grad():
-            z = self.module_.prior_distribution().sample((int(n_samples),))
+        with torch.no_grad():
+            z = self.module_.sample_prior(n_samples, torch.Generator().manual_seed(seed))
         return self._apply("decode_mean", z.numpy())
 
     def __sklearn_tags__(self):

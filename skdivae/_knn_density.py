@@ -19,6 +19,10 @@ from ._density_math import (
 from ._validation import Interval, RealNotInt, StrOptions
 
 
+#: Magnitudes whose squared distances stay representable in float64.
+MAX_ABS_VALUE, MIN_ABS_VALUE = 1e150, 1e-150
+
+
 class KNNLogDensity(TransformerMixin, BaseEstimator):
     """Nearest-neighbour log-density estimate with per-point standard errors.
 
@@ -172,6 +176,13 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
         n_samples, n_features = X.shape
+        peak = float(np.max(np.abs(X)))
+        if peak > MAX_ABS_VALUE or 0 < peak < MIN_ABS_VALUE:
+            raise ValueError(
+                f"X has values of magnitude up to {peak:.3g}; squared distances between rows "
+                f"overflow or underflow float64 outside [{MIN_ABS_VALUE:.0e}, "
+                f"{MAX_ABS_VALUE:.0e}]. Multiply X by a constant (or scale it first)."
+            )
         if self.method == "pak" and self.n_neighbors < 2:
             raise ValueError(
                 "method='pak' needs n_neighbors >= 2 to fit a density profile; "

@@ -23,13 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
-from sklearn.decomposition import PCA
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    RobustScaler,
+    StandardScaler,
+)
 
-from ._build import build_module, resolve_aligner, resolve_prior
+from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from .aligners import DirectAligner, FlowAligner
@@ -299,7 +304,7 @@ def rebuild_module(est):
         module = build_module(
             n_features=n_features,
             n_latent=est.n_components,
-            hidden_layer_sizes=tuple(int(h) for h in np.atleast_1d(est.hidden_layer_sizes)),
+            hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
             activation=est.activation,
             prior=resolve_prior(est.prior),
             aligner=resolve_aligner(est.aligner),

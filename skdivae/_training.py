@@ -45,7 +45,9 @@ def make_optimizers(module, learning_rate_init):
     return main, aux
 
 
-def _run_epoch(module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam):
+def _run_epoch(
+    module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam, noise
+):
     """One pass over the data. With an auxiliary (flow) optimiser, the flow takes one
     step on the union of ``update_every`` consecutive mini-batches, whose VAE steps
     then reuse its detached log-determinants."""
@@ -67,7 +69,7 @@ def _run_epoch(module, optimizers, X, target, weight, elbo_weight, order, batch_
             ew = None if elbo_weight is None else elbo_weight[idx]
             terms = module.loss(
                 X[idx], target[idx], weight[idx], beta=beta, align_weight=lam, log_det=ld,
-                elbo_weight=ew,
+                elbo_weight=ew, generator=noise,
             )
             terms["aux"] = aux
             if not (torch.isfinite(terms["loss"]) and torch.isfinite(aux)):
@@ -82,13 +84,14 @@ def _run_epoch(module, optimizers, X, target, weight, elbo_weight, order, batch_
 
 
 @torch.no_grad()
-def _evaluate(module, X, target, weight, elbo_weight, beta, lam, batch_size):
+def _evaluate(module, X, target, weight, elbo_weight, beta, lam, batch_size, noise):
     total, n = 0.0, 0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         ew = None if elbo_weight is None else elbo_weight[sl]
         terms = module.loss(
-            X[sl], target[sl], weight[sl], beta=beta, align_weight=lam, elbo_weight=ew
+            X[sl], target[sl], weight[sl], beta=beta, align_weight=lam, elbo_weight=ew,
+            generator=noise,
         )
         total += float(terms["loss"]) * X[sl].shape[0]
         n += X[sl].shape[0]
@@ -112,13 +115,16 @@ def fit_loop(
     generator,
     verbose=0,
     beta_start=0.0,
+    noise_generator=None,
 ):
     """Train ``module`` with Adam; return ``(history, converged)``.
 
     ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
     tensors on the training device (``elbo_weight`` may be ``None``). ``beta``
     and ``alignment_weight`` ramp up linearly over their warm-up shares of
-    ``max_iter`` (``beta`` from ``beta_start * beta``, the weight from 0). After both warm-ups, training stops
+    ``max_iter`` (``beta`` from ``beta_start * beta``, the weight from 0).
+    ``generator`` orders the batches and ``noise_generator`` (on the training
+    device) draws the reparameterisation noise, so torch's global RNG is not used. After both warm-ups, training stops
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
     epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a
@@ -142,7 +148,8 @@ def fit_loop(
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
         record = _run_epoch(
-            module, optimizers, X, target, weight, elbo_weight, order, batch_size, b, lam
+            module, optimizers, X, target, weight, elbo_weight, order, batch_size, b, lam,
+            noise_generator,
         )
         if record is None:
             raise TrainingDiverged(
@@ -154,7 +161,7 @@ def fit_loop(
         module.eval()
         monitored = record["loss"]
         if valid is not None:
-            record["valid_loss"] = _evaluate(module, *valid, b, lam, batch_size)
+            record["valid_loss"] = _evaluate(module, *valid, b, lam, batch_size, noise_generator)
             monitored = record["valid_loss"]
         record["time"] = time.perf_counter() - tic
         history.append(record)

@@ -17,15 +17,48 @@ from ._validation import training_targets
 TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
 
 
+#: Largest and smallest magnitudes DiVAE trains on: the network runs in float32
+#: (about 3.4e38 to 1.2e-38) and the Gaussian likelihood squares scales.
+MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-30
+
+
 def standardization(X, enabled):
-    """Per-feature ``(center, scale)``: training mean and standard deviation (constant
-    columns keep scale 1), or zeros and ones when ``enabled`` is False."""
+    """Per-feature ``(center, scale)``: training mean and standard deviation, or zeros
+    and ones when ``enabled`` is False.
+
+    A column is constant when its standard deviation is at most ``1e-12`` times its
+    mean's magnitude (a relative test: data of any scale keep their spread); constant
+    columns keep scale 1. The moments are computed on the data divided by each
+    column's largest magnitude, so large values do not overflow when squared.
+
+    Raises
+    ------
+    ValueError
+        If values are too large or a column's spread too small for float32 training.
+    """
     n_features = X.shape[1]
+    peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(n_features)
+    if np.any(peak > MAX_ABS_VALUE):
+        col = int(np.argmax(peak))
+        raise ValueError(
+            f"X has values up to {peak[col]:.3g} in magnitude (column {col}); DiVAE trains in "
+            f"float32 and cannot standardise values beyond {MAX_ABS_VALUE:.0e}. Divide X by a "
+            "constant (or use a scaler before DiVAE)."
+        )
     if not enabled:
         return np.zeros(n_features), np.ones(n_features)
-    center = X.mean(axis=0)
-    std = X.std(axis=0)
-    return center, np.where(std > 1e-12 * np.maximum(np.abs(center), 1.0), std, 1.0)
+    unit = np.where(peak > 0, peak, 1.0)
+    center = (X / unit).mean(axis=0) * unit
+    std = (X / unit).std(axis=0) * unit
+    constant = std <= 1e-12 * np.abs(center)
+    small = ~constant & (std < MIN_ABS_SCALE)
+    if np.any(small):
+        col = int(np.argmax(small))
+        raise ValueError(
+            f"column {col} of X varies by only {std[col]:.3g}; DiVAE trains in float32 and "
+            f"cannot resolve spreads below {MIN_ABS_SCALE:.0e}. Multiply X by a constant."
+        )
+    return center, np.where(constant, 1.0, std)
 
 
 def fit_teacher(density, X_std, n_components, seed):
@@ -47,6 +80,14 @@ def fit_teacher(density, X_std, n_components, seed):
 def teacher_targets(density, X_std):
     """The teacher's training log-densities and errors; a clear error if not usable."""
     target, err = training_targets(density, X_std)
+    target, err = np.asarray(target, dtype=float), np.asarray(err, dtype=float)
+    n = X_std.shape[0]
+    if target.shape != (n,) or err.shape != (n,):
+        raise ValueError(
+            f"the density estimator {type(density).__name__} must return one log-density per "
+            f"training row, shape ({n},); it returned shape {target.shape} (errors "
+            f"{err.shape})."
+        )
     if not (np.isfinite(target).all() and np.isfinite(err).all() and (err > 0).all()):
         raise ValueError(
             "the density estimator returned non-finite log-densities or errors "

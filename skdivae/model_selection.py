@@ -11,6 +11,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.pipeline import Pipeline
 
+from ._divae import DiVAE
+
 __all__ = ["density_agreement_score"]
 
 
@@ -66,6 +68,15 @@ def density_agreement_score(estimator, X, y=None):
     ['alignment_weight']
     """
     model, X = _final_step(estimator, X)
+    if not isinstance(model, DiVAE):
+        raise TypeError(
+            "density_agreement_score scores a DiVAE or a Pipeline ending in one, got "
+            f"{type(model).__name__}."
+        )
+    if np.shape(X)[0] < 2:
+        raise ValueError(
+            f"density_agreement_score needs at least 2 held-out rows to rank, got {np.shape(X)[0]}."
+        )
     log_prior, elbo, rho = model._diagnostic_scores(X)
     agree_prior = spearmanr(log_prior, rho)[0]
     agree_elbo = spearmanr(elbo, rho)[0]

@@ -6,11 +6,20 @@ changed and works in ``clone``, ``get_params`` and ``GridSearchCV``
 (``prior__n_components``).
 """
 
+from numbers import Integral
+
 from sklearn.base import BaseEstimator
 
 from ._nn.priors import GaussianMixture, StandardNormal, Vamp
 
 __all__ = ["StandardNormalPrior", "GaussianMixturePrior", "VampPrior"]
+
+
+def _count(n_components):
+    """A positive int number of components, or a ``ValueError`` naming the value."""
+    if isinstance(n_components, bool) or not isinstance(n_components, Integral) or n_components < 1:
+        raise ValueError(f"n_components must be a positive int, got {n_components!r}.")
+    return int(n_components)
 
 
 class StandardNormalPrior(BaseEstimator):
@@ -53,9 +62,7 @@ class GaussianMixturePrior(BaseEstimator):
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        if int(self.n_components) < 1:
-            raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
-        return GaussianMixture(n_latent, int(self.n_components))
+        return GaussianMixture(n_latent, _count(self.n_components))
 
 
 class VampPrior(BaseEstimator):
@@ -81,9 +88,7 @@ class VampPrior(BaseEstimator):
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        if int(self.n_components) < 1:
-            raise ValueError(f"n_components must be >= 1, got {self.n_components}.")
-        return Vamp(n_latent, n_features, int(self.n_components))
+        return Vamp(n_latent, n_features, _count(self.n_components))
 
 
 #: Shorthand strings accepted by ``DiVAE(prior=...)``.

@@ -8,7 +8,13 @@ passed here is produced by the model itself, so the checks are skipped.
 import math
 
 import torch
-from torch.distributions import Bernoulli, Categorical, Independent, MixtureSameFamily, Normal
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+)
 
 
 def diag_normal(loc, scale):

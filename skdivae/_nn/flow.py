@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+
 class AffineCoupling(nn.Module):
     """Split ``x = [a, b]`` after ``n_cond`` dims; return ``[b * exp(s(a)) + t(a), a]``.
 
@@ -24,6 +25,7 @@ class AffineCoupling(nn.Module):
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        self.net[-1].zero_init = True  # kept at zero when weights are drawn again
 
     def _scale_shift(self, a):
         if self.n_cond == 0:

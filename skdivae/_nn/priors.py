@@ -33,6 +33,11 @@ class GaussianMixture(nn.Module):
         raw = math.log(math.expm1(1.0 - self.min_scale))
         self.raw_scale = nn.Parameter(torch.full((n_components, n_latent), raw))
 
+    @torch.no_grad()
+    def init_random(self, generator):
+        """Means ``0.1 N(0, 1)`` drawn from ``generator``."""
+        self.loc.normal_(0.0, 0.1, generator=generator)
+
     def forward(self, encoder=None):
         scale = nn.functional.softplus(self.raw_scale) + self.min_scale
         return diag_normal_mixture(self.logits, self.loc, scale)

@@ -16,6 +16,30 @@ KL_SAMPLES = 50
 _LOGVAR_RANGE = (-16.0, 10.0)
 
 
+def reparameterized_sample(q, prefix, generator):
+    """``loc + scale * eps`` for a diagonal Gaussian ``q``, with ``eps`` from ``generator``."""
+    loc, scale = q.base_dist.loc, q.base_dist.scale
+    eps = torch.randn((*prefix, *loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
+    return loc + scale * eps
+
+
+def sample_distribution(dist, n_samples, generator):
+    """Draws of a diagonal Gaussian or a mixture of them, from ``generator``."""
+    if hasattr(dist, "mixture_distribution"):
+        comp = dist.component_distribution.base_dist
+        idx = torch.multinomial(
+            dist.mixture_distribution.probs, n_samples, replacement=True, generator=generator
+        )
+        eps = torch.randn(
+            (n_samples, comp.loc.shape[-1]), generator=generator, dtype=comp.loc.dtype,
+            device=comp.loc.device,
+        )
+        return comp.loc[idx] + comp.scale[idx] * eps
+    loc, scale = dist.base_dist.loc, dist.base_dist.scale
+    eps = torch.randn((n_samples, *loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
+    return loc + scale * eps
+
+
 class Encoder(nn.Module):
     """MLP with a mean head and a log-variance head; returns ``(loc, scale)``."""
 
@@ -100,16 +124,28 @@ class VAEModule(nn.Module):
         return self.likelihood_distribution(z).mean
 
     # -- loss terms ------------------------------------------------------
-    def kl(self, q, p):
+    def kl(self, q, p, generator=None):
         """KL(q || p) per sample: closed form when torch has one, else Monte Carlo."""
         try:
             return kl_divergence(q, p)
         except NotImplementedError:
-            z = q.rsample((KL_SAMPLES,))
+            z = reparameterized_sample(q, (KL_SAMPLES,), generator)
             return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
+    def sample_prior(self, n_samples, generator=None):
+        """``n_samples`` draws of p_Z, from ``generator`` (the global RNG is not used)."""
+        return sample_distribution(self.prior_distribution(), n_samples, generator)
+
     def loss(
-        self, x, target=None, weight=None, beta=1.0, align_weight=1.0, log_det=None, elbo_weight=None
+        self,
+        x,
+        target=None,
+        weight=None,
+        beta=1.0,
+        align_weight=1.0,
+        log_det=None,
+        elbo_weight=None,
+        generator=None,
     ):
         """Mini-batch objective and its terms.
 
@@ -119,12 +155,13 @@ class VAEModule(nn.Module):
         (computed once per fit). ``log_det`` is the flow aligner's fixed
         per-sample offset, when already computed. ``elbo_weight`` (0/1 per
         sample) leaves samples out of the reconstruction and KL means.
+        Random draws come from ``generator`` (torch's global RNG when ``None``).
         """
         q = self.posterior(x)
-        z = q.rsample()
+        z = reparameterized_sample(q, (), generator)
         p = self.prior_distribution()
         recon_i = -self.likelihood_distribution(z).log_prob(x)
-        kl_i = self.kl(q, p)
+        kl_i = self.kl(q, p, generator)
         if elbo_weight is None:
             recon, kl = recon_i.mean(), kl_i.mean()
         else:

@@ -1,5 +1,7 @@
 """The paper's synthetic data: a 2-D Gaussian mixture, padded with noise and rotated."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import norm
@@ -44,8 +46,12 @@ class RotatedGaussianMixture:
     """
 
     def __init__(self, n_components=8, n_features=50, noise=0.02, random_state=None):
-        if n_features < 2:
-            raise ValueError(f"n_features must be at least 2, got {n_features}.")
+        if isinstance(n_components, bool) or not isinstance(n_components, Integral) or n_components < 1:
+            raise ValueError(f"n_components must be a positive int, got {n_components!r}.")
+        if isinstance(n_features, bool) or not isinstance(n_features, Integral) or n_features < 2:
+            raise ValueError(f"n_features must be an int of at least 2, got {n_features!r}.")
+        if not (isinstance(noise, Real) and np.isfinite(noise) and noise > 0):
+            raise ValueError(f"noise must be a positive finite number, got {noise!r}.")
         rng = check_random_state(random_state)
         self.n_components = n_components
         self.n_features = n_features

@@ -1,0 +1,387 @@
+"""Bad and edge-case input: each case asserts the exact behaviour (the error type and a
+phrase of its message, or the correct output). Covers DiVAE, KNNLogDensity, the priors,
+the scorer and the dataset loaders."""
+
+import gzip
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.mixture import GaussianMixture
+
+from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity, VampPrior
+from skdivae.datasets import RotatedGaussianMixture, load_adbench, load_mnist
+from skdivae.model_selection import density_agreement_score
+
+FAST = dict(n_components=2, max_iter=4, hidden_layer_sizes=(8,), random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet(no_convergence_warnings):
+    yield
+
+
+@pytest.fixture(scope="module")
+def X():
+    return np.random.default_rng(0).normal(size=(120, 4))
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DiVAE(**FAST).fit(X)
+
+
+def finite_fit_and_scores(X, **params):
+    est = DiVAE(**{**FAST, **params}).fit(X)
+    scores = est.score_samples(X)
+    assert np.isfinite(scores).all()
+    return est, scores
+
+
+# ------------------------------------------------------------------ the issue's three cases
+def test_sample_negative_count_is_a_value_error(fitted):
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples': -1"):
+        fitted.sample(-1)
+
+
+def test_sample_zero_is_refused_like_gaussian_mixture(fitted, X):
+    # GaussianMixture.sample(0) raises "Invalid value for 'n_samples'"; DiVAE matches it.
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
+        GaussianMixture(2, random_state=0).fit(X).sample(0)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples': 0"):
+        fitted.sample(0)
+
+
+def test_sample_non_integer_count_is_refused(fitted):
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples': 2.5"):
+        fitted.sample(2.5)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples': True"):
+        fitted.sample(True)
+
+
+def test_values_too_large_to_standardise_say_so(X):
+    with pytest.raises(ValueError, match="cannot standardise values beyond 1e\\+18"):
+        DiVAE(**FAST).fit(X * 1e300)
+
+
+def test_large_but_trainable_values_fit_and_score_like_unit_data(X):
+    _, base = finite_fit_and_scores(X)
+    _, big = finite_fit_and_scores(X * 1e15)
+    # The same model up to the units: scores shift by the log-Jacobian, ranks agree.
+    assert np.corrcoef(base, big)[0, 1] > 0.999
+
+
+# ------------------------------------------------------------------ odd columns and rows
+def test_duplicated_columns_fit_and_score_finitely(X):
+    finite_fit_and_scores(np.hstack([X, X[:, :2]]))
+
+
+def test_constant_column_fits_and_scores_finitely(X):
+    est, _ = finite_fit_and_scores(np.hstack([X, np.full((len(X), 1), 7.0)]))
+    assert est.module_.scale[-1].item() == 1.0
+
+
+def test_near_constant_column_keeps_its_spread(X):
+    col = 5.0 + 1e-9 * np.random.default_rng(1).normal(size=(len(X), 1))
+    est, _ = finite_fit_and_scores(np.hstack([X, col]))
+    assert est.module_.scale[-1].item() == pytest.approx(col.std(), rel=1e-6)
+
+
+def test_column_with_one_huge_outlier_fits_and_scores_finitely(X):
+    Xo = X.copy()
+    Xo[3, 1] = 1e12
+    est, scores = finite_fit_and_scores(Xo)
+    assert np.argmin(scores) == 3
+
+
+def test_mostly_identical_rows_fit_and_score_finitely():
+    rng = np.random.default_rng(2)
+    X = np.vstack([np.ones((150, 3)), rng.normal(size=(10, 3))])
+    finite_fit_and_scores(X)
+    kd = KNNLogDensity(5).fit(X)
+    assert np.isfinite(kd.log_density_).all() and np.isfinite(kd.score_samples(X)).all()
+
+
+def test_small_scale_data_keep_their_shape(X):
+    _, base = finite_fit_and_scores(X)
+    _, tiny = finite_fit_and_scores(X * 1e-13)
+    assert np.corrcoef(base, tiny)[0, 1] > 0.999
+
+
+def test_spread_too_small_for_float32_is_refused(X):
+    with pytest.raises(ValueError, match="cannot resolve spreads below 1e-30"):
+        DiVAE(**FAST).fit(X * 1e-300)
+
+
+# ------------------------------------------------------------------ types and containers
+def test_pandas_categorical_and_object_columns_are_refused():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": np.arange(20.0), "b": pd.Categorical(["x", "y"] * 10)})
+    with pytest.raises(ValueError, match="could not convert|Unable to convert|dtype"):
+        DiVAE(**FAST).fit(df)
+    df = pd.DataFrame({"a": np.arange(20.0), "b": ["x", "y"] * 10})
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        DiVAE(**FAST).fit(df)
+
+
+def test_differing_feature_names_are_refused(X):
+    pd = pytest.importorskip("pandas")
+    est = DiVAE(**FAST).fit(pd.DataFrame(X, columns=list("abcd")))
+    with pytest.raises(ValueError, match="feature names should match"):
+        est.score_samples(pd.DataFrame(X, columns=list("abce")))
+
+
+def test_sparse_input_is_refused_with_a_hint(X):
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        DiVAE(**FAST).fit(sp.csr_matrix(X))
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        KNNLogDensity(5).fit(sp.csr_matrix(X))
+
+
+def test_memmap_input_works_and_is_not_modified(X, tmp_path):
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    ro = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    _, scores = finite_fit_and_scores(ro)
+    np.testing.assert_array_equal(np.asarray(ro), X)
+    np.testing.assert_array_equal(DiVAE(**FAST).fit(X).score_samples(X), scores)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.uint8, bool])
+def test_float16_int_and_bool_input_are_converted(X, dtype):
+    data = (X * 10).astype(dtype) if dtype is not bool else X > 0
+    finite_fit_and_scores(data)
+
+
+def test_complex_input_is_refused(X):
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        DiVAE(**FAST).fit(X + 1j)
+
+
+@pytest.mark.parametrize("bad, phrase", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_nan_and_inf_are_refused_in_fit_and_score(X, fitted, bad, phrase):
+    Xb = X.copy()
+    Xb[0, 0] = bad
+    with pytest.raises(ValueError, match=phrase):
+        DiVAE(**FAST).fit(Xb)
+    with pytest.raises(ValueError, match=phrase):
+        fitted.score_samples(Xb)
+
+
+def test_wrong_feature_count_and_dimensions(fitted, X):
+    with pytest.raises(ValueError, match="4 features"):
+        fitted.score_samples(X[:, :3])
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        fitted.score_samples(X[:, 0])
+    with pytest.raises(ValueError, match="Found array with dim 3"):
+        DiVAE(**FAST).fit(X[:, :, None])
+
+
+def test_too_few_rows(X):
+    with pytest.raises(ValueError, match="minimum of 3 is required"):
+        DiVAE(**FAST).fit(X[:2])
+
+
+def test_unfitted_estimator_raises_not_fitted(X):
+    with pytest.raises(NotFittedError):
+        DiVAE().score_samples(X)
+    with pytest.raises(NotFittedError):
+        DiVAE().get_feature_names_out()
+
+
+# ------------------------------------------------------------------ inverse_transform
+def test_inverse_transform_validates_like_transform(fitted):
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.inverse_transform(np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="infinity"):
+        fitted.inverse_transform(np.array([[np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="0 sample"):
+        fitted.inverse_transform(np.empty((0, 2)))
+    with pytest.raises(ValueError, match="shape \\(n_samples, 2\\)"):
+        fitted.inverse_transform(np.zeros((3, 5)))
+
+
+# ------------------------------------------------------------------ bernoulli
+def test_bernoulli_refuses_values_outside_unit_interval_at_fit_and_score():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(80, 5))
+    est = DiVAE(**FAST, likelihood="bernoulli").fit(X)
+    with pytest.raises(ValueError, match="likelihood='bernoulli'"):
+        DiVAE(**FAST, likelihood="bernoulli").fit(X * 3)
+    X_bad = X[:3].copy()
+    X_bad[0, 0] = 10.0
+    for method in ("score_samples", "predict", "decision_function", "transform"):
+        with pytest.raises(ValueError, match="scores values in \\[0, 1\\] only"):
+            getattr(est, method)(X_bad)
+
+
+# ------------------------------------------------------------------ the density teacher
+class _Teacher(BaseEstimator):
+    """A teacher whose score_samples is broken in a chosen way."""
+
+    def __init__(self, mode="nan"):
+        self.mode = mode
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def score_samples(self, X):
+        n = X.shape[0]
+        if self.mode == "nan":
+            return np.full(n, np.nan)
+        if self.mode == "raise":
+            raise RuntimeError("teacher exploded")
+        if self.mode == "column":
+            return np.zeros((n, 1))
+        return np.zeros(n - 1)  # "short"
+
+
+def test_teacher_returning_nan_is_refused(X):
+    with pytest.raises(ValueError, match="non-finite log-densities"):
+        DiVAE(**FAST, density=_Teacher("nan")).fit(X)
+
+
+def test_teacher_that_raises_propagates_and_leaves_nothing_fitted(X):
+    est = DiVAE(**FAST, density=_Teacher("raise"))
+    with pytest.raises(RuntimeError, match="teacher exploded"):
+        est.fit(X)
+    assert not [k for k in vars(est) if k.endswith("_")]
+
+
+@pytest.mark.parametrize("mode, shape", [("column", r"\(120, 1\)"), ("short", r"\(119,\)")])
+def test_teacher_with_wrong_output_shape_is_refused(X, mode, shape):
+    with pytest.raises(ValueError, match=f"one log-density per training row, shape \\(120,\\); it returned shape {shape}"):
+        DiVAE(**FAST, density=_Teacher(mode)).fit(X)
+
+
+def test_failed_refit_clears_every_fitted_attribute(X):
+    est = DiVAE(**FAST).fit(X)
+    est.set_params(density=_Teacher("nan"))
+    with pytest.raises(ValueError):
+        est.fit(X)
+    assert not [k for k in vars(est) if k.endswith("_") or k == "_n_features_out"]
+    with pytest.raises(NotFittedError):
+        est.get_feature_names_out()
+
+
+# ------------------------------------------------------------------ parameters
+@pytest.mark.parametrize("sizes", [(16.7,), ("a",), [[16, 16]], (0,), (True,)])
+def test_bad_hidden_layer_sizes_are_refused(X, sizes):
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be a positive int"):
+        DiVAE(**{**FAST, "hidden_layer_sizes": sizes}).fit(X)
+    with pytest.raises(ValueError, match="'hidden_layer_sizes' parameter of DiVAE must be an array-like"):
+        DiVAE(**{**FAST, "hidden_layer_sizes": -3}).fit(X)
+
+
+def test_hidden_layer_sizes_accepts_numpy_ints(X):
+    est = DiVAE(**{**FAST, "hidden_layer_sizes": np.array([8, 4])}).fit(X)
+    assert est.module_.encoder.mlp[0].out_features == 8
+
+
+def test_boolean_n_components_is_refused(X):
+    with pytest.raises(ValueError, match="n_components must be a positive int, got True"):
+        DiVAE(**{**FAST, "n_components": True}).fit(X)
+
+
+@pytest.mark.parametrize("prior", [GaussianMixturePrior(2.7), GaussianMixturePrior(0), VampPrior(True)])
+def test_bad_prior_component_counts_are_refused(X, prior):
+    with pytest.raises(ValueError, match="n_components must be a positive int"):
+        DiVAE(**FAST, prior=prior).fit(X)
+
+
+def test_cuda_without_cuda_is_a_clear_error(X):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device='cuda' was requested but torch sees no CUDA"):
+        DiVAE(**FAST, device="cuda").fit(X)
+
+
+def test_invalid_parameter_values_are_named(X):
+    with pytest.raises(ValueError, match="'contamination' parameter"):
+        DiVAE(**FAST, contamination=0.9).fit(X)
+    with pytest.raises(ValueError, match="'prior' parameter"):
+        DiVAE(**FAST, prior="laplace").fit(X)
+
+
+# ------------------------------------------------------------------ scorer and data sets
+def test_density_agreement_score_refuses_other_estimators_and_single_rows(X, fitted):
+    with pytest.raises(TypeError, match="scores a DiVAE"):
+        density_agreement_score(GaussianMixture(2).fit(X), X)
+    with pytest.raises(ValueError, match="at least 2 held-out rows"):
+        density_agreement_score(fitted, X[:1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [({"n_components": 0}, "n_components must be a positive int"),
+     ({"n_features": 1}, "n_features must be an int of at least 2"),
+     ({"noise": -1}, "noise must be a positive finite number"),
+     ({"noise": 0.0}, "noise must be a positive finite number")],
+)
+def test_rotated_mixture_refuses_bad_settings(kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        RotatedGaussianMixture(**kwargs)
+
+
+def test_loaders_name_what_is_missing_or_broken(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no download is attempted"):
+        load_adbench(tmp_path / "missing.npz")
+    np.savez(tmp_path / "no_y.npz", X=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="lacks the array"):
+        load_adbench(tmp_path / "no_y.npz")
+    np.savez(tmp_path / "object.npz", X=np.array([object()] * 3, dtype=object), y=np.zeros(3))
+    with pytest.raises(ValueError, match="[Pp]ickle"):
+        load_adbench(tmp_path / "object.npz")
+    with pytest.raises(FileNotFoundError, match="no download is attempted"):
+        load_mnist(tmp_path, "train")
+    with pytest.raises(ValueError, match="subset must be 'train' or 'test'"):
+        load_mnist(tmp_path, "validation")
+    with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(b"\x00\x00\x09\x99garbage")
+    with gzip.open(tmp_path / "train-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(b"\x00\x00\x08\x01")
+    with pytest.raises(ValueError, match="not an idx file"):
+        load_mnist(tmp_path, "train")
+
+
+# ------------------------------------------------------------------ threads
+def test_scoring_from_several_threads_is_exact(fitted, X):
+    expected = fitted.score_samples(X)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fitted.score_samples(X), range(8)))
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_concurrent_fits_and_samples_match_serial_ones_and_leave_torch_rng(X):
+    state = torch.get_rng_state()
+
+    def run(seed):
+        est = DiVAE(**{**FAST, "random_state": seed}, prior=GaussianMixturePrior(2)).fit(X)
+        return est.score_samples(X), est.sample(4, random_state=seed)
+
+    serial = [run(s) for s in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(run, range(3)))
+    for (s1, x1), (s2, x2) in zip(serial, threaded):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(x1, x2)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_knn_density_refuses_magnitudes_whose_distances_overflow(X):
+    with pytest.raises(ValueError, match="squared distances between rows overflow or underflow"):
+        KNNLogDensity(5).fit(X * 1e300)
+    with pytest.raises(ValueError, match="squared distances between rows overflow or underflow"):
+        KNNLogDensity(5).fit(X * 1e-300)
+    assert np.isfinite(KNNLogDensity(5).fit(X * 1e100).score_samples(X * 1e100)).all()
