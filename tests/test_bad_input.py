@@ -385,3 +385,18 @@ def test_knn_density_refuses_magnitudes_whose_distances_overflow(X):
     with pytest.raises(ValueError, match="squared distances between rows overflow or underflow"):
         KNNLogDensity(5).fit(X * 1e-300)
     assert np.isfinite(KNNLogDensity(5).fit(X * 1e100).score_samples(X * 1e100)).all()
+
+
+def test_grid_search_under_joblib_threading_matches_serial(X):
+    from joblib import parallel_backend
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    def search(n_jobs):
+        grid = GridSearchCV(DiVAE(**FAST), {"alignment_weight": [0.0, 1.0, 3.0]},
+                            cv=KFold(3, shuffle=True, random_state=0), n_jobs=n_jobs)
+        return grid.fit(X).cv_results_["mean_test_score"]
+
+    serial = search(None)
+    with parallel_backend("threading"):
+        threaded = search(3)
+    np.testing.assert_array_equal(serial, threaded)
