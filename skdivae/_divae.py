@@ -275,7 +275,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         X : array-like of shape (n_samples, n_features)
             Training data, finite; at least 3 rows.
         y : Ignored
-            Not used, present for API consistency.
+            Not used, present for API consistency. To score a search with
+            anomaly labels, use ``scoring=skdivae.model_selection.anomaly_roc_auc``
+            (it reads 0/1 labels with 1 = anomaly, and -1/+1); scikit-learn's
+            ``"roc_auc"`` is right for -1/+1 labels only.
 
         Returns
         -------

@@ -1,4 +1,5 @@
-"""Unsupervised model selection for DiVAE: choosing the alignment weight without labels.
+"""Model selection for DiVAE: choosing the alignment weight without labels, and a ROC AUC
+scorer that reads anomaly labels in either convention.
 
 A held-out ELBO (``DiVAE.score``) tends to prefer ``alignment_weight=0``
 (10 of 16 runs on the development benchmark): the alignment term is a
@@ -9,11 +10,95 @@ forgetting the ELBO. See ``docs/model_selection.md`` for how well it picks.
 
 import numpy as np
 from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from ._divae import DiVAE
 
-__all__ = ["density_agreement_score"]
+__all__ = ["density_agreement_score", "anomaly_roc_auc", "anomaly_labels"]
+
+
+def anomaly_labels(y):
+    """Boolean "is an anomaly" from labels in either convention.
+
+    ``{0, 1}`` labels follow ADBench and PyOD (1 = anomaly); ``{-1, 1}`` labels
+    follow scikit-learn's outlier detectors (-1 = outlier). Booleans mean
+    "is an anomaly".
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+
+    Returns
+    -------
+    is_anomaly : ndarray of bool, shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        If the labels are in neither convention.
+
+    Examples
+    --------
+    >>> from skdivae.model_selection import anomaly_labels
+    >>> anomaly_labels([0, 1, 0]).tolist(), anomaly_labels([1, -1, 1]).tolist()
+    ([False, True, False], [False, True, False])
+    """
+    y = np.asarray(y)
+    if y.dtype == bool:
+        return y
+    values = set(np.unique(y).tolist())
+    if values <= {0, 1}:
+        return y == 1
+    if values <= {-1, 1}:
+        return y == -1
+    raise ValueError(
+        "anomaly labels must be 0/1 (1 = anomaly, as ADBench and PyOD) or -1/+1 (-1 = "
+        f"outlier, as scikit-learn); got the values {sorted(values)}."
+    )
+
+
+def anomaly_roc_auc(estimator, X, y):
+    """ROC AUC of an outlier detector for labels in either convention (a scorer).
+
+    scikit-learn's ``scoring="roc_auc"`` takes the label 1 as the positive
+    class and ranks by ``decision_function`` (higher = more normal), so it is
+    right for -1/+1 labels and *inverted* for the 0/1 labels of ADBench and
+    PyOD. This scorer reads both (see :func:`anomaly_labels`) and ranks
+    anomalies by ``-score_samples``: use it as ``scoring=anomaly_roc_auc``.
+
+    Parameters
+    ----------
+    estimator : fitted outlier detector with ``score_samples``
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+        0/1 (1 = anomaly), -1/+1 (-1 = outlier) or boolean (True = anomaly).
+
+    Returns
+    -------
+    auc : float
+        1.0 when every anomaly scores below every normal row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV, KFold
+    >>> from skdivae import DiVAE
+    >>> from skdivae.model_selection import anomaly_roc_auc
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(size=(150, 3)), rng.uniform(-6, 6, size=(10, 3))])
+    >>> y = np.r_[np.zeros(150), np.ones(10)]  # 1 = anomaly
+    >>> search = GridSearchCV(
+    ...     DiVAE(max_iter=5, random_state=0), {"alignment_weight": [0.0, 1.0]},
+    ...     scoring=anomaly_roc_auc, cv=KFold(2, shuffle=True, random_state=0),
+    ... ).fit(X, y)
+    >>> bool(search.best_score_ > 0.5)
+    True
+    """
+    is_anomaly = anomaly_labels(y)
+    if is_anomaly.all() or not is_anomaly.any():
+        raise ValueError("anomaly_roc_auc needs both anomalies and normal rows in y.")
+    return float(roc_auc_score(is_anomaly, -np.asarray(estimator.score_samples(X))))
 
 
 def _final_step(estimator, X):

@@ -400,3 +400,32 @@ def test_grid_search_under_joblib_threading_matches_serial(X):
     with parallel_backend("threading"):
         threaded = search(3)
     np.testing.assert_array_equal(serial, threaded)
+
+
+def test_anomaly_roc_auc_reads_both_label_conventions(X):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from skdivae.model_selection import anomaly_labels, anomaly_roc_auc
+
+    rng = np.random.default_rng(3)
+    Xa = np.vstack([X, rng.uniform(-8, 8, size=(12, 4))])
+    y01 = np.r_[np.zeros(len(X)), np.ones(12)].astype(int)
+    ypm = np.where(y01 == 1, -1, 1)
+    est = DiVAE(**FAST).fit(Xa)
+    expected = roc_auc_score(ypm, est.decision_function(Xa))  # sklearn's convention, right
+    assert anomaly_roc_auc(est, Xa, y01) == pytest.approx(expected)
+    assert anomaly_roc_auc(est, Xa, ypm) == pytest.approx(expected)
+    assert anomaly_roc_auc(est, Xa, y01.astype(bool)) == pytest.approx(expected)
+    # the mistake this scorer exists for: "roc_auc" with 0/1 labels ranks inverted
+    assert roc_auc_score(y01, est.decision_function(Xa)) == pytest.approx(1 - expected)
+    with pytest.raises(ValueError, match="anomaly labels must be 0/1"):
+        anomaly_labels([0, 1, 2])
+    with pytest.raises(ValueError, match="needs both anomalies and normal rows"):
+        anomaly_roc_auc(est, Xa, np.zeros(len(Xa)))
+
+    cv = KFold(3, shuffle=True, random_state=0)
+    grid = {"alignment_weight": [0.0, 1.0, 3.0]}
+    ours = GridSearchCV(DiVAE(**FAST), grid, scoring=anomaly_roc_auc, cv=cv).fit(Xa, y01)
+    sk = GridSearchCV(DiVAE(**FAST), grid, scoring="roc_auc", cv=cv).fit(Xa, ypm)
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], sk.cv_results_["mean_test_score"])

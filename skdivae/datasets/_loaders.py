@@ -75,6 +75,11 @@ def load_mnist(data_dir, subset="train"):
 def load_adbench(path):
     """One ADBench data set as ``(X, y)``, y = 1 for anomalies.
 
+    The labels follow ADBench and PyOD (1 = anomaly), not scikit-learn's
+    outlier convention (-1 = outlier): score searches with
+    ``skdivae.model_selection.anomaly_roc_auc``, which reads both, rather than
+    ``scoring="roc_auc"`` (which would rank these labels inverted).
+
     Parameters
     ----------
     path : str or Path
