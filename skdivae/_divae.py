@@ -361,9 +361,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         )
         if not converged and self.max_iter > 1:
             warnings.warn(
-                f"DiVAE stopped at max_iter={self.max_iter} epochs before the loss "
-                "settled; consider a larger max_iter.",
+                f"DiVAE stopped at max_iter={self.max_iter} epochs while its loss was still "
+                "falling; consider a larger max_iter.",
                 ConvergenceWarning,
+                stacklevel=4,  # the user's call of fit
             )
 
         self.module_ = module.cpu().double().eval()
@@ -477,6 +478,37 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         score : float
         """
         return float(np.mean(self._apply("elbo", self._validated(X))))
+
+    def feature_residuals(self, X):
+        """Which features drive each row's score: per-feature reconstruction residuals.
+
+        The residual of feature j is ``(x_j - xhat_j) / sigma_j``, with
+        ``xhat`` the decoder mean at the posterior mean ``mu(x)`` and
+        ``sigma_j`` the decoder's noise scale (``x_j - p_j`` for
+        ``likelihood="bernoulli"``). Its square is, up to constants, feature
+        j's share of the reconstruction term of the ELBO, so the features
+        with the largest ``|residual|`` are those that make a row look
+        anomalous to the decoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        residuals : ndarray of shape (n_samples, n_features_in_)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdivae import DiVAE
+        >>> X = np.random.default_rng(0).normal(size=(200, 3))
+        >>> det = DiVAE(max_iter=10, random_state=0).fit(X)
+        >>> odd = np.array([[0.0, 9.0, 0.0]])  # feature 1 is far off
+        >>> int(np.argmax(np.abs(det.feature_residuals(odd))))
+        1
+        """
+        return self._apply("residuals", self._validated(X))
 
     def transform(self, X):
         """Posterior means ``mu(x)``.

@@ -4,6 +4,7 @@ import copy
 import math
 import time
 
+import numpy as np
 import torch
 
 TERMS = ("loss", "recon", "kl", "align", "aux")
@@ -128,7 +129,9 @@ def fit_loop(
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
     epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a
-    validation set the best weights are restored.
+    validation set the best weights are restored. ``converged`` is also true
+    when training ran to ``max_iter`` with a loss that no longer falls
+    (:func:`loss_still_falling` on the last epochs).
 
     Raises
     ------
@@ -187,4 +190,25 @@ def fit_loop(
             break
     if best_state is not None:
         module.load_state_dict(best_state)
+    if not converged:
+        key = "valid_loss" if valid is not None else "loss"
+        after_warm = [h[key] for h in history if h["epoch"] >= warm_end]
+        # Fewer than 5 epochs after the warm-ups cannot show that the loss settled.
+        converged = len(after_warm) >= 5 and not loss_still_falling(
+            after_warm[-max(n_iter_no_change, 5):]
+        )
     return history, converged
+
+
+def loss_still_falling(values, rel_drop=1e-3):
+    """Whether a loss curve is still going down: its least-squares trend over ``values``
+    falls by more than ``rel_drop`` of the loss's size per epoch *and* by more than twice
+    the trend's standard error (so epoch-to-epoch noise alone does not count)."""
+    y = np.asarray(values, dtype=float)
+    if y.size < 3:
+        return False
+    t = np.arange(y.size, dtype=float) - (y.size - 1) / 2.0
+    slope = float(t @ (y - y.mean()) / (t @ t))
+    resid = y - y.mean() - slope * t
+    stderr = float(np.sqrt(resid @ resid / (y.size - 2) / (t @ t)))
+    return -slope > rel_drop * max(abs(y.mean()), 1.0) and -slope > 2.0 * stderr

@@ -278,3 +278,16 @@ def test_beta_start_sets_where_the_kl_warm_up_begins(data):
     assert betas[-1] == pytest.approx(2.0)
     assert np.all(np.diff(betas) >= 0)
     assert DiVAE(**FAST).fit(data[0]).history_[0]["beta"] == 0.0
+
+
+def test_feature_residuals_are_the_decoders_standardised_errors(fitted, data):
+    X = data[0][:20]
+    r = fitted.feature_residuals(X)
+    assert r.shape == X.shape
+    with torch.no_grad():
+        x = torch.from_numpy(X)
+        dist = fitted.module_.likelihood_distribution(fitted.module_.posterior_mean(x))
+        nll = -dist.log_prob(x).numpy()
+        log_std = torch.log(dist.base_dist.scale).sum(-1).numpy()
+    expected = 0.5 * (r**2).sum(1) + log_std + 0.5 * X.shape[1] * np.log(2 * np.pi)
+    np.testing.assert_allclose(nll, expected, rtol=1e-10)

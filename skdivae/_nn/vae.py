@@ -123,6 +123,14 @@ class VAEModule(nn.Module):
         """Mean of p(x | z)."""
         return self.likelihood_distribution(z).mean
 
+    def residuals(self, x):
+        """Per-feature residuals of ``x`` against its reconstruction at the posterior
+        mean: ``(x - mean) / std`` for a Gaussian decoder, ``x - p`` for Bernoulli."""
+        dist = self.likelihood_distribution(self.posterior_mean(x)).base_dist
+        if self.likelihood == "bernoulli":
+            return x - dist.mean
+        return (x - dist.loc) / dist.scale
+
     # -- loss terms ------------------------------------------------------
     def kl(self, q, p, generator=None):
         """KL(q || p) per sample: closed form when torch has one, else Monte Carlo."""

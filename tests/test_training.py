@@ -1,0 +1,46 @@
+"""The convergence rule: warn only when the loss is still falling at max_iter."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from skdivae import DiVAE
+from skdivae._training import loss_still_falling
+
+
+def test_loss_still_falling_separates_trend_from_noise():
+    rng = np.random.default_rng(0)
+    flat = 5.0 + 0.02 * rng.normal(size=10)
+    falling = 5.0 - 0.05 * np.arange(10) + 0.02 * rng.normal(size=10)
+    tiny_trend = 5.0 - 1e-5 * np.arange(10)
+    assert not loss_still_falling(flat)
+    assert loss_still_falling(falling)
+    assert not loss_still_falling(tiny_trend)  # below 0.1% of the loss per epoch
+    assert not loss_still_falling(falling[::-1])  # rising is not "still falling"
+    assert not loss_still_falling([3.0, 2.0])  # too short to tell
+
+
+def _warnings(**params):
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DiVAE(n_components=2, hidden_layer_sizes=(16,), random_state=0, **params).fit(X)
+    return [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_converged_long_fit_does_not_warn():
+    assert _warnings(max_iter=300) == []
+
+
+def test_short_fit_warns_at_the_callers_line():
+    caught = _warnings(max_iter=6)
+    assert len(caught) == 1
+    assert "still falling" in str(caught[0].message)
+    assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("max_iter", [1])
+def test_a_single_epoch_does_not_warn(max_iter):
+    assert _warnings(max_iter=max_iter) == []
