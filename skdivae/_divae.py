@@ -1,5 +1,6 @@
 """DiVAE: a density-informed variational autoencoder as a scikit-learn outlier detector."""
 
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -138,7 +139,9 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         as serial ones. An int or a RandomState leaves numpy's global state
         untouched; ``None`` draws one seed from it (as scikit-learn does).
     verbose : int, default=0
-        Print one line per epoch (loss terms, elapsed time) when positive.
+        When positive, say when the density teacher is fitted and print one
+        line per epoch: loss terms, elapsed time and an upper bound on the
+        time left (early stopping may end sooner). Quiet by default.
 
     Attributes
     ----------
@@ -314,7 +317,13 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
 
         center, scale = standardization(X, self.standardize)
         X_std = (X - center) / scale
+        tic = time.perf_counter()
+        if self.verbose:
+            print(f"fitting the density teacher on {n_samples} rows...", flush=True)
         density = fit_teacher(self.density, X_std, self.n_components, seed)
+        if self.verbose:
+            print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s; "
+                  f"training for up to {self.max_iter} epochs", flush=True)
         target, err = teacher_targets(density, X_std)
 
         batch_size = min(128, n_samples) if self.batch_size == "auto" else self.batch_size

@@ -169,12 +169,14 @@ def fit_loop(
         record["time"] = time.perf_counter() - tic
         history.append(record)
         if verbose:
+            elapsed = time.perf_counter() - start_time
             extra = f"  valid {record['valid_loss']:.4f}" if valid is not None else ""
             print(
                 f"epoch {epoch + 1}/{max_iter}  loss {record['loss']:.4f}  recon "
                 f"{record['recon']:.4f}  kl {record['kl']:.4f}  align {record['align']:.4f}"
                 f"{extra}  beta {b:.2f}  lambda {lam:.2f}  "
-                f"elapsed {time.perf_counter() - start_time:.1f}s",
+                f"elapsed {elapsed:.1f}s  left ~{elapsed / (epoch + 1) * (max_iter - epoch - 1):.0f}s "
+                "(at most)",
                 flush=True,
             )
         if epoch + 1 < warm_end:
