@@ -27,8 +27,16 @@ VERDICT_RULE = (
 )
 
 
+#: Seeds behind the table being judged; with fewer than 2 there is no seed noise to
+#: compare with, and no pair gets a verdict (set by the scripts before judging).
+N_SEEDS = {"n": 3}
+NO_VERDICT = "no verdict (one seed)"
+
+
 def pair_verdict(better, worse_or_base, direction):
     """Verdict for one pair of ``(mean, sd)``: ``direction`` +1 if higher is the claim."""
+    if N_SEEDS["n"] < 2:
+        return NO_VERDICT
     change = direction * (better[0] - worse_or_base[0])
     noise = 2.0 * np.sqrt((better[1] ** 2 + worse_or_base[1] ** 2) / 2.0)
     if change > noise:
@@ -40,6 +48,8 @@ def pair_verdict(better, worse_or_base, direction):
 
 def combine_metrics(verdicts):
     """One verdict for a pair judged on several metrics at once."""
+    if any(v == NO_VERDICT for v in verdicts):
+        return NO_VERDICT
     if any(v == "does not hold" for v in verdicts):
         return "does not hold"
     if all(v == "holds" for v in verdicts):
@@ -49,6 +59,8 @@ def combine_metrics(verdicts):
 
 def claim_verdict(verdicts):
     """One verdict for a claim made over several pairs."""
+    if any(v == NO_VERDICT for v in verdicts):
+        return NO_VERDICT
     n = len(verdicts)
     holds = sum(v == "holds" for v in verdicts)
     fails = sum(v == "does not hold" for v in verdicts)

@@ -52,6 +52,7 @@ from sklearn.metrics import roc_auc_score
 
 from _paper import (
     REFERENCE_SIZES,
+    N_SEEDS,
     VERDICT_RULE,
     FitCache,
     claim_verdict,
@@ -396,6 +397,7 @@ def main(argv=None):
             f"{p:13s} {a:7s} KS {mean_sd(m['ks'])}  W1 {mean_sd(m['w1'], 2)}  gap {mean_sd(m['gap'], 2)}  "
             f"AUC(log-prior) {mean_sd(m['auc_log_prior'])}  AUC(ELBO) {mean_sd(m['auc_elbo'])}"
         )
+    N_SEEDS["n"] = len(seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     figure = args.out / ("paper_mnist_figure1.png" if name == "paper_mnist.md"
                          else "paper_mnist_reference_sizes_figure1.png")

@@ -50,6 +50,7 @@ from sklearn.metrics import roc_auc_score
 
 from _paper import (
     REFERENCE_SIZES,
+    N_SEEDS,
     VERDICT_RULE,
     FitCache,
     claim_verdict,
@@ -431,6 +432,7 @@ def main(argv=None):
     for (setup, prior, run), m in table.items():
         print(f"{setup:12s} {prior:7s} {run:18s} Pearson {mean_sd(m['pearson'])}  KS {mean_sd(m['ks'])}"
               f"  W1 {mean_sd(m['w1'], 2)}  KL {mean_sd(m['kl_prior'], 2)}")
+    N_SEEDS["n"] = len(seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     write_markdown(args.out / name, table, ood, sizes, seeds, wall, ref_rows, args.reference_dir,
                    missing, rows)
