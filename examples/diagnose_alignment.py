@@ -152,7 +152,7 @@ def make_divae(params, seed, n_components=8, **extra):
     defaults are today."""
     if params.get("defaults"):
         extra.pop("density_dim", None)
-        return DiVAE(n_components=n_components, random_state=seed, **extra)
+        return DiVAE(n_components=n_components, keep_density=True, random_state=seed, **extra)
     params = {"alignment_weight": 1.0, "trim_fraction": 0.0, **params}
     density = params.pop("density", "pak30")
     density_dim = extra.pop("density_dim", n_components)
@@ -163,7 +163,8 @@ def make_divae(params, seed, n_components=8, **extra):
     elif isinstance(density, tuple):
         method, k, dim = density
         density = KNNLogDensity(k, method=method, n_components=dim)
-    return DiVAE(n_components=n_components, density=density, random_state=seed, **params, **extra)
+    return DiVAE(n_components=n_components, density=density, keep_density=True,
+                 random_state=seed, **params, **extra)
 
 
 def robust_z(train, values):

@@ -46,6 +46,7 @@ FITS = {
 def fit_one(aligner, X_train, settings, seed):
     """A 2-D latent DiVAE with a K-component mixture prior (aligner None = plain VAE)."""
     est = DiVAE(
+        keep_density=True,  # rho on the held-out points
         trim_fraction=0.0,  # the paper trains on every point
         n_components=2,
         hidden_layer_sizes=(D // 2,),

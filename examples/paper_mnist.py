@@ -146,6 +146,7 @@ def run_one(data, seed, prior, aligner, settings, cache_dir, device):
     torch.set_num_threads(1)
     X_train, X_test, y_test, X_ood = data
     est = DiVAE(
+        keep_density=True,  # rho on the test images
         n_components=settings["latent"],
         hidden_layer_sizes=tuple(settings["hidden"]),
         prior=make_prior(prior, settings["K"]),

@@ -111,7 +111,8 @@ def run_dataset(data, max_iter):
         for weight in WEIGHTS:
             est = DiVAE(
                 n_components=2,  # the default when this study was run
-                aligner="direct", alignment_weight=weight, max_iter=max_iter, random_state=seed
+                aligner="direct", alignment_weight=weight, max_iter=max_iter, random_state=seed,
+                keep_density=True,  # rho on the test part
             )
             tic = time.perf_counter()
             with warnings.catch_warnings():
@@ -154,7 +155,8 @@ def grid_search_demo(X, y, anomaly_score="elbo", seed=0, max_iter=100):
     model = make_pipeline(
         StandardScaler(),
         DiVAE(
-            n_components=2, anomaly_score=anomaly_score, max_iter=max_iter, random_state=seed
+            n_components=2, anomaly_score=anomaly_score, max_iter=max_iter, random_state=seed,
+            keep_density=True,  # density_agreement_score needs the teacher
         ),
     )
     grid = {"divae__alignment_weight": [0.0, 0.3, 1.0, 3.0, 10.0]}

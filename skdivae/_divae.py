@@ -108,6 +108,12 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         and interquartile range of its training scores. The ELBO is the
         default: on the development benchmark neither alternative beat it
         (``docs/defaults.md``).
+    keep_density : bool, default=False
+        Keep the fitted teacher as ``density_`` after fit. A kNN teacher holds
+        its (projected) training rows, which makes the model larger by about
+        ``n_samples * n_components * 8`` bytes and keeps data in it; nothing
+        in scoring needs it. Turn it on to score the teacher on new data
+        (:func:`~skdivae.model_selection.density_agreement_score` needs it).
     trim_fraction : float in [0, 0.5), default=0.05
         Share of training points with the lowest teacher log-density whose
         reconstruction and KL terms are left out of the objective (training
@@ -147,8 +153,11 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     ----------
     module_ : torch.nn.Module
         The trained VAE (CPU, float64, eval mode).
-    density_ : estimator
-        The fitted density teacher.
+    density_ : estimator or None
+        The fitted density teacher with ``keep_density=True``; ``None``
+        otherwise (scoring never needs it).
+    density_dim_ : int
+        Dimension of the teacher's space (what the aligner projects to).
     history_ : list of dict
         Per epoch: ``loss``, ``recon``, ``kl``, ``align``, ``beta``,
         ``alignment_weight``, ``time`` and ``valid_loss`` with early stopping.
@@ -195,6 +204,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "decoder_std": [None, Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
         "anomaly_score": [StrOptions(set(SCORES))],
+        "keep_density": ["boolean"],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -227,6 +237,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         decoder_std=None,
         standardize=True,
         anomaly_score="elbo",
+        keep_density=False,
         trim_fraction=0.05,
         contamination=0.1,
         batch_size="auto",
@@ -255,6 +266,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         self.decoder_std = decoder_std
         self.standardize = standardize
         self.anomaly_score = anomaly_score
+        self.keep_density = keep_density
         self.trim_fraction = trim_fraction
         self.contamination = contamination
         self.batch_size = batch_size
@@ -377,7 +389,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             )
 
         self.module_ = module.cpu().double().eval()
-        self.density_ = density
+        self.density_ = density if self.keep_density else None
+        self.density_dim_ = int(getattr(density, "n_components_", self.n_components))
         self.history_ = history
         self.loss_curve_ = [h["loss"] for h in history]
         self.n_iter_ = len(history)
@@ -424,10 +437,13 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         return combine(self._score_parts(X), self.score_center_, self.score_scale_)
 
     def _diagnostic_scores(self, X):
-        """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``."""
+        """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``
+        (``None`` unless the teacher was kept, ``keep_density=True``)."""
         X = self._validated(X)
-        center, scale = (self.module_.center.numpy(), self.module_.scale.numpy())
-        rho = np.asarray(self.density_.score_samples((X - center) / scale), dtype=float)
+        rho = None
+        if self.density_ is not None:
+            center, scale = (self.module_.center.numpy(), self.module_.scale.numpy())
+            rho = np.asarray(self.density_.score_samples((X - center) / scale), dtype=float)
         return self._apply("log_prior_at_mean", X), self._apply("elbo", X), rho
 
     def score_samples(self, X):

@@ -298,7 +298,7 @@ class _Reader:
 def rebuild_module(est):
     """A fresh float64 network with the architecture of a fitted DiVAE (weights untrained)."""
     n_features = int(est.n_features_in_)
-    density_dim = getattr(est.density_, "n_components_", est.n_components)
+    density_dim = int(getattr(est, "density_dim_", est.n_components))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         module = build_module(

@@ -129,7 +129,7 @@ def density_agreement_score(estimator, X, y=None):
     Parameters
     ----------
     estimator : DiVAE or Pipeline ending in a DiVAE
-        A fitted model.
+        A model fitted with ``keep_density=True``.
     X : array-like of shape (n_samples, n_features)
         Held-out data.
     y : Ignored
@@ -146,7 +146,8 @@ def density_agreement_score(estimator, X, y=None):
     >>> from skdivae.model_selection import density_agreement_score
     >>> X = np.random.default_rng(0).normal(size=(300, 3))
     >>> search = GridSearchCV(
-    ...     DiVAE(max_iter=5, random_state=0), {"alignment_weight": [0.0, 1.0]},
+    ...     DiVAE(max_iter=5, keep_density=True, random_state=0),
+    ...     {"alignment_weight": [0.0, 1.0]},
     ...     scoring=density_agreement_score, cv=KFold(2, shuffle=True, random_state=0),
     ... ).fit(X)
     >>> sorted(search.best_params_)
@@ -163,6 +164,11 @@ def density_agreement_score(estimator, X, y=None):
             f"density_agreement_score needs at least 2 held-out rows to rank, got {np.shape(X)[0]}."
         )
     log_prior, elbo, rho = model._diagnostic_scores(X)
+    if rho is None:
+        raise ValueError(
+            "density_agreement_score needs the fitted density teacher: fit DiVAE with "
+            "keep_density=True."
+        )
     agree_prior = spearmanr(log_prior, rho)[0]
     agree_elbo = spearmanr(elbo, rho)[0]
     return float(np.nan_to_num(0.5 * (agree_prior + agree_elbo), nan=-1.0))

@@ -141,6 +141,6 @@ def test_log_prior_score_is_the_aligned_log_prior_in_the_teachers_units():
 
 def test_default_teacher_is_knn_with_thirty_neighbours_on_the_latent_dimension():
     X = np.random.default_rng(0).normal(size=(200, 12))
-    est = DiVAE(**FAST).fit(X)
+    est = DiVAE(**FAST, keep_density=True).fit(X)
     assert est.density_.method == "knn" and est.density_.n_neighbors == 30
     assert est.density_.n_components_ == est.n_components

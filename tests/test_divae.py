@@ -59,7 +59,7 @@ def test_fit_returns_self_and_fitted_attributes(data):
     assert not est.module_.training
     assert est.n_iter_ == len(est.history_) == len(est.loss_curve_) == 8
     assert {"loss", "recon", "kl", "align", "beta", "alignment_weight", "time"} <= set(est.history_[0])
-    assert isinstance(est.density_, KNNLogDensity) and est.density_.n_components_ == 2
+    assert est.density_ is None and est.density_dim_ == 2  # the teacher is not kept by default
     assert est.batch_size_ == 128 and str(est.device_) == "cpu"
 
 
@@ -70,7 +70,7 @@ def test_default_latent_size_and_teacher_dimension_capped_at_n_features(data):
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = DiVAE(max_iter=2, hidden_layer_sizes=(16,), random_state=0).fit(data[0])
     assert est.n_components == 8 and est.transform(data[0][:3]).shape == (3, 8)
-    assert est.density_.n_components_ == data[0].shape[1] == 5
+    assert est.density_dim_ == data[0].shape[1] == 5
     assert np.isfinite(est.score_samples(data[0])).all()
 
 
@@ -162,7 +162,7 @@ def test_priors_fit_and_score(data, prior):
      make_pipeline(StandardScaler(), KNNLogDensity(10, method="knn"))],
 )
 def test_any_density_estimator_can_teach(data, density):
-    est = DiVAE(density=density, **FAST).fit(data[0])
+    est = DiVAE(density=density, keep_density=True, **FAST).fit(data[0])
     assert np.isfinite(est.score_samples(data[0])).all()
     assert est.density_ is not density  # cloned, never fitted in place
 
@@ -172,7 +172,7 @@ def test_nested_parameters_reach_grid_search(data):
     params = est.get_params()
     assert params["prior__n_components"] == 3 and params["density__n_neighbors"] == 10
     est.set_params(prior__n_components=4, density__n_neighbors=12)
-    fitted = clone(est).fit(data[0])
+    fitted = clone(est).set_params(keep_density=True).fit(data[0])
     assert fitted.module_.prior.loc.shape[0] == 4 and fitted.density_.n_neighbors_ == 12
     assert est.prior.n_components == 4 and not hasattr(est.density, "log_density_")
 
@@ -300,3 +300,16 @@ def test_feature_residuals_are_the_decoders_standardised_errors(fitted, data):
         log_std = torch.log(dist.base_dist.scale).sum(-1).numpy()
     expected = 0.5 * (r**2).sum(1) + log_std + 0.5 * X.shape[1] * np.log(2 * np.pi)
     np.testing.assert_allclose(nll, expected, rtol=1e-10)
+
+
+def test_teacher_is_kept_only_on_request_and_the_model_is_smaller_without_it(data):
+    light = DiVAE(**FAST).fit(data[0])
+    heavy = DiVAE(**FAST, keep_density=True).fit(data[0])
+    assert light.density_ is None and isinstance(heavy.density_, KNNLogDensity)
+    np.testing.assert_array_equal(light.score_samples(data[0]), heavy.score_samples(data[0]))
+    assert len(pickle.dumps(light)) < len(pickle.dumps(heavy)) - data[0].shape[0] * 2 * 8
+    from skdivae.model_selection import density_agreement_score
+
+    assert -1 <= density_agreement_score(heavy, data[0]) <= 1
+    with pytest.raises(ValueError, match="keep_density=True"):
+        density_agreement_score(light, data[0])
