@@ -17,7 +17,8 @@ VERDICT_RULE = (
     "**Verdict rule (fixed before the runs).** For each compared pair of configurations "
     "(aligned vs the same-prior baseline, unless a claim says otherwise) the change is the "
     "difference of the two means over seeds, signed so that positive is the direction the "
-    "paper claims; the noise is 2 × the pooled seed sd, 2·sqrt((sd_a² + sd_b²) / 2). A pair "
+    "paper claims; the noise is 2 × the pooled seed sd (sample sd over seeds, ddof = 1), "
+    "2·sqrt((sd_a² + sd_b²) / 2). A pair "
     "*holds* when change > noise, *does not hold* when change < −noise, and is *within "
     "seed noise* otherwise. A claim over several pairs holds when at least half of its pairs "
     "hold and more hold than fail; it does not hold when at least half fail and more fail "
@@ -139,7 +140,8 @@ def reference_cell(rows, match, metric, n_train, epochs):
                 continue
     if not values:
         return None
-    return float(np.mean(values)), float(np.std(values)), len(values)
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), sd, len(values)
 
 
 def with_reference(ours, ref, digits=3):

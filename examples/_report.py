@@ -34,13 +34,17 @@ def provenance(script, wall_seconds):
 
 def mean_sd_over_seeds(rows, by, metrics):
     """Group result rows by the ``by`` fields (in order of first appearance) and give
-    ``(mean, sd)`` of each metric: ``{(by values...): {metric: (mean, sd)}}``."""
+    ``(mean, sd)`` of each metric: ``{(by values...): {metric: (mean, sd)}}``; sd is the
+    sample standard deviation (ddof=1)."""
     import numpy as np
 
     groups = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    def sd(values):  # the sample standard deviation over seeds (0 for one seed)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
     return {
-        key: {m: (np.mean([r[m] for r in sel]), np.std([r[m] for r in sel])) for m in metrics}
+        key: {m: (np.mean([r[m] for r in sel]), sd([r[m] for r in sel])) for m in metrics}
         for key, sel in groups.items()
     }

@@ -53,6 +53,7 @@ from sklearn.metrics import roc_auc_score
 from _paper import (
     REFERENCE_SIZES,
     N_SEEDS,
+    NO_VERDICT,
     VERDICT_RULE,
     FitCache,
     claim_verdict,
@@ -222,7 +223,8 @@ def claim_lines(table, centres):
                        f"{mean_sd(base['auc_log_prior'])} |")
     learnable = claim_verdict([v for p in LEARNABLE for v in by_prior[p]])
     fixed = claim_verdict(by_prior["normal"])
-    overall = ("holds" if learnable == "holds" and fixed != "holds"
+    overall = (NO_VERDICT if NO_VERDICT in (learnable, fixed)
+               else "holds" if learnable == "holds" and fixed != "holds"
                else "does not hold" if learnable == "does not hold" or fixed == "holds"
                else "within seed noise")
     out += ["", f"Learnable priors: {tally([v for p in LEARNABLE for v in by_prior[p]])} → "

@@ -54,8 +54,8 @@ def score_blockwise(estimator, X, method="score_samples"):
     if kind is None:
         return func(X)
     if kind == "array":
-        return _blockwise_array(func, method, X)
-    return _blockwise_frame(func, method, X)
+        return _blockwise_array(estimator, func, method, X)
+    return _blockwise_frame(estimator, func, method, X)
 
 
 def _dask_kind(X):
@@ -73,37 +73,60 @@ def _dask_kind(X):
     raise TypeError(f"score_blockwise takes a dask array or DataFrame, got {type(X).__name__}.")
 
 
-def _blockwise_array(func, method, X):
+def _output_width(estimator, func, first_rows):
+    """Columns of ``transform``'s output: from the fitted estimator, else from the first
+    rows (``first_rows()`` is only called then)."""
+    try:
+        return len(estimator.get_feature_names_out())
+    except (AttributeError, ValueError, TypeError):
+        return np.shape(func(first_rows()))[1]
+
+
+def _rowwise(func, method, width):
+    """``func`` on a block, with an empty block giving an empty result of the right shape."""
+    def block(part):
+        if part.shape[0] == 0:
+            shape = (0, width) if method in ROW_ARRAYS else (0,)
+            return np.empty(shape, dtype=int if method == "predict" else float)
+        return np.asarray(func(part))
+    return block
+
+
+def _blockwise_array(estimator, func, method, X):
     if X.ndim != 2:
         raise ValueError(f"expected a 2-D dask array, got {X.ndim} dimension(s).")
     X = X.rechunk({1: -1})
     if method in ROW_ARRAYS:
-        n_out = func(np.asarray(X[:1].compute())).shape[1]
-        return X.map_blocks(func, chunks=(X.chunks[0], (n_out,)), dtype=float)
+        width = _output_width(estimator, func, lambda: np.asarray(X.compute_chunk_sizes()[:1]))
+        return X.map_blocks(
+            _rowwise(func, method, width), chunks=(X.chunks[0], (width,)), dtype=float
+        )
     return X.map_blocks(
-        func, drop_axis=1, dtype=int if method == "predict" else float
+        _rowwise(func, method, None), drop_axis=1, dtype=int if method == "predict" else float
     )
 
 
-def _blockwise_frame(func, method, X):
+def _blockwise_frame(estimator, func, method, X):
     import pandas as pd
 
     if method in ROW_ARRAYS:
-        head = X.head(1)
-        out = func(head)
-        names = getattr(out, "columns", None)
-        columns = list(names) if names is not None else list(range(np.shape(out)[1]))
+        width = _output_width(estimator, func, lambda: X.head(1, npartitions=-1))
+        try:
+            columns = list(estimator.get_feature_names_out())
+        except (AttributeError, ValueError, TypeError):
+            columns = list(range(width))
         meta = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+        rows = _rowwise(func, method, width)
 
         def part(df):
-            res = func(df)
-            return pd.DataFrame(np.asarray(res), index=df.index, columns=columns)
+            return pd.DataFrame(rows(df), index=df.index, columns=columns)
 
         return X.map_partitions(part, meta=meta)
 
     dtype = "i8" if method == "predict" else "f8"
+    rows = _rowwise(func, method, None)
 
     def part(df):
-        return pd.Series(np.asarray(func(df)), index=df.index, name=method)
+        return pd.Series(rows(df), index=df.index, name=method, dtype=dtype)
 
     return X.map_partitions(part, meta=(method, dtype))

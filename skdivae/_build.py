@@ -71,10 +71,12 @@ def build_module(
     X_train,
     generator,
     decoder_std=None,
+    data_standardized=False,
 ):
     """Build the VAE (float32, CPU) with every random initial value drawn from
-    ``generator``: torch's global RNG is neither used nor changed, so concurrent
-    builds in several threads give the same weights as serial ones."""
+    ``generator``, so concurrent builds in several threads give the same weights
+    as serial ones. torch's layers draw from the global RNG while being built;
+    that happens under a lock with the global state saved and restored."""
     with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         # torch's layers draw their first weights from the global RNG while being
         # built; those draws are replaced below and the global state restored.
@@ -101,7 +103,9 @@ def build_module(
         torch.tensor(scale, dtype=torch.float32),
         decoder_std=decoder_std,
     )
-    X_std = module.standardize(X_train.cpu().float())
+    X_std = X_train.cpu().float()
+    if not data_standardized:
+        X_std = module.standardize(X_std)
     if hasattr(prior_module, "init_from_data"):
         prior_module.init_from_data(X_std, generator)
     if hasattr(aligner_module, "set_projection"):

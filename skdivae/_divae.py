@@ -140,9 +140,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         float64, so it pickles and scores anywhere.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batches, the reparameterisation noise and the density
-        teacher, through local generators: torch's global random state is
-        never used or changed, so fits in several threads give the same result
-        as serial ones. An int or a RandomState leaves numpy's global state
+        teacher, through local generators, so fits in several threads give the
+        same result as serial ones. torch's global random state is left as it
+        was (torch's layers draw from it while being built; those draws are
+        replaced, under a lock, and the state restored). An int or a RandomState leaves numpy's global state
         untouched; ``None`` draws one seed from it (as scikit-learn does).
     verbose : int, default=0
         When positive, say when the density teacher is fitted and print one
@@ -161,6 +162,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
     history_ : list of dict
         Per epoch: ``loss``, ``recon``, ``kl``, ``align``, ``beta``,
         ``alignment_weight``, ``time`` and ``valid_loss`` with early stopping.
+        Loss terms are in the units of the standardised data (the raw-unit
+        reconstruction term differs by the constant ``sum(log scale)``).
     loss_curve_ : list of float
         Training loss per epoch.
     n_iter_ : int
@@ -342,7 +345,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         batch_size = min(batch_size, n_samples)
         prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
         generator = torch.Generator().manual_seed(seed)
-        train, valid = training_arrays(X, target, err, self.trim_fraction, device), None
+        # The network trains on data standardised here, in float64, with identity buffers:
+        # float32 would lose a column's spread around a large mean. The buffers are set to
+        # the real centre and scale (in float64) once training is over.
+        train, valid = training_arrays(X_std, target, err, self.trim_fraction, device), None
         if self.early_stopping:
             train, valid = holdout_split(train, rng, self.validation_fraction, device)
 
@@ -361,7 +367,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             X_train=train[0],
             generator=generator,
             decoder_std=self.decoder_std,
-        ).to(device)
+            data_standardized=True,
+        )
+        module.set_standardization(np.zeros(n_features), np.ones(n_features))
+        module = module.to(device)
         history, converged = fit_loop(
             module,
             train,
@@ -389,6 +398,7 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
             )
 
         self.module_ = module.cpu().double().eval()
+        self.module_.set_standardization(center, scale)
         self.density_ = density if self.keep_density else None
         self.density_dim_ = int(getattr(density, "n_components_", self.n_components))
         self.history_ = history

@@ -18,6 +18,7 @@ strictly. Nothing in an archive is executed.
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 FORMAT = "skdivae"
 FORMAT_VERSION = 1
 MANIFEST = "skdivae.json"
+#: Deepest nesting of entries a loaded archive may have.
+MAX_DEPTH = 64
 ARRAYS = "arrays.npz"
 
 #: The classes an archive may hold, by the name written into it.
@@ -207,19 +210,25 @@ class _Reader:
     def __init__(self, arrays, weights):
         self.arrays, self.weights = arrays, weights
 
-    def decode(self, node, where):
+    def decode(self, node, where, depth=0):
+        if depth > MAX_DEPTH:
+            raise UnsafeArchiveError(f"{where}: entries nested deeper than {MAX_DEPTH} levels.")
         if node is None or isinstance(node, (bool, str, int, float)):
             return node
         if isinstance(node, list):
-            return [self.decode(v, f"{where}[{i}]") for i, v in enumerate(node)]
+            return [self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node)]
         if not isinstance(node, dict) or "__type__" not in node:
             raise UnsafeArchiveError(f"{where}: malformed entry in the archive.")
         kind = node["__type__"]
         try:
             if kind == "tuple":
-                return tuple(self.decode(v, f"{where}[{i}]") for i, v in enumerate(node["items"]))
+                return tuple(
+                    self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node["items"])
+                )
             if kind == "dict":
-                return {str(k): self.decode(v, f"{where}[{k!r}]") for k, v in node["items"]}
+                return {
+                    str(k): self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in node["items"]
+                }
             if kind == "scalar":
                 dtype = np.dtype(str(node["dtype"]))
                 if dtype.kind not in "biuf":
@@ -240,13 +249,16 @@ class _Reader:
                 return torch.device(str(node["name"]))
             if kind == "random_state":
                 rs = np.random.RandomState()
-                keys = self.decode(node["keys"], where)
+                keys = self.decode(node["keys"], where, depth + 1)
                 rs.set_state(("MT19937", keys, int(node["pos"]), int(node["has_gauss"]),
                               float(node["cached"])))
                 return rs
             if kind == "estimator":
-                return self._estimator(node, where)
-        except (KeyError, TypeError) as exc:
+                return self._estimator(node, where, depth)
+        except UnsafeArchiveError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                RuntimeError) as exc:
             raise UnsafeArchiveError(f"{where}: malformed {kind!r} entry ({exc}).") from exc
         raise UnsafeArchiveError(f"{where}: unknown entry type {kind!r}.")
 
@@ -255,25 +267,37 @@ class _Reader:
             raise UnsafeArchiveError(f"{where}: array {key!r} is missing from {ARRAYS}.")
         return self.arrays[key]
 
-    def _estimator(self, node, where):
+    def _estimator(self, node, where, depth):
         name = node["class"]
-        if name not in SUPPORTED:
+        if not isinstance(name, str) or name not in SUPPORTED:
             raise UnsafeArchiveError(
                 f"{where}: {name!r} is not a type this loader rebuilds; allowed: "
                 f"{', '.join(sorted(SUPPORTED))}."
             )
         cls = SUPPORTED[name]
-        params = {k: self.decode(v, f"{where}.{k}") for k, v in node["params"].items()}
-        state = {k: self.decode(v, f"{where}.{k}") for k, v in node["state"].items()}
+        if not isinstance(node["params"], dict) or not isinstance(node["state"], dict):
+            raise UnsafeArchiveError(f"{where}: parameters and state must be mappings.")
+        params = {k: self.decode(v, f"{where}.{k}", depth + 1) for k, v in node["params"].items()}
+        state = {k: self.decode(v, f"{where}.{k}", depth + 1) for k, v in node["state"].items()}
+        if cls is Pipeline and params.get("memory") is not None:
+            # A cache folder named by the file would make later refits read joblib pickles.
+            raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
         try:
             est = cls(**params)
         except TypeError as exc:
             raise UnsafeArchiveError(f"{where}: parameters do not fit {name} ({exc}).") from exc
         if cls is NearestNeighbors:
             return est.fit(state["_fit_X"]) if "_fit_X" in state else est
+        if any(not isinstance(k, str) or k in params for k in state):
+            raise UnsafeArchiveError(f"{where}: state entries must be attribute names.")
         for k, v in state.items():
             setattr(est, k, v)
-        if "weights" in node:
+        fitted_divae = cls is DiVAE and "n_features_in_" in state
+        if ("weights" in node) != fitted_divae:
+            raise UnsafeArchiveError(
+                f"{where}: network weights belong to a fitted DiVAE, and only to one."
+            )
+        if fitted_divae:
             est.module_ = self._module(est, node["weights"], where)
         return est
 
@@ -287,6 +311,7 @@ class _Reader:
             tensors = load_tensors(self.weights[index])
         except (SafetensorError, ValueError) as exc:
             raise UnsafeArchiveError(f"{where}: unreadable weights ({exc}).") from exc
+        _check_architecture(est, tensors, where)
         module = rebuild_module(est)
         try:
             module.load_state_dict(tensors, strict=True)
@@ -295,27 +320,48 @@ class _Reader:
         return module.eval()
 
 
+def _check_architecture(est, tensors, where):
+    """Refuse parameters whose network would not match the weights (before building it,
+    so that a tampered size cannot make the loader allocate a huge network)."""
+    try:
+        n_features = int(est.n_features_in_)
+        sizes = layer_sizes(est.hidden_layer_sizes)
+        n_latent = int(est.n_components)
+        widths = [n_features, *sizes, 2 * n_latent]
+        expected = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+        stored = sum(t.numel() for t in tensors.values())
+        first = tuple(tensors["encoder.mlp.0.weight"].shape)
+        centre = tuple(tensors["center"].shape)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UnsafeArchiveError(
+            f"{where}: the weights do not fit the network described by the parameters ({exc})."
+        ) from exc
+    if centre != (n_features,) or first != (widths[1], n_features) or expected > stored:
+        raise UnsafeArchiveError(
+            f"{where}: the weights do not fit the network described by the parameters."
+        )
+
+
 def rebuild_module(est):
     """A fresh float64 network with the architecture of a fitted DiVAE (weights untrained)."""
     n_features = int(est.n_features_in_)
     density_dim = int(getattr(est, "density_dim_", est.n_components))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = build_module(
-            n_features=n_features,
-            n_latent=est.n_components,
-            hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
-            activation=est.activation,
-            prior=resolve_prior(est.prior),
-            aligner=resolve_aligner(est.aligner),
-            likelihood=est.likelihood,
-            center=np.zeros(n_features),
-            scale=np.ones(n_features),
-            density_dim=density_dim,
-            X_train=torch.zeros(max(2, est.n_components), n_features),
-            generator=torch.Generator().manual_seed(0),
-            decoder_std=est.decoder_std,
-        )
+    # build_module draws only from the generator it is given.
+    module = build_module(
+        n_features=n_features,
+        n_latent=est.n_components,
+        hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
+        activation=est.activation,
+        prior=resolve_prior(est.prior),
+        aligner=resolve_aligner(est.aligner),
+        likelihood=est.likelihood,
+        center=np.zeros(n_features),
+        scale=np.ones(n_features),
+        density_dim=density_dim,
+        X_train=torch.zeros(max(2, est.n_components), n_features),
+        generator=torch.Generator().manual_seed(0),
+        decoder_std=est.decoder_std,
+    )
     return module.double()
 
 
@@ -345,6 +391,17 @@ def load(path):
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise UnsafeArchiveError(f"{path} is not a skdivae archive (not a zip file).")
+    try:
+        return _load(path)
+    except UnsafeArchiveError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+            RecursionError, MemoryError, OSError, ValueError, TypeError, KeyError,
+            AttributeError, IndexError, OverflowError) as exc:
+        raise UnsafeArchiveError(f"{path}: unreadable archive ({type(exc).__name__}: {exc}).") from exc
+
+
+def _load(path):
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         if MANIFEST not in names or ARRAYS not in names:
@@ -361,7 +418,10 @@ def load(path):
                 f"reads version {FORMAT_VERSION}."
             )
         try:
-            with np.load(io.BytesIO(zf.read(ARRAYS)), allow_pickle=False) as npz:
+            npz = np.load(io.BytesIO(zf.read(ARRAYS)), allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise UnsafeArchiveError(f"{path}: {ARRAYS} is not an .npz archive.")
+            with npz:
                 arrays = {k: npz[k] for k in npz.files}
         except ValueError as exc:
             raise UnsafeArchiveError(f"{path}: {ARRAYS} holds pickled or unreadable data ({exc}).") from exc

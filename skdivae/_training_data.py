@@ -17,9 +17,9 @@ from ._validation import training_targets
 TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
 
 
-#: Largest and smallest magnitudes DiVAE trains on: the network runs in float32
-#: (about 3.4e38 to 1.2e-38) and the Gaussian likelihood squares scales.
-MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-30
+#: Largest magnitude and smallest spread DiVAE trains on: the network runs in float32
+#: (normal numbers from 1.2e-38 to 3.4e38) and the Gaussian likelihood squares its scale.
+MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-15
 
 
 def standardization(X, enabled):

@@ -102,3 +102,18 @@ def test_blockwise_refuses_unknown_methods_and_shapes(fitted, X):
         score_blockwise(fitted, X, "fit")
     with pytest.raises(ValueError, match="2-D dask array"):
         score_blockwise(fitted, da.from_array(X[:, 0], chunks=50))
+
+
+@pytest.mark.parametrize("method", ["score_samples", "predict", "transform"])
+def test_blockwise_handles_empty_partitions_and_unknown_chunks(fitted, X, method):
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = DiVAE(**FAST).fit(frame)
+    ddf = dd.from_pandas(frame, npartitions=4)
+    kept = ddf[ddf.a > 1.0]  # some partitions end up empty
+    out = score_blockwise(est, kept, method).compute(scheduler="sync")
+    expected = getattr(est, method)(frame[frame.a > 1.0])
+    np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-12, atol=1e-12)
+    arr = da.from_array(X, chunks=(50, 4))
+    sel = arr[arr[:, 0] > 1.0]  # unknown chunk sizes
+    out = score_blockwise(fitted, sel, method).compute(scheduler="sync")
+    np.testing.assert_allclose(out, getattr(fitted, method)(X[X[:, 0] > 1.0]), rtol=1e-12, atol=1e-12)

@@ -253,3 +253,54 @@ def test_missing_array_in_npz_is_refused(archive, tmp_path):
 
     with pytest.raises(UnsafeArchiveError, match="missing from arrays.npz"):
         load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["root"].update(params=[1, 2]), "must be mappings"),
+        (lambda m: m["root"]["state"].update(device_={"__type__": "device", "name": "foo"}),
+         "malformed 'device' entry"),
+        (lambda m: m["root"]["state"].update(x_={"__type__": "scalar", "dtype": "|i1", "value": 1000}),
+         "malformed 'scalar' entry"),
+        (lambda m: m["root"]["state"].update(n_features_in_=10**13), "do not fit the network"),
+        (lambda m: m["root"]["params"].update(hidden_layer_sizes=[10**9]), "do not fit the network"),
+        (lambda m: m["root"].pop("weights"), "belong to a fitted DiVAE"),
+        (lambda m: m["root"]["state"].update(deep=_nested(200)), "nested deeper"),
+    ],
+    ids=["params-list", "device", "overflow", "huge-features", "huge-layers", "no-weights", "deep"],
+)
+def test_malformed_entries_are_refused_as_unsafe_archives(archive, tmp_path, change, message):
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(_rewrite(archive, tmp_path / "t.skdivae", _manifest_edit(change)))
+
+
+def _nested(depth):
+    node = 1
+    for _ in range(depth):
+        node = {"__type__": "tuple", "items": [node]}
+    return node
+
+
+def test_corrupt_zip_members_and_pipeline_memory_are_refused(archive, tmp_path, X):
+    def npy_not_npz(members):
+        buf = io.BytesIO()
+        np.save(buf, np.zeros(3))
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="not an .npz archive"):
+        load(_rewrite(archive, tmp_path / "a.skdivae", npy_not_npz))
+
+    def junk_npz(members):
+        members["arrays.npz"] = b"PK\x03\x04 not really a zip"
+        return members
+
+    with pytest.raises(UnsafeArchiveError):
+        load(_rewrite(archive, tmp_path / "b.skdivae", junk_npz))
+
+    pipe = make_pipeline(StandardScaler(), DiVAE(**FAST)).fit(X)
+    save(pipe, tmp_path / "p.skdivae")
+    edit = _manifest_edit(lambda m: m["root"]["params"].update(memory=str(tmp_path)))
+    with pytest.raises(UnsafeArchiveError, match="memory= is not loaded"):
+        load(_rewrite(tmp_path / "p.skdivae", tmp_path / "q.skdivae", edit))

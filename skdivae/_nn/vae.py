@@ -88,11 +88,18 @@ class VAEModule(nn.Module):
         self.register_buffer("center", center)
         self.register_buffer("scale", scale)
         n_features = center.shape[0]
+        self.fixed_noise = decoder_std is not None  # a fixed std is used as given
         if likelihood == "gaussian" and decoder_std is None:
             self.log_noise = nn.Parameter(torch.zeros(n_features))
         elif likelihood == "gaussian":
             # in standardised units, so that noise * scale is decoder_std in raw units
             self.register_buffer("log_noise", math.log(decoder_std) - torch.log(scale))
+
+    @torch.no_grad()
+    def set_standardization(self, center, scale):
+        """Replace the ``center`` / ``scale`` buffers (same shape; the module's dtype)."""
+        self.center.copy_(torch.as_tensor(center, dtype=self.center.dtype))
+        self.scale.copy_(torch.as_tensor(scale, dtype=self.scale.dtype))
 
     # -- distributions ---------------------------------------------------
     def standardize(self, x):
@@ -116,7 +123,9 @@ class VAEModule(nn.Module):
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return bernoulli(out)
-        noise = torch.exp(self.log_noise.clamp(-7.0, 5.0))
+        fixed = getattr(self, "fixed_noise", False)
+        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        noise = torch.exp(log_noise)
         return diag_normal(out * self.scale + self.center, noise * self.scale)
 
     def decode_mean(self, z):
