@@ -28,7 +28,7 @@ from ._training_data import (
     teacher_targets,
     training_arrays,
 )
-from ._validation import HasMethods, Interval, StrOptions
+from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 
 class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
@@ -83,9 +83,14 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         with unit errors. Tunable as ``density__n_neighbors``.
     beta : float, default=1.0
         Weight of the KL term after warm-up.
-    beta_warmup, alignment_warmup : float in [0, 1], default=0.5
-        Share of ``max_iter`` over which ``beta`` and ``alignment_weight``
-        ramp linearly from 0 (``beta`` from ``beta_start * beta``).
+    beta_warmup, alignment_warmup : "auto", float in [0, 1] or int >= 0, \
+            default="auto"
+        How long ``beta`` and ``alignment_weight`` ramp linearly from 0
+        (``beta`` from ``beta_start * beta``): a share of ``max_iter`` (float),
+        a number of epochs (int), or ``"auto"``: half of ``max_iter`` but at
+        most 50 epochs (the same as 0.5 up to the default ``max_iter=100``;
+        longer fits do not get longer warm-ups). Early stopping acts after
+        both warm-ups.
     beta_start : float in [0, 1], default=0.0
         Where the KL weight's warm-up starts, as a share of ``beta`` (the
         paper's synthetic experiment ramps from 0.1).
@@ -200,8 +205,10 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         "alignment_weight": [Interval(Real, 0, None, closed="left")],
         "density": [None, HasMethods(["fit", "score_samples"])],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "beta_warmup": [Interval(Real, 0, 1, closed="both")],
-        "alignment_warmup": [Interval(Real, 0, 1, closed="both")],
+        "beta_warmup": [StrOptions({"auto"}), Interval(RealNotInt, 0, 1, closed="both"),
+                        Interval(Integral, 0, None, closed="left")],
+        "alignment_warmup": [StrOptions({"auto"}), Interval(RealNotInt, 0, 1, closed="both"),
+                             Interval(Integral, 0, None, closed="left")],
         "beta_start": [Interval(Real, 0, 1, closed="both")],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
         "decoder_std": [None, Interval(Real, 0, None, closed="neither")],
@@ -233,8 +240,8 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         alignment_weight=1.0,
         density=None,
         beta=1.0,
-        beta_warmup=0.5,
-        alignment_warmup=0.5,
+        beta_warmup="auto",
+        alignment_warmup="auto",
         beta_start=0.0,
         likelihood="gaussian",
         decoder_std=None,

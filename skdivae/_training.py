@@ -3,6 +3,7 @@
 import copy
 import math
 import time
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -10,9 +11,22 @@ import torch
 TERMS = ("loss", "recon", "kl", "align", "aux")
 
 
-def warmup_factor(epoch, warmup, max_iter, start=0.0):
-    """Linear ramp from ``start`` to 1 over the first ``warmup`` share of ``max_iter`` epochs."""
-    n_warm = warmup * max_iter
+#: With ``"auto"``, warm-ups last half of ``max_iter`` but at most this many epochs, so
+#: that more epochs do not mean a longer warm-up (nor a later start of early stopping).
+AUTO_WARMUP_SHARE, AUTO_WARMUP_MAX_EPOCHS = 0.5, 50
+
+
+def warmup_epochs(warmup, max_iter):
+    """Epochs of a warm-up: ``"auto"``, a share of ``max_iter`` (float) or a count (int)."""
+    if isinstance(warmup, str):
+        return min(AUTO_WARMUP_SHARE * max_iter, AUTO_WARMUP_MAX_EPOCHS)
+    if isinstance(warmup, Integral):
+        return float(min(warmup, max_iter))
+    return float(warmup) * max_iter
+
+
+def warmup_factor(epoch, n_warm, start=0.0):
+    """Linear ramp from ``start`` to 1 over the first ``n_warm`` epochs."""
     return 1.0 if n_warm <= 0 else start + (1.0 - start) * min(1.0, epoch / n_warm)
 
 
@@ -141,13 +155,14 @@ def fit_loop(
     optimizers = make_optimizers(module, learning_rate_init)
     X, target, weight, elbo_weight = train
     history, best, stall, best_state = [], math.inf, 0, None
-    warm_end = max(beta_warmup, alignment_warmup) * max_iter
+    beta_warm, align_warm = warmup_epochs(beta_warmup, max_iter), warmup_epochs(alignment_warmup, max_iter)
+    warm_end = max(beta_warm, align_warm)
     start_time = time.perf_counter()
     converged = False
     for epoch in range(max_iter):
         tic = time.perf_counter()
-        b = beta * warmup_factor(epoch, beta_warmup, max_iter, beta_start)
-        lam = alignment_weight * warmup_factor(epoch, alignment_warmup, max_iter)
+        b = beta * warmup_factor(epoch, beta_warm, beta_start)
+        lam = alignment_weight * warmup_factor(epoch, align_warm)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
         record = _run_epoch(

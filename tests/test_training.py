@@ -44,3 +44,34 @@ def test_short_fit_warns_at_the_callers_line():
 @pytest.mark.parametrize("max_iter", [1])
 def test_a_single_epoch_does_not_warn(max_iter):
     assert _warnings(max_iter=max_iter) == []
+
+
+def _betas(**params):
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = DiVAE(n_components=2, hidden_layer_sizes=(4,), random_state=0, **params).fit(X)
+    return [h["beta"] for h in est.history_], [h["alignment_weight"] for h in est.history_]
+
+
+@pytest.mark.parametrize(
+    "params, beta_full_at",
+    [
+        ({"max_iter": 20}, 10),  # auto: half of max_iter...
+        ({"max_iter": 140}, 50),  # ...but at most 50 epochs
+        ({"max_iter": 20, "beta_warmup": 0.25}, 5),  # a share
+        ({"max_iter": 20, "beta_warmup": 4}, 4),  # a number of epochs
+    ],
+)
+def test_warm_up_length(params, beta_full_at):
+    betas, _ = _betas(**params)
+    assert betas[beta_full_at] == pytest.approx(1.0)
+    assert betas[beta_full_at - 1] < 1.0
+
+
+def test_default_warm_up_is_unchanged_at_the_default_max_iter():
+    from skdivae._training import warmup_epochs
+
+    assert warmup_epochs("auto", 100) == warmup_epochs(0.5, 100) == 50
+    assert warmup_epochs("auto", 400) == 50 and warmup_epochs(0.5, 400) == 200
+    assert warmup_epochs(1.0, 100) == 100 and warmup_epochs(1, 100) == 1
