@@ -15,9 +15,10 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
+from ._generative import GenerativeMixin
 from ._scoring import COMBINED, SCORES, combine, robust_scale
 from ._torch_utils import batched_no_grad, resolve_device
 from ._training import fit_loop
@@ -31,7 +32,13 @@ from ._training_data import (
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 
-class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+class DiVAE(
+    GenerativeMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    OutlierMixin,
+    BaseEstimator,
+):
     """Density-informed variational autoencoder for anomaly and OOD detection.
 
     A VAE whose log-prior ``log p_Z(z)`` is pulled, during training, towards
@@ -521,37 +528,6 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         """
         return float(np.mean(self._apply("elbo", self._validated(X))))
 
-    def feature_residuals(self, X):
-        """Which features drive each row's score: per-feature reconstruction residuals.
-
-        The residual of feature j is ``(x_j - xhat_j) / sigma_j``, with
-        ``xhat`` the decoder mean at the posterior mean ``mu(x)`` and
-        ``sigma_j`` the decoder's noise scale (``x_j - p_j`` for
-        ``likelihood="bernoulli"``). Its square is, up to constants, feature
-        j's share of the reconstruction term of the ELBO, so the features
-        with the largest ``|residual|`` are those that make a row look
-        anomalous to the decoder.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        residuals : ndarray of shape (n_samples, n_features_in_)
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skdivae import DiVAE
-        >>> X = np.random.default_rng(0).normal(size=(200, 3))
-        >>> det = DiVAE(max_iter=10, random_state=0).fit(X)
-        >>> odd = np.array([[0.0, 9.0, 0.0]])  # feature 1 is far off
-        >>> int(np.argmax(np.abs(det.feature_residuals(odd))))
-        1
-        """
-        return self._apply("residuals", self._validated(X))
-
     def transform(self, X):
         """Posterior means ``mu(x)``.
 
@@ -564,49 +540,6 @@ class DiVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, Bas
         Z : ndarray of shape (n_samples, n_components)
         """
         return self._apply("posterior_mean", self._validated(X))
-
-    def inverse_transform(self, Z):
-        """Decoder means for latent points, in the units of the input.
-
-        Parameters
-        ----------
-        Z : array-like of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features_in_)
-        """
-        check_is_fitted(self)
-        Z = check_array(Z, dtype=np.float64, input_name="Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"Z must have shape (n_samples, {self.n_components}), got {Z.shape}."
-            )
-        return self._apply("decode_mean", Z)
-
-    def sample(self, n_samples=1, random_state=None):
-        """Draw latents from the learned prior and decode them.
-
-        Parameters
-        ----------
-        n_samples : int >= 1, default=1
-        random_state : int, RandomState instance or None, default=None
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features_in_)
-            Decoder means of ``z ~ p_Z``.
-        """
-        check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least "
-                "one sample (a positive int), as in GaussianMixture.sample."
-            )
-        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        with torch.no_grad():
-            z = self.module_.sample_prior(n_samples, torch.Generator().manual_seed(seed))
-        return self._apply("decode_mean", z.numpy())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
