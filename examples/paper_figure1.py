@@ -30,6 +30,7 @@ import torch
 from scipy.stats import ks_2samp, pearsonr
 from sklearn.exceptions import ConvergenceWarning
 
+from _paper import PAPER_KL
 from _report import provenance
 from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
@@ -50,7 +51,7 @@ def fit_one(aligner, X_train, settings, seed):
         trim_fraction=0.0,  # the paper trains on every point
         n_components=2,
         hidden_layer_sizes=(D // 2,),
-        prior=GaussianMixturePrior(n_components=K),
+        prior=GaussianMixturePrior(n_components=K, kl=PAPER_KL),
         aligner=aligner,
         density=KNNLogDensity(settings["k"], method="pak", n_components=2, random_state=seed),
         standardize=False,  # as paper_synthetic.py: rho on the mixture plane's scale

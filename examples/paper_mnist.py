@@ -51,6 +51,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from _paper import (
+    PAPER_KL,
     REFERENCE_SIZES,
     N_SEEDS,
     NO_VERDICT,
@@ -80,8 +81,8 @@ def make_prior(name, n_components):
     if name == "normal":
         return "normal"
     if name.startswith("gmm"):
-        return GaussianMixturePrior(n_components=n_components)
-    return VampPrior(n_components=n_components)
+        return GaussianMixturePrior(n_components=n_components, kl=PAPER_KL)
+    return VampPrior(n_components=n_components, kl=PAPER_KL)
 
 
 def make_aligner(name, settings):

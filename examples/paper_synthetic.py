@@ -49,6 +49,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from _paper import (
+    PAPER_KL,
     REFERENCE_SIZES,
     N_SEEDS,
     VERDICT_RULE,
@@ -117,7 +118,7 @@ def build(setup, prior, aligner, target, data, seed, epochs):
     return DiVAE(
         n_components=2,
         hidden_layer_sizes=(D // 2,),
-        prior="normal" if prior == "normal" else GaussianMixturePrior(n_components=k),
+        prior="normal" if prior == "normal" else GaussianMixturePrior(n_components=k, kl=PAPER_KL),
         aligner={
             "none": None,
             "direct": "direct_paper",  # the paper's formulation (DirectAligner.paper())

@@ -282,6 +282,9 @@ class _Reader:
         if cls is Pipeline and params.get("memory") is not None:
             # A cache folder named by the file would make later refits read joblib pickles.
             raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
+        if cls in (GaussianMixturePrior, VampPrior):
+            # Files from before priors had ``kl`` were trained and scored by Monte Carlo.
+            params.setdefault("kl", "monte_carlo")
         try:
             est = cls(**params)
         except TypeError as exc:

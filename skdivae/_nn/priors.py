@@ -22,12 +22,14 @@ class StandardNormal(nn.Module):
 
 class GaussianMixture(nn.Module):
     """Learnable diagonal Gaussian mixture: uniform logits, means ``0.1 N(0, 1)``,
-    scales ``softplus(raw) + 0.05`` starting at 1."""
+    scales ``softplus(raw) + 0.05`` starting at 1. ``kl_estimator`` (one of
+    ``kl.KL_ESTIMATORS``) tells the VAE how to compute KL(q || p) (``kl.py``)."""
 
     min_scale = 0.05
 
-    def __init__(self, n_latent, n_components):
+    def __init__(self, n_latent, n_components, kl_estimator="bound"):
         super().__init__()
+        self.kl_estimator = kl_estimator
         self.logits = nn.Parameter(torch.zeros(n_components))
         self.loc = nn.Parameter(0.1 * torch.randn(n_components, n_latent))
         raw = math.log(math.expm1(1.0 - self.min_scale))
@@ -49,8 +51,9 @@ class Vamp(nn.Module):
     The pseudo-inputs live in the encoder's input space and are not clipped.
     """
 
-    def __init__(self, n_latent, n_features, n_components):
+    def __init__(self, n_latent, n_features, n_components, kl_estimator="bound"):
         super().__init__()
+        self.kl_estimator = kl_estimator
         self.pseudo_inputs = nn.Parameter(torch.randn(n_components, n_features))
 
     @torch.no_grad()

@@ -10,9 +10,12 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from .distributions import bernoulli, diag_normal
+from .kl import GAP_DRAWS, corrected_kl, mixture_kl_bound
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
+#: Where the deterministic ELBO evaluates its reconstruction term (``elbo``).
+RECON_POINTS = "sigma"
 _LOGVAR_RANGE = (-16.0, 10.0)
 
 
@@ -141,13 +144,25 @@ class VAEModule(nn.Module):
         return (x - dist.loc) / dist.scale
 
     # -- loss terms ------------------------------------------------------
+    def mixture_kl_estimator(self, p):
+        """How KL(q || p) is estimated: ``None`` for a Gaussian prior (closed form), else
+        the mixture prior's ``kl_estimator`` (modules from before it: Monte Carlo)."""
+        if not hasattr(p, "mixture_distribution"):
+            return None
+        return getattr(self.prior, "kl_estimator", "monte_carlo")
+
     def kl(self, q, p, generator=None):
-        """KL(q || p) per sample: closed form when torch has one, else Monte Carlo."""
-        try:
+        """KL(q || p) per sample: closed form for a Gaussian prior; for a mixture, the
+        prior's ``kl_estimator`` (``kl.py``), with draws from ``generator``."""
+        estimator = self.mixture_kl_estimator(p)
+        if estimator is None:
             return kl_divergence(q, p)
-        except NotImplementedError:
-            z = reparameterized_sample(q, (KL_SAMPLES,), generator)
-            return (q.log_prob(z) - p.log_prob(z)).mean(0)
+        if estimator == "bound":
+            return mixture_kl_bound(q, p)[0]
+        if estimator == "corrected_bound":
+            return corrected_kl(q, p, reparameterized_sample(q, (GAP_DRAWS,), generator))
+        z = reparameterized_sample(q, (KL_SAMPLES,), generator)
+        return (q.log_prob(z) - p.log_prob(z)).mean(0)
 
     def sample_prior(self, n_samples, generator=None):
         """``n_samples`` draws of p_Z, from ``generator`` (the global RNG is not used)."""
@@ -220,24 +235,50 @@ class VAEModule(nn.Module):
         calibrate = getattr(self.aligner, "calibrate", None)
         return log_prior if calibrate is None else calibrate(log_prior)
 
-    def elbo(self, x):
-        """Deterministic ELBO per sample, without the alignment term.
+    def log_likelihood(self, z, x):
+        """``log p(x | z)`` in raw units; for a Gaussian decoder one fused expression on
+        standardised residuals (the scoring path: no distribution objects)."""
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            return bernoulli(out).log_prob(x)
+        fixed = getattr(self, "fixed_noise", False)
+        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        resid = (self.standardize(x) - out) * torch.exp(-log_noise)
+        log_norm = (log_noise + torch.log(self.scale)).sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        return -0.5 * (resid * resid).sum(-1) - log_norm
 
-        The expectation over q(z|x) uses the ``2L`` unscented sigma points
-        ``mu +- sqrt(L) sigma e_i`` (exact for quadratic integrands), so no
-        random numbers are drawn. The KL term is closed form for N(0, I) and
-        uses the same sigma points otherwise.
-        """
-        q = self.posterior(x)
+    def sigma_points(self, q):
+        """The ``2L`` unscented sigma points ``mu +- sqrt(L) sigma e_i`` of ``q``: (2L, n, L)."""
         loc, scale = q.base_dist.loc, q.base_dist.scale
         n_latent = loc.shape[-1]
         eye = torch.eye(n_latent, dtype=loc.dtype, device=loc.device)
         offsets = math.sqrt(n_latent) * torch.cat([eye, -eye])  # (2L, L)
-        z = loc.unsqueeze(0) + offsets.unsqueeze(1) * scale.unsqueeze(0)  # (2L, n, L)
-        recon = self.likelihood_distribution(z).log_prob(x).mean(0)
+        return loc.unsqueeze(0) + offsets.unsqueeze(1) * scale.unsqueeze(0)
+
+    def elbo(self, x, recon_points=RECON_POINTS):
+        """Deterministic ELBO per sample, without the alignment term.
+
+        No random numbers are drawn. The reconstruction term
+        ``E_q[log p(x | z)]`` is taken at the posterior mean
+        (``recon_points="mean"``, one decoder pass) or averaged over the ``2L``
+        unscented sigma points (``"sigma"``: exact for quadratic integrands,
+        2L decoder passes); ``RECON_POINTS`` is the default, chosen in
+        ``docs/elbo_points.md``. The KL term is closed form for N(0, I); for a
+        mixture prior it follows the prior's ``kl_estimator``, with the sigma
+        points standing in for the draws (they need no decoder pass).
+        """
+        q = self.posterior(x)
+        z = self.sigma_points(q)
+        z_recon = q.base_dist.loc.unsqueeze(0) if recon_points == "mean" else z
+        recon = self.log_likelihood(z_recon, x).mean(0)
         p = self.prior_distribution()
-        try:
+        estimator = self.mixture_kl_estimator(p)
+        if estimator is None:
             kl = kl_divergence(q, p)
-        except NotImplementedError:
+        elif estimator == "bound":
+            kl = mixture_kl_bound(q, p)[0]
+        elif estimator == "corrected_bound":
+            kl = corrected_kl(q, p, z)
+        else:
             kl = (q.log_prob(z) - p.log_prob(z)).mean(0)
         return recon - kl

@@ -1,0 +1,74 @@
+"""KL(q || p) between a diagonal Gaussian posterior and a mixture-of-Gaussians prior.
+
+No closed form exists. For any responsibilities ``w`` on the components,
+Jensen's inequality on the mixture's log-density gives
+
+    log p(z) = J_w(z) + g_w(z),   J_w(z) = sum_k w_k log(pi_k N_k(z) / w_k),   g_w(z) >= 0,
+
+and ``E_q[J_w]`` is closed form. With the best ``w_k ∝ pi_k exp(-KL(q || N_k))``
+this yields the variational upper bound (Hershey & Olsen, 2007)
+
+    KL(q || p) = B - E_q[g_w(z)],   B = -log sum_k pi_k exp(-KL(q || N_k)) >= KL(q || p).
+
+Three estimators follow (``KL_ESTIMATORS``):
+
+* ``"bound"`` (the default): ``B`` alone. Closed form and deterministic,
+  exact for one component and tight when each posterior sits within one
+  component; looser (by at most ``log K``) when components overlap, as a
+  VampPrior's often do.
+* ``"corrected_bound"``: ``B`` minus the average of ``g_w`` over a few draws of
+  ``q``. Unbiased, like plain Monte Carlo, but ``g_w`` is nearly constant
+  wherever the bound is tight, so 5 draws vary less than the authors' 50
+  plain draws (``tests/test_kl_bound.py``).
+* ``"monte_carlo"``: the average of ``log q(z) - log p(z)`` over 50 draws of
+  ``q`` (the authors' estimator).
+"""
+
+import math
+
+import torch
+
+KL_ESTIMATORS = ("bound", "corrected_bound", "monte_carlo")
+#: Draws of q for the corrected bound's Jensen-gap term.
+GAP_DRAWS = 5
+
+
+def gaussian_kl_to_components(loc, scale, comp_loc, comp_scale):
+    """``KL(N(loc, scale^2) || N(comp_loc_k, comp_scale_k^2))`` for every component k.
+
+    ``loc`` and ``scale`` have shape (..., L), the components (K, L); returns (..., K).
+    """
+    ratio = scale.unsqueeze(-2) / comp_scale
+    diff = (loc.unsqueeze(-2) - comp_loc) / comp_scale
+    return 0.5 * (ratio * ratio + diff * diff - 1.0).sum(-1) - torch.log(ratio).sum(-1)
+
+
+def mixture_kl_bound(q, p):
+    """``(B, w)``: the upper bound on ``KL(q || p)`` for a diagonal Gaussian ``q`` and a
+    mixture ``p`` of diagonal Gaussians, and the responsibilities that attain it."""
+    comp = p.component_distribution.base_dist
+    kl_k = gaussian_kl_to_components(q.base_dist.loc, q.base_dist.scale, comp.loc, comp.scale)
+    scores = torch.log_softmax(p.mixture_distribution.logits, -1) - kl_k
+    return -torch.logsumexp(scores, -1), torch.softmax(scores, -1)
+
+
+def jensen_gap(z, p, w):
+    """``g_w(z) = log p(z) - sum_k w_k log(pi_k N_k(z) / w_k) >= 0`` at draws ``z`` of
+    shape (S, n, L), with responsibilities ``w`` of shape (n, K); returns (S, n)."""
+    comp = p.component_distribution.base_dist
+    diff = (z.unsqueeze(-2) - comp.loc) / comp.scale
+    log_joint = (
+        -0.5 * (diff * diff).sum(-1)
+        - torch.log(comp.scale).sum(-1)
+        - 0.5 * comp.loc.shape[-1] * math.log(2 * math.pi)
+        + torch.log_softmax(p.mixture_distribution.logits, -1)
+    )
+    weighted = (w * log_joint - torch.special.xlogy(w, w)).sum(-1)
+    return torch.logsumexp(log_joint, -1) - weighted
+
+
+def corrected_kl(q, p, z):
+    """Unbiased ``KL(q || p)``: the bound minus the mean Jensen gap at draws ``z`` of ``q``
+    (the responsibilities are held fixed, which leaves the gradient unbiased too)."""
+    bound, w = mixture_kl_bound(q, p)
+    return bound - jensen_gap(z, p, w.detach()).mean(0)
