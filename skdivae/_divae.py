@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._generative import GenerativeMixin
 from ._scoring import COMBINED, SCORES, combine, robust_scale
-from ._torch_utils import batched_no_grad, resolve_device
+from ._torch_utils import batched_no_grad, resolve_device, torch_threads
 from ._training import fit_loop
 from ._training_data import (
     fit_teacher,
@@ -150,6 +150,14 @@ class DiVAE(
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where training runs; the fitted model always lives on the CPU in
         float64, so it pickles and scores anywhere.
+    n_threads : "auto", int or None, default="auto"
+        torch intra-op threads for ``fit`` and for scoring, set for the call
+        and restored after (torch's own setting is process-wide). ``"auto"``
+        trains with one thread, since mini-batches of a small network gain
+        little from more and slow down many times over when another process
+        keeps a core busy (``docs/performance.md``), and scores with torch's
+        current setting, where large chunks do gain. An int uses that many
+        for both; ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batches, the reparameterisation noise and the density
         teacher, through local generators, so fits in several threads give the
@@ -232,6 +240,7 @@ class DiVAE(
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [StrOptions({"cpu", "cuda", "auto"})],
+        "n_threads": [None, StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -265,6 +274,7 @@ class DiVAE(
         validation_fraction=0.1,
         n_iter_no_change=10,
         device="cpu",
+        n_threads="auto",
         random_state=None,
         verbose=0,
     ):
@@ -294,6 +304,7 @@ class DiVAE(
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -318,7 +329,10 @@ class DiVAE(
             The fitted estimator.
         """
         try:
-            return self._fit(X)
+            if isinstance(self.n_threads, bool):
+                raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
+            with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+                return self._fit(X)
         except BaseException:
             self._forget_fit()
             raise
@@ -450,7 +464,8 @@ class DiVAE(
         return X
 
     def _apply(self, method, X):
-        return batched_no_grad(getattr(self.module_, method), X)
+        with torch_threads(None if self.n_threads == "auto" else self.n_threads):
+            return batched_no_grad(getattr(self.module_, method), X)
 
     def _score_parts(self, X):
         return [self._apply(method, X) for method in COMBINED]

@@ -1,5 +1,6 @@
 """Small helpers that keep torch out of the estimator code."""
 
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,3 +40,36 @@ def batched_no_grad(fn, X, batch_size=4096):
         for batch in gen_batches(X.shape[0], batch_size):
             outputs.append(fn(as_tensor(X[batch], dtype=torch.float64)).numpy())
     return np.concatenate(outputs, axis=0)
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "outer": None}
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``n_threads`` torch intra-op threads (``None``: as they are).
+
+    torch's setting is process-wide and is restored on exit; with several
+    blocks running at once in different threads, the last one to leave
+    restores the value found by the first one to enter, so concurrent fits
+    never leave a changed setting behind.
+    """
+    if n_threads is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["outer"] = before
+        _THREADS_STATE["depth"] += 1
+        if before != n_threads:
+            torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            restore = _THREADS_STATE["outer"] if _THREADS_STATE["depth"] == 0 else before
+            if torch.get_num_threads() != restore:
+                torch.set_num_threads(restore)

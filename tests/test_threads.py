@@ -1,0 +1,93 @@
+"""DiVAE's torch thread use: one thread for training by default, the caller's setting for
+scoring, and torch's process-wide setting restored after every call, even under threads."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import BaseEstimator
+
+from skdivae import DiVAE
+from skdivae._torch_utils import torch_threads
+
+FAST = dict(n_components=2, hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+
+
+class ThreadRecordingTeacher(BaseEstimator):
+    """A constant density teacher that records torch's thread count when it is fitted."""
+
+    def fit(self, X, y=None):
+        self.threads_seen_ = torch.get_num_threads()
+        return self
+
+    def score_samples(self, X):
+        return np.zeros(len(X))
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _quiet(no_convergence_warnings):
+    yield
+
+
+@pytest.mark.parametrize("n_threads, during_fit", [("auto", 1), (1, 1), (2, 2), (None, 2)])
+def test_fit_uses_the_requested_threads_and_restores_them(n_threads, during_fit, two_threads,
+                                                          small_tabular):
+    teacher = ThreadRecordingTeacher()
+    est = DiVAE(**FAST, density=teacher, keep_density=True, n_threads=n_threads).fit(small_tabular)
+    assert est.density_.threads_seen_ == during_fit
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("n_threads, during_scoring", [("auto", 2), (1, 1), (None, 2)])
+def test_scoring_uses_the_callers_threads_by_default(n_threads, during_scoring, two_threads,
+                                                     small_tabular):
+    est = DiVAE(**FAST, n_threads=n_threads).fit(small_tabular)
+    seen = []
+    elbo = est.module_.elbo
+    est.module_.elbo = lambda x: (seen.append(torch.get_num_threads()), elbo(x))[1]
+    est.score_samples(small_tabular)
+    assert set(seen) == {during_scoring}
+    assert torch.get_num_threads() == 2
+
+
+def test_concurrent_fits_leave_the_setting_unchanged(two_threads, small_tabular):
+    def fit(seed):
+        return DiVAE(**{**FAST, "random_state": seed}).fit(small_tabular).score_samples(small_tabular)
+
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(fit, range(4)))
+    assert torch.get_num_threads() == 2
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    assert seen == [2]  # new threads start from the restored setting too
+    for seed, scores in enumerate(threaded):
+        np.testing.assert_array_equal(scores, fit(seed))
+
+
+def test_nested_blocks_restore_the_outer_setting(two_threads):
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [True, 0, -1, 1.5, "all"])
+def test_bad_thread_counts_are_refused(bad, small_tabular):
+    est = DiVAE(**FAST, n_threads=bad)
+    with pytest.raises(ValueError, match="n_threads"):
+        est.fit(small_tabular)
+    assert not hasattr(est, "module_")
