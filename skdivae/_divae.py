@@ -21,7 +21,7 @@ from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._generative import GenerativeMixin
 from ._scoring import COMBINED, SCORES, combine, robust_scale
 from ._torch_utils import batched_no_grad, resolve_device, torch_threads
-from ._training import fit_loop
+from ._training import epoch_budget, fit_loop
 from ._training_data import (
     fit_teacher,
     holdout_split,
@@ -95,7 +95,7 @@ class DiVAE(
         How long ``beta`` and ``alignment_weight`` ramp linearly from 0
         (``beta`` from ``beta_start * beta``): a share of ``max_iter`` (float),
         a number of epochs (int), or ``"auto"``: half of ``max_iter`` but at
-        most 50 epochs (the same as 0.5 up to the default ``max_iter=100``;
+        most 50 epochs (the same as 0.5 up to 100 epochs;
         longer fits do not get longer warm-ups). Early stopping acts after
         both warm-ups.
     beta_start : float in [0, 1], default=0.0
@@ -137,8 +137,11 @@ class DiVAE(
         Mini-batch size; "auto" is ``min(128, n_samples)``.
     learning_rate_init : float, default=1e-3
         Adam learning rate.
-    max_iter : int, default=100
-        Maximum number of epochs.
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs. ``"auto"`` is 100 epochs, capped so that
+        training takes at most 200 000 mini-batch steps (at least 10 epochs):
+        the same as 100 up to 256 000 training rows at batch 128, and 25
+        epochs for a million rows (``docs/performance.md``).
     tol : float, default=1e-4
         Improvement of the monitored loss that resets the patience counter.
     early_stopping : bool, default=False
@@ -234,7 +237,7 @@ class DiVAE(
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -268,7 +271,7 @@ class DiVAE(
         contamination=0.1,
         batch_size="auto",
         learning_rate_init=1e-3,
-        max_iter=100,
+        max_iter="auto",
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
@@ -332,7 +335,8 @@ class DiVAE(
             if isinstance(self.n_threads, bool):
                 raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
             with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
-                return self._fit(X)
+                X = self._fit(X)
+            return self._set_offset(X)
         except BaseException:
             self._forget_fit()
             raise
@@ -365,8 +369,8 @@ class DiVAE(
             print(f"fitting the density teacher on {n_samples} rows...", flush=True)
         density = fit_teacher(self.density, X_std, self.n_components, seed)
         if self.verbose:
-            print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s; "
-                  f"training for up to {self.max_iter} epochs", flush=True)
+            print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s",
+                  flush=True)
         target, err = teacher_targets(density, X_std)
 
         batch_size = min(128, n_samples) if self.batch_size == "auto" else self.batch_size
@@ -379,6 +383,9 @@ class DiVAE(
         train, valid = training_arrays(X_std, target, err, self.trim_fraction, device), None
         if self.early_stopping:
             train, valid = holdout_split(train, rng, self.validation_fraction, device)
+        max_iter = epoch_budget(self.max_iter, train[0].shape[0], batch_size)
+        if self.verbose:
+            print(f"training for up to {max_iter} epochs", flush=True)
 
         noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
         module = build_module(
@@ -404,7 +411,7 @@ class DiVAE(
             train,
             valid,
             batch_size=batch_size,
-            max_iter=self.max_iter,
+            max_iter=max_iter,
             learning_rate_init=self.learning_rate_init,
             beta=self.beta,
             alignment_weight=self.alignment_weight if aligner_spec is not None else 0.0,
@@ -417,9 +424,9 @@ class DiVAE(
             beta_start=self.beta_start,
             noise_generator=noise_generator,
         )
-        if not converged and self.max_iter > 1:
+        if not converged and max_iter > 1:
             warnings.warn(
-                f"DiVAE stopped at max_iter={self.max_iter} epochs while its loss was still "
+                f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still "
                 "falling; consider a larger max_iter.",
                 ConvergenceWarning,
                 stacklevel=4,  # the user's call of fit
@@ -435,6 +442,10 @@ class DiVAE(
         self.batch_size_ = batch_size
         self.device_ = device
         self._n_features_out = self.n_components
+        return X
+
+    def _set_offset(self, X):
+        """Score the training data (with the scoring threads) and set ``offset_``."""
         if self.anomaly_score == "elbo+log_prior":
             parts = self._score_parts(X)
             self.score_center_, self.score_scale_ = map(

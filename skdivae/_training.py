@@ -16,6 +16,21 @@ TERMS = ("loss", "recon", "kl", "align", "aux")
 AUTO_WARMUP_SHARE, AUTO_WARMUP_MAX_EPOCHS = 0.5, 50
 
 
+#: ``max_iter="auto"``: this many epochs, but at most ``AUTO_MAX_STEPS`` mini-batch steps in
+#: all (and at least ``AUTO_MIN_EPOCHS`` epochs), so large tables train in minutes. Below
+#: ``AUTO_MAX_STEPS / AUTO_EPOCHS`` batches per epoch (256 000 rows at batch 128) it is 100.
+AUTO_EPOCHS, AUTO_MAX_STEPS, AUTO_MIN_EPOCHS = 100, 200_000, 10
+
+
+def epoch_budget(max_iter, n_samples, batch_size):
+    """Epochs to train: ``max_iter`` itself, or for ``"auto"`` 100 epochs capped at 200 000
+    mini-batch steps (at least 10 epochs)."""
+    if max_iter != "auto":
+        return int(max_iter)
+    steps_per_epoch = math.ceil(n_samples / batch_size)
+    return int(max(AUTO_MIN_EPOCHS, min(AUTO_EPOCHS, AUTO_MAX_STEPS // steps_per_epoch)))
+
+
 def warmup_epochs(warmup, max_iter):
     """Epochs of a warm-up: ``"auto"``, a share of ``max_iter`` (float) or a count (int)."""
     if isinstance(warmup, str):

@@ -236,10 +236,11 @@ def test_verbose_prints_one_line_per_epoch(data):
     with redirect_stdout(buffer):
         DiVAE(**{**FAST, "max_iter": 3}, verbose=1).fit(data[0])
     lines = buffer.getvalue().strip().splitlines()
-    assert len(lines) == 2 + 3
+    assert len(lines) == 3 + 3
     assert "fitting the density teacher on 440 rows" in lines[0]
     assert "teacher KNNLogDensity fitted in" in lines[1]
-    assert all(w in lines[2] for w in ["epoch 1/3", "recon", "kl", "align", "elapsed", "left ~"])
+    assert "training for up to 3 epochs" in lines[2]
+    assert all(w in lines[3] for w in ["epoch 1/3", "recon", "kl", "align", "elapsed", "left ~"])
 
 
 def test_quiet_by_default(data):

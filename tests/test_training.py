@@ -1,4 +1,5 @@
-"""The convergence rule: warn only when the loss is still falling at max_iter."""
+"""Training control: the convergence rule (warn only when the loss is still falling at
+max_iter) and the automatic epoch budget (max_iter="auto")."""
 
 import warnings
 
@@ -75,3 +76,32 @@ def test_default_warm_up_is_unchanged_at_the_default_max_iter():
     assert warmup_epochs("auto", 100) == warmup_epochs(0.5, 100) == 50
     assert warmup_epochs("auto", 400) == 50 and warmup_epochs(0.5, 400) == 200
     assert warmup_epochs(1.0, 100) == 100 and warmup_epochs(1, 100) == 1
+
+
+@pytest.mark.parametrize("n_samples, batch_size, expected", [
+    (7_000, 128, 100), (256_000, 128, 100), (1_000_000, 128, 25), (10**8, 128, 10), (500, 1, 100),
+])
+def test_auto_epoch_budget_caps_the_number_of_steps(n_samples, batch_size, expected):
+    from skdivae._training import epoch_budget
+
+    assert epoch_budget("auto", n_samples, batch_size) == expected
+    assert epoch_budget(37, n_samples, batch_size) == 37
+
+
+def test_auto_max_iter_is_100_epochs_on_small_data(small_tabular, no_convergence_warnings):
+    auto = DiVAE(n_components=2, hidden_layer_sizes=(8,), random_state=0, tol=0.0,
+                 n_iter_no_change=1000).fit(small_tabular)
+    fixed = DiVAE(n_components=2, hidden_layer_sizes=(8,), random_state=0, tol=0.0,
+                  n_iter_no_change=1000, max_iter=100).fit(small_tabular)
+    assert auto.n_iter_ == fixed.n_iter_ == 100
+    np.testing.assert_array_equal(auto.score_samples(small_tabular), fixed.score_samples(small_tabular))
+
+
+def test_auto_max_iter_shortens_training_on_many_batches(small_tabular, monkeypatch,
+                                                         no_convergence_warnings):
+    import skdivae._training as training
+
+    monkeypatch.setattr(training, "AUTO_MAX_STEPS", 40)  # 210 rows / 16 per batch = 14 steps
+    est = DiVAE(n_components=2, hidden_layer_sizes=(8,), batch_size=16, random_state=0, tol=0.0,
+                n_iter_no_change=1000).fit(small_tabular)
+    assert est.n_iter_ == 10  # 40 // 14 = 2, raised to the 10-epoch floor
