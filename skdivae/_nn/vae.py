@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .distributions import bernoulli, diag_normal
+from .distributions import bernoulli, diag_normal, diag_normal_mixture
 from .kl import GAP_DRAWS, corrected_kl, mixture_kl_bound
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
@@ -214,14 +214,21 @@ class VAEModule(nn.Module):
     def auxiliary_loss(self, x):
         """The aligner's own loss (the flow's likelihood) and its detached log-det.
 
-        The prior enters as a constant: it is evaluated with detached
-        parameters, so the flow's loss never trains it.
+        The prior enters as a constant: it is evaluated without gradient
+        tracking, so the flow's loss never trains it.
         """
         if self.aligner is None or not hasattr(self.aligner, "auxiliary_loss"):
             return None
         with torch.no_grad():
-            frozen = {name: p.detach() for name, p in self.prior.named_parameters()}
-            p = torch.func.functional_call(self.prior, frozen, (self.encoder,))
+            p = self.prior_distribution()
+        if hasattr(p, "mixture_distribution"):  # its parameters enter as they are: detach them
+            comp = p.component_distribution.base_dist
+            p = diag_normal_mixture(p.mixture_distribution.logits.detach(), comp.loc.detach(),
+                                    comp.scale.detach())
+        elif hasattr(getattr(p, "base_dist", None), "loc") and (
+            p.base_dist.loc.requires_grad or p.base_dist.scale.requires_grad
+        ):  # a diagonal Gaussian with learnable parameters (N(0, I) has buffers only)
+            p = diag_normal(p.base_dist.loc.detach(), p.base_dist.scale.detach())
         return self.aligner.auxiliary_loss(self.standardize(x), p)
 
     # -- deterministic scores ----------------------------------------------
