@@ -102,13 +102,15 @@ def _run_epoch(
                 elbo_weight=ew, generator=noise,
             )
             terms["aux"] = aux
-            if not (torch.isfinite(terms["loss"]) and torch.isfinite(aux)):
+            # One transfer of every term per step (not one per term).
+            values = torch.stack([terms[key].detach().to(terms["loss"]) for key in TERMS]).tolist()
+            if not (math.isfinite(values[0]) and math.isfinite(values[-1])):
                 return None
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
-            for key in TERMS:
-                sums[key] += terms[key].detach().item() * idx.numel()
+            for key, value in zip(TERMS, values):
+                sums[key] += value * idx.numel()
             n += idx.numel()
     return {key: value / n for key, value in sums.items()}
 
