@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .distributions import bernoulli, diag_normal, diag_normal_mixture
+from .distributions import _StandardNormal, bernoulli, diag_normal, diag_normal_mixture
 from .kl import GAP_DRAWS, corrected_kl, mixture_kl_bound
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
@@ -57,6 +57,11 @@ class Encoder(nn.Module):
         return loc, torch.exp(0.5 * logvar.clamp(*_LOGVAR_RANGE))
 
 
+def _note_identity_after_load(module, incompatible_keys):
+    """Loaded buffers may change the standardisation: recompute the identity flag."""
+    module._note_identity()
+
+
 class VAEModule(nn.Module):
     """Encoder + decoder + prior (+ aligner), working on raw features.
 
@@ -90,6 +95,8 @@ class VAEModule(nn.Module):
         self.likelihood = likelihood
         self.register_buffer("center", center)
         self.register_buffer("scale", scale)
+        self._note_identity()
+        self.register_load_state_dict_post_hook(_note_identity_after_load)
         n_features = center.shape[0]
         self.fixed_noise = decoder_std is not None  # a fixed std is used as given
         if likelihood == "gaussian" and decoder_std is None:
@@ -103,9 +110,16 @@ class VAEModule(nn.Module):
         """Replace the ``center`` / ``scale`` buffers (same shape; the module's dtype)."""
         self.center.copy_(torch.as_tensor(center, dtype=self.center.dtype))
         self.scale.copy_(torch.as_tensor(scale, dtype=self.scale.dtype))
+        self._note_identity()
+
+    def _note_identity(self):
+        # Training runs on data standardised beforehand, with identity buffers: skip the no-ops.
+        self.identity_standardization = bool((self.center == 0).all() and (self.scale == 1).all())
 
     # -- distributions ---------------------------------------------------
     def standardize(self, x):
+        if getattr(self, "identity_standardization", False):
+            return x
         return (x - self.center) / self.scale
 
     def posterior(self, x):
@@ -155,6 +169,9 @@ class VAEModule(nn.Module):
         """KL(q || p) per sample: closed form for a Gaussian prior; for a mixture, the
         prior's ``kl_estimator`` (``kl.py``), with draws from ``generator``."""
         estimator = self.mixture_kl_estimator(p)
+        if isinstance(p, _StandardNormal):  # fewer operations than torch's generic formula
+            loc, scale = q.base_dist.loc, q.base_dist.scale
+            return (0.5 * (loc * loc + scale * scale - 1.0) - torch.log(scale)).sum(-1)
         if estimator is None:
             return kl_divergence(q, p)
         if estimator == "bound":
@@ -189,10 +206,11 @@ class VAEModule(nn.Module):
         sample) leaves samples out of the reconstruction and KL means.
         Random draws come from ``generator`` (torch's global RNG when ``None``).
         """
-        q = self.posterior(x)
+        x_std = self.standardize(x)
+        q = diag_normal(*self.encoder(x_std))
         z = reparameterized_sample(q, (), generator)
         p = self.prior_distribution()
-        recon_i = -self.likelihood_distribution(z).log_prob(x)
+        recon_i = -self.log_likelihood(z, x, x_std)
         kl_i = self.kl(q, p, generator)
         if elbo_weight is None:
             recon, kl = recon_i.mean(), kl_i.mean()
@@ -204,7 +222,7 @@ class VAEModule(nn.Module):
         align = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.aligner is not None and target is not None:
             needs_input = log_det is None and hasattr(self.aligner, "coordinates")
-            x_std = self.standardize(x) if needs_input else None
+            x_std = x_std if needs_input else None
             z_align = q.mean if getattr(self.aligner, "point", "sample") == "mean" else z
             pred = self.aligner.predict_log_density(z_align, p, x_std, log_det)
             align = self.aligner.penalty(pred, target, weight)
@@ -242,16 +260,19 @@ class VAEModule(nn.Module):
         calibrate = getattr(self.aligner, "calibrate", None)
         return log_prior if calibrate is None else calibrate(log_prior)
 
-    def log_likelihood(self, z, x):
+    def log_likelihood(self, z, x, x_std=None):
         """``log p(x | z)`` in raw units; for a Gaussian decoder one fused expression on
-        standardised residuals (the scoring path: no distribution objects)."""
+        standardised residuals (``x_std``: ``standardize(x)``, when already computed)."""
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return bernoulli(out).log_prob(x)
         fixed = getattr(self, "fixed_noise", False)
         log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
-        resid = (self.standardize(x) - out) * torch.exp(-log_noise)
-        log_norm = (log_noise + torch.log(self.scale)).sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        x_std = self.standardize(x) if x_std is None else x_std
+        resid = (x_std - out) * torch.exp(-log_noise)
+        log_norm = log_noise.sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        if not getattr(self, "identity_standardization", False):
+            log_norm = log_norm + torch.log(self.scale).sum()
         return -0.5 * (resid * resid).sum(-1) - log_norm
 
     def sigma_points(self, q):
