@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._generative import GenerativeMixin
 from ._scoring import COMBINED, SCORES, combine, robust_scale
-from ._torch_utils import batched_no_grad, resolve_device, torch_threads
+from ._torch_utils import batched_no_grad, chunk_rows, resolve_device, torch_threads
 from ._training import epoch_budget, fit_loop
 from ._training_data import (
     fit_teacher,
@@ -475,8 +475,11 @@ class DiVAE(
         return X
 
     def _apply(self, method, X):
+        # The ELBO runs the decoder at 2L sigma points per row: smaller chunks.
+        points = 2 * self.n_components if method == "elbo" else 1
         with torch_threads(None if self.n_threads == "auto" else self.n_threads):
-            return batched_no_grad(getattr(self.module_, method), X)
+            return batched_no_grad(getattr(self.module_, method), X,
+                                   chunk_rows(self.module_, points))
 
     def _score_parts(self, X):
         return [self._apply(method, X) for method in COMBINED]

@@ -33,6 +33,19 @@ def as_tensor(X, dtype=torch.float32, device="cpu"):
     return torch.tensor(np.asarray(X), dtype=dtype, device=device)
 
 
+#: Scoring works in chunks whose widest intermediate holds about this many numbers (8 MiB in
+#: float64): small enough to stay in cache, large enough to amortise each operation.
+CHUNK_ELEMENTS = 2**20
+
+
+def chunk_rows(module, points=1):
+    """Rows per scoring chunk for ``module``: ``CHUNK_ELEMENTS`` over the widest layer times
+    the network passes per row (``points``), within [256, 16384]."""
+    widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    widest = max(widths + [int(module.center.shape[0])])
+    return int(min(16384, max(256, CHUNK_ELEMENTS // (points * widest))))
+
+
 def batched_no_grad(fn, X, batch_size=4096):
     """Apply ``fn`` to float64 tensors of ``X`` in chunks; concatenate float64 numpy output."""
     outputs = []

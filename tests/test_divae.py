@@ -314,3 +314,16 @@ def test_teacher_is_kept_only_on_request_and_the_model_is_smaller_without_it(dat
     assert -1 <= density_agreement_score(heavy, data[0]) <= 1
     with pytest.raises(ValueError, match="keep_density=True"):
         density_agreement_score(light, data[0])
+
+
+def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
+    from skdivae._torch_utils import chunk_rows
+
+    est = DiVAE(**FAST).fit(data[0])
+    widest = max(max(est.hidden_layer_sizes), data[0].shape[1], 2 * est.n_components)
+    assert chunk_rows(est.module_, 2 * est.n_components) == min(16384, max(256, 2**20 // (2 * est.n_components * widest)))
+    assert chunk_rows(est.module_) == min(16384, max(256, 2**20 // widest))
+    X = np.vstack([data[0]] * 8)  # several chunks
+    whole = est.score_samples(X)
+    parts = np.concatenate([est.score_samples(X[i : i + 37]) for i in range(0, len(X), 37)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
