@@ -155,7 +155,7 @@ class DiVAE(
         float64, so it pickles and scores anywhere.
     n_threads : "auto", int or None, default="auto"
         torch intra-op threads for ``fit`` and for scoring, set for the call
-        and restored after (torch's own setting is process-wide). ``"auto"``
+        and restored after, in the calling thread. ``"auto"``
         trains with one thread, since mini-batches of a small network gain
         little from more and slow down many times over when another process
         keeps a core busy (``docs/performance.md``), and scores with torch's
@@ -340,6 +340,10 @@ class DiVAE(
         except BaseException:
             self._forget_fit()
             raise
+
+    def __setstate__(self, state):
+        # Pickles from before ``n_threads`` existed.
+        super().__setstate__({"n_threads": "auto", **state})
 
     def _forget_fit(self):
         """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""

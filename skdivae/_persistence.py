@@ -42,7 +42,10 @@ from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 FORMAT = "skdivae"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this loader reads. Version 1 predates the priors' ``kl`` setting: its mixture
+#: priors were trained and scored with the 50-draw Monte Carlo KL, and load that way.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "skdivae.json"
 #: Deepest nesting of entries a loaded archive may have.
 MAX_DEPTH = 64
@@ -207,8 +210,8 @@ def save(estimator, path):
 
 # ---------------------------------------------------------------- reading
 class _Reader:
-    def __init__(self, arrays, weights):
-        self.arrays, self.weights = arrays, weights
+    def __init__(self, arrays, weights, version=FORMAT_VERSION):
+        self.arrays, self.weights, self.version = arrays, weights, version
 
     def decode(self, node, where, depth=0):
         if depth > MAX_DEPTH:
@@ -282,9 +285,11 @@ class _Reader:
         if cls is Pipeline and params.get("memory") is not None:
             # A cache folder named by the file would make later refits read joblib pickles.
             raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
-        if cls in (GaussianMixturePrior, VampPrior):
-            # Files from before priors had ``kl`` were trained and scored by Monte Carlo.
+        if self.version == 1 and cls in (GaussianMixturePrior, VampPrior):
             params.setdefault("kl", "monte_carlo")
+        if self.version == 1 and cls is DiVAE and params.get("prior") in ("gmm", "vamp"):
+            shorthand = {"gmm": GaussianMixturePrior, "vamp": VampPrior}[params["prior"]]
+            params["prior"] = shorthand(kl="monte_carlo")
         try:
             est = cls(**params)
         except TypeError as exc:
@@ -415,10 +420,11 @@ def _load(path):
             raise UnsafeArchiveError(f"{path}: {MANIFEST} is not valid JSON ({exc}).") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise UnsafeArchiveError(f"{path} is not a skdivae archive (format field).")
-        if manifest.get("format_version") != FORMAT_VERSION:
+        version = manifest.get("format_version")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise UnsafeArchiveError(
-                f"{path} has format version {manifest.get('format_version')!r}; this skdivae "
-                f"reads version {FORMAT_VERSION}."
+                f"{path} has format version {version!r}; this skdivae reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}."
             )
         try:
             npz = np.load(io.BytesIO(zf.read(ARRAYS)), allow_pickle=False)
@@ -437,4 +443,4 @@ def _load(path):
             if member not in names:
                 raise UnsafeArchiveError(f"{path}: {member} is missing.")
             weights.append(zf.read(member))
-    return _Reader(arrays, weights).decode(manifest.get("root"), "estimator")
+    return _Reader(arrays, weights, version).decode(manifest.get("root"), "estimator")

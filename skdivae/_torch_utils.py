@@ -42,7 +42,11 @@ def chunk_rows(module, points=1):
     """Rows per scoring chunk for ``module``: ``CHUNK_ELEMENTS`` over the widest layer times
     the network passes per row (``points``), within [256, 16384]."""
     widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    widest = max(widths + [int(module.center.shape[0])])
+    widths.append(int(module.center.shape[0]))
+    components = getattr(module.prior, "logits", getattr(module.prior, "pseudo_inputs", None))
+    if components is not None:  # a mixture prior: (rows, K, L) intermediates
+        widths.append(components.shape[0] * int(module.encoder.n_latent))
+    widest = max(widths)
     return int(min(16384, max(256, CHUNK_ELEMENTS // (points * widest))))
 
 
@@ -63,10 +67,12 @@ _THREADS_STATE = {"depth": 0, "outer": None}
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch intra-op threads (``None``: as they are).
 
-    torch's setting is process-wide and is restored on exit; with several
-    blocks running at once in different threads, the last one to leave
-    restores the value found by the first one to enter, so concurrent fits
-    never leave a changed setting behind.
+    The calling thread's setting is restored on exit. torch (with OpenMP) keeps
+    one setting per thread plus a default that threads started later pick up;
+    with several blocks running at once in different threads, the last one to
+    leave restores the value the first one found, so concurrent fits leave
+    that default as it was. A thread started *while* a fit runs elsewhere may
+    start with the fit's one thread (speed only: results do not depend on it).
     """
     if n_threads is None:
         yield

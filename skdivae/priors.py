@@ -62,12 +62,13 @@ class GaussianMixturePrior(BaseEstimator):
         mixture). ``"bound"``: the closed-form variational upper bound
         ``B = -log sum_k pi_k exp(-KL(q || N_k))`` (Hershey & Olsen, 2007):
         deterministic and cheap, exact for one component, tight when each
-        posterior sits within one component, looser (by at most ``log K``)
-        when components overlap, as a VampPrior's often do; the ELBO stays a
+        posterior sits within one component (as trained posteriors mostly
+        do), loose when a posterior straddles several; the ELBO stays a
         lower bound on ``log p(x)``. ``"corrected_bound"``: ``B`` minus a
-        5-draw Monte Carlo estimate of its gap: unbiased, and on the tested
-        models less variable than the 50-draw estimate, at about twice the
-        cost of ``"bound"``. ``"monte_carlo"``: the average of
+        5-draw Monte Carlo estimate of its gap: unbiased; on the tested
+        trained models less variable than the 50-draw estimate, but far more
+        variable for posteriors that straddle many components; about twice
+        the cost of ``"bound"``. ``"monte_carlo"``: the average of
         ``log q(z) - log p(z)`` over 50 draws (the authors' estimator, the
         slowest). Accuracy in ``tests/test_kl_bound.py``, timings in
         ``docs/performance.md``.
@@ -82,6 +83,10 @@ class GaussianMixturePrior(BaseEstimator):
     def __init__(self, n_components=10, kl="bound"):
         self.n_components = n_components
         self.kl = kl
+
+    def __setstate__(self, state):
+        # Pickles from before ``kl`` existed were trained with the Monte Carlo KL.
+        super().__setstate__({"kl": "monte_carlo", **state})
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
@@ -111,6 +116,10 @@ class VampPrior(BaseEstimator):
     def __init__(self, n_components=50, kl="bound"):
         self.n_components = n_components
         self.kl = kl
+
+    def __setstate__(self, state):
+        # Pickles from before ``kl`` existed were trained with the Monte Carlo KL.
+        super().__setstate__({"kl": "monte_carlo", **state})
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""

@@ -130,20 +130,29 @@ def test_unknown_kl_estimator_is_refused_at_fit(kl, small_tabular):
     assert not hasattr(est, "module_")
 
 
-def test_archives_from_before_the_kl_setting_load_with_monte_carlo(small_tabular, tmp_path,
-                                                                   no_convergence_warnings):
+@pytest.mark.parametrize("prior", ["gmm", "object"])
+def test_version_1_archives_load_with_monte_carlo(prior, small_tabular, tmp_path,
+                                                  no_convergence_warnings):
+    # A version-1 file (before ``kl``) holds a mixture prior trained by Monte Carlo, given as
+    # the shorthand string or as an object without ``kl``.
+    spec = GaussianMixturePrior(10, kl="monte_carlo")  # the shorthand's size
     est = DiVAE(n_components=2, hidden_layer_sizes=(16,), max_iter=3, random_state=0,
-                prior=GaussianMixturePrior(3, kl="monte_carlo")).fit(small_tabular)
+                prior=spec).fit(small_tabular)
     save(est, tmp_path / "new.skdivae")
     with zipfile.ZipFile(tmp_path / "new.skdivae") as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
     manifest = json.loads(members["skdivae.json"])
-    text = json.dumps(manifest)
-    assert '"kl": "monte_carlo"' in text
-    members["skdivae.json"] = text.replace(', "kl": "monte_carlo"', "").encode()
+    manifest["format_version"] = 1
+    divae = manifest["root"]
+    if prior == "gmm":
+        divae["params"]["prior"] = "gmm"
+    else:
+        del divae["params"]["prior"]["params"]["kl"]
+    members["skdivae.json"] = json.dumps(manifest).encode()
     with zipfile.ZipFile(tmp_path / "old.skdivae", "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     old = load(tmp_path / "old.skdivae")
     assert old.prior.kl == "monte_carlo"
     np.testing.assert_array_equal(old.score_samples(small_tabular), est.score_samples(small_tabular))
+    assert load(tmp_path / "new.skdivae").prior.kl == "monte_carlo"
