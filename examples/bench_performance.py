@@ -301,6 +301,23 @@ def busy_rows(n_rows, max_iter):
 # --------------------------------------------------------------------------
 
 
+def big_data_lines(args, big, knn):
+    if big is None:
+        return ["## Big data", "", "Not measured in this run (`--big-rows 0`).", ""]
+    return [
+        f"## Big data ({args.big_rows:,} x {N_FEATURES})",
+        "",
+        f"- `DiVAE()` with every default: the whole fit took {big['wall'] / 60:.1f} min "
+        f"({big['epochs']} epochs by `max_iter=\"auto\"`, {big['train'] / 60:.1f} min of them "
+        "training; the rest is the density teacher and scoring the training rows for "
+        "`offset_`). Target (issue 12): within 10 min.",
+        f"- `KNNLogDensity(30, method=\"knn\", n_components=8).fit` (the default teacher) took "
+        f"{knn[1]:.1f} s against {knn[0]:.1f} s for the bare `PCA(8)` + 31-neighbour query "
+        f"({knn[1] / knn[0]:.2f}×; target ≤ 1.5×). It does not subsample.",
+        "",
+    ]
+
+
 def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, knn, busy, wall,
                    load):
     lines = [
@@ -362,16 +379,7 @@ def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, kn
         "the number of rows. "
         "Target (issue 12): the default score ≥ 1 000 000 rows/s.",
         "",
-        f"## Big data ({args.big_rows:,} x {N_FEATURES})",
-        "",
-        f"- `DiVAE()` with every default: the whole fit took {big['wall'] / 60:.1f} min "
-        f"({big['epochs']} epochs by `max_iter=\"auto\"`, {big['train'] / 60:.1f} min of them "
-        "training; the rest is the density teacher and scoring the training rows for "
-        "`offset_`). Target (issue 12): within 10 min.",
-        f"- `KNNLogDensity(30, method=\"knn\", n_components=8).fit` (the default teacher) took "
-        f"{knn[1]:.1f} s against {knn[0]:.1f} s for the bare `PCA(8)` + 31-neighbour query "
-        f"({knn[1] / knn[0]:.2f}×; target ≤ 1.5×). It does not subsample.",
-        "",
+        *big_data_lines(args, big, knn),
         f"## A busy machine ({args.busy_rows} x 10, {args.busy_epochs} epochs, whole fit)",
         "",
         "| setting | quiet (s) | one core busy (s) | slow-down |",
@@ -415,13 +423,15 @@ def main(argv=None):
     scoring, checks = scoring_rows(X, make_data(args.score_rows, seed=SEED + 1), pyod_model)
     for name, r, _ in scoring:
         print(f"  {name}: {r:,.0f} rows/s", flush=True)
-    print("big data", flush=True)
-    X_big = make_data(args.big_rows, seed=SEED + 2)
-    knn = knn_rows(X_big)
-    print(f"  KNNLogDensity {knn[1]:.1f} s, bare PCA + neighbours {knn[0]:.1f} s", flush=True)
-    big = big_fit(X_big)
-    print(f"  DiVAE() fit {big['wall']:.0f} s ({big['epochs']} epochs)", flush=True)
-    del X_big
+    big = knn = None
+    if args.big_rows:
+        print("big data", flush=True)
+        X_big = make_data(args.big_rows, seed=SEED + 2)
+        knn = knn_rows(X_big)
+        print(f"  KNNLogDensity {knn[1]:.1f} s, bare PCA + neighbours {knn[0]:.1f} s", flush=True)
+        big = big_fit(X_big)
+        print(f"  DiVAE() fit {big['wall']:.0f} s ({big['epochs']} epochs)", flush=True)
+        del X_big
     print("busy machine", flush=True)
     busy = busy_rows(args.busy_rows, args.busy_epochs)
     args.out.mkdir(parents=True, exist_ok=True)
