@@ -52,7 +52,7 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from _report import package_version
-from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, VampPrior
+from skdivae import DiVAE, GaussianMixturePrior, VampPrior
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 SEED = 0
