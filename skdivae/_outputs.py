@@ -1,0 +1,127 @@
+"""DiVAE's outputs: validating new data, running the fitted network on it in chunks, and
+the scores and labels built from that. Mixed into :class:`~skdivae.DiVAE`,
+which provides ``module_`` and the parameters."""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._scoring import COMBINED, SCORES, combine, robust_scale
+from ._torch_utils import batched_no_grad, chunk_rows, torch_threads
+
+
+class ScoringMixin:
+    """``score_samples``, ``decision_function``, ``predict`` and ``score`` for a fitted
+    DiVAE, and ``_set_offset``, the threshold that fit derives from them. ``transform``
+    stays on DiVAE itself, where scikit-learn's ``set_output`` wraps it."""
+
+    def _set_offset(self, X):
+        """Score the training data (with the scoring threads) and set ``offset_``."""
+        if self.anomaly_score == "elbo+log_prior":
+            parts = self._score_parts(X)
+            self.score_center_, self.score_scale_ = map(
+                np.array, zip(*(robust_scale(p) for p in parts))
+            )
+            scores = combine(parts, self.score_center_, self.score_scale_)
+        else:
+            scores = self._score_samples(X)
+        if not np.isfinite(scores).all():
+            raise FloatingPointError(
+                "the trained model gives non-finite scores on the training data; try a "
+                "smaller learning_rate_init or alignment_weight, or scaling the input."
+            )
+        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        return self
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "this DiVAE was fitted with likelihood='bernoulli', which scores values in "
+                f"[0, 1] only; X has values in [{X.min():.3g}, {X.max():.3g}]. Rescale X as "
+                "the training data were."
+            )
+        return X
+
+    def _apply(self, method, X):
+        # The ELBO runs the decoder at 2L sigma points per row: smaller chunks.
+        points = 2 * self.n_components if method == "elbo" else 1
+        with torch_threads(None if self.n_threads == "auto" else self.n_threads):
+            return batched_no_grad(getattr(self.module_, method), X,
+                                   chunk_rows(self.module_, points))
+
+    def _score_parts(self, X):
+        return [self._apply(method, X) for method in COMBINED]
+
+    def _score_samples(self, X):
+        if self.anomaly_score != "elbo+log_prior":
+            return self._apply(SCORES[self.anomaly_score], X)
+        return combine(self._score_parts(X), self.score_center_, self.score_scale_)
+
+    def _diagnostic_scores(self, X):
+        """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``
+        (``None`` unless the teacher was kept, ``keep_density=True``)."""
+        X = self._validated(X)
+        rho = None
+        if self.density_ is not None:
+            center, scale = (self.module_.center.numpy(), self.module_.scale.numpy())
+            rho = np.asarray(self.density_.score_samples((X - center) / scale), dtype=float)
+        return self._apply("log_prior_at_mean", X), self._apply("elbo", X), rho
+
+    def score_samples(self, X):
+        """Normality score of each sample (higher = more normal).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``log p_Z`` at the posterior mean, or the ELBO, as set by
+            ``anomaly_score``.
+        """
+        return self._score_samples(self._validated(X))
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Label each sample +1 (inlier) or -1 (outlier).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def score(self, X, y=None):
+        """Mean per-sample ELBO, without the alignment term.
+
+        Comparable across alignment weights, so ``GridSearchCV`` can use it
+        without labels (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self._apply("elbo", self._validated(X))))
