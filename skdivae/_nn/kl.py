@@ -74,3 +74,13 @@ def corrected_kl(q, p, z):
     (the responsibilities are held fixed, which leaves the gradient unbiased too)."""
     bound, w = mixture_kl_bound(q, p)
     return bound - jensen_gap(z, p, w.detach()).mean(0)
+
+
+def mixture_kl(q, p, estimator, z):
+    """``KL(q || p)`` for a mixture ``p`` by ``estimator`` (one of ``KL_ESTIMATORS``), with
+    ``z`` (S, n, L) the draws (or sigma points) of ``q`` it uses; the bound uses none."""
+    if estimator == "bound":
+        return mixture_kl_bound(q, p)[0]
+    if estimator == "corrected_bound":
+        return corrected_kl(q, p, z)
+    return (q.log_prob(z) - p.log_prob(z)).mean(0)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal, diag_normal_mixture
-from .kl import GAP_DRAWS, corrected_kl, mixture_kl_bound
+from .kl import GAP_DRAWS, mixture_kl
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -174,12 +174,11 @@ class VAEModule(nn.Module):
             return (0.5 * (loc * loc + scale * scale - 1.0) - torch.log(scale)).sum(-1)
         if estimator is None:
             return kl_divergence(q, p)
-        if estimator == "bound":
-            return mixture_kl_bound(q, p)[0]
-        if estimator == "corrected_bound":
-            return corrected_kl(q, p, reparameterized_sample(q, (GAP_DRAWS,), generator))
-        z = reparameterized_sample(q, (KL_SAMPLES,), generator)
-        return (q.log_prob(z) - p.log_prob(z)).mean(0)
+        z = None
+        if estimator != "bound":
+            n_draws = GAP_DRAWS if estimator == "corrected_bound" else KL_SAMPLES
+            z = reparameterized_sample(q, (n_draws,), generator)
+        return mixture_kl(q, p, estimator, z)
 
     def sample_prior(self, n_samples, generator=None):
         """``n_samples`` draws of p_Z, from ``generator`` (the global RNG is not used)."""
@@ -301,12 +300,5 @@ class VAEModule(nn.Module):
         recon = self.log_likelihood(z_recon, x).mean(0)
         p = self.prior_distribution()
         estimator = self.mixture_kl_estimator(p)
-        if estimator is None:
-            kl = kl_divergence(q, p)
-        elif estimator == "bound":
-            kl = mixture_kl_bound(q, p)[0]
-        elif estimator == "corrected_bound":
-            kl = corrected_kl(q, p, z)
-        else:
-            kl = (q.log_prob(z) - p.log_prob(z)).mean(0)
+        kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
