@@ -84,8 +84,11 @@ class DiVAE(
     density : estimator or None, default=None
         The density teacher, fitted on the (standardised) training data.
         ``None`` means ``KNNLogDensity(30, method="knn",
-        n_components=min(n_components, n_features))`` (the teacher study,
-        ``docs/teacher.md``). Any
+        n_components=min(n_components, n_features), max_samples=100_000)``
+        (the teacher study, ``docs/teacher.md``): past 100 000 rows its
+        neighbour index holds a random 100 000 of them and the other rows are
+        queried against it, so a million-row fit takes minutes
+        (``docs/performance.md``). Any
         estimator with ``fit`` and ``score_samples`` works (KernelDensity,
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
         ``log_density_err_`` are used when present, else ``score_samples``

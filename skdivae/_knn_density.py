@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._density_math import (
@@ -61,10 +62,23 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         Passed to :class:`~sklearn.neighbors.NearestNeighbors`.
     leaf_size : int, default=30
         Passed to :class:`~sklearn.neighbors.NearestNeighbors`.
+    max_samples : int, float or None, default=None
+        Size of the reference set. ``None`` indexes every training row. An
+        int ``m`` (or a float share of the rows) indexes a random subsample
+        of at most ``m`` rows, drawn without replacement: the PCA is still
+        fitted on every row, each indexed row gets its leave-one-out estimate
+        among the other ``m - 1``, and every other training row is a query
+        against the ``m`` indexed rows. ``log_density_`` then still covers all
+        rows, at the cost of one neighbour query per row against a smaller
+        tree, and the estimate is that of an ``m``-point sample (wider balls
+        for the same ``n_neighbors``). :class:`~skdivae.DiVAE`'s default
+        teacher uses 100 000, which keeps a million-row fit to minutes
+        (``docs/performance.md``).
     n_jobs : int, default=None
         Parallel jobs of the neighbour search.
     random_state : int, RandomState instance or None, default=None
-        Seeds the randomized PCA solver when it is used.
+        Seeds the randomized PCA solver when it is used, and the subsample
+        of ``max_samples``.
 
     Attributes
     ----------
@@ -83,7 +97,11 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     pca_ : PCA or None
         The fitted projection, if ``n_components`` is set.
     nn_ : NearestNeighbors
-        Neighbour index over the projected training points.
+        Neighbour index over the projected training points (the subsample,
+        with ``max_samples``).
+    sample_indices_ : ndarray of shape (n_indexed,) or None
+        Training rows held by ``nn_``, in increasing order; ``None`` when
+        every row is indexed.
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -131,6 +149,11 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         "whiten": ["boolean"],
         "algorithm": [StrOptions({"auto", "ball_tree", "kd_tree", "brute"})],
         "leaf_size": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [
+            None,
+            Interval(Integral, 3, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+        ],
         "n_jobs": [None, Integral],
         "random_state": ["random_state"],
     }
@@ -145,6 +168,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         whiten=False,
         algorithm="auto",
         leaf_size=30,
+        max_samples=None,
         n_jobs=None,
         random_state=None,
     ):
@@ -155,6 +179,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         self.whiten = whiten
         self.algorithm = algorithm
         self.leaf_size = leaf_size
+        self.max_samples = max_samples
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -207,23 +232,26 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             Z = self.pca_.transform(Z)
         self.n_components_ = Z.shape[1]
 
+        self.sample_indices_ = self._subsample(n_samples)
+        Z_index = Z if self.sample_indices_ is None else Z[self.sample_indices_]
+        n_index = Z_index.shape[0]
         self.n_neighbors_ = self.n_neighbors
-        if self.n_neighbors > n_samples - 1:
+        if self.n_neighbors > n_index - 1:
             warnings.warn(
                 f"n_neighbors ({self.n_neighbors}) is not smaller than the number of "
-                f"samples ({n_samples}); using n_neighbors={n_samples - 1}.",
+                f"samples ({n_index}); using n_neighbors={n_index - 1}.",
                 UserWarning,
             )
-            self.n_neighbors_ = n_samples - 1
+            self.n_neighbors_ = n_index - 1
 
         self.nn_ = NearestNeighbors(
             n_neighbors=max(self.n_neighbors_, 2),
             algorithm=self.algorithm,
             leaf_size=self.leaf_size,
             n_jobs=self.n_jobs,
-        ).fit(Z)
+        ).fit(Z_index)
         dist, ind = self.nn_.kneighbors()  # leave-one-out: each point excludes itself
-        spread = float(np.sqrt(np.mean(np.var(Z, axis=0)))) if Z.size else 0.0
+        spread = float(np.sqrt(np.mean(np.var(Z_index, axis=0)))) if Z_index.size else 0.0
         self._dist_floor = floor_distances(np.zeros(1), spread)[0]
         dist = np.maximum(dist, self._dist_floor)
 
@@ -237,10 +265,41 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         dist, ind = dist[:, : self.n_neighbors_], ind[:, : self.n_neighbors_]
         if self.method == "pak":
             self._fit_dist = dist
-        self.log_density_, self.log_density_err_, self.kstar_ = self._estimate(
-            dist, ind, n_ref=n_samples - 1
-        )
+        estimate = self._estimate(dist, ind, n_ref=n_index - 1)
+        if self.sample_indices_ is not None:
+            estimate = self._with_queried_rows(Z, estimate)
+        self.log_density_, self.log_density_err_, self.kstar_ = estimate
         return self
+
+    def _subsample(self, n_samples):
+        """Sorted rows to index, or ``None`` for all of them (``max_samples``)."""
+        if self.max_samples is None:
+            return None
+        if isinstance(self.max_samples, Integral):
+            n_index = self.max_samples
+        else:
+            n_index = max(3, int(self.max_samples * n_samples))
+        if n_index >= n_samples:
+            return None
+        rng = check_random_state(self.random_state)
+        return np.sort(rng.choice(n_samples, size=n_index, replace=False))
+
+    def _with_queried_rows(self, Z, indexed):
+        """Training estimates for every row: ``indexed`` (leave-one-out, for the indexed
+        rows) and a query against the index for the others."""
+        n_samples = Z.shape[0]
+        others = np.ones(n_samples, dtype=bool)
+        others[self.sample_indices_] = False
+        dist, ind = self.nn_.kneighbors(Z[others], n_neighbors=self.n_neighbors_)
+        queried = self._estimate(
+            np.maximum(dist, self._dist_floor), ind, n_ref=self.nn_.n_samples_fit_
+        )
+        out = []
+        for mine, theirs in zip(indexed, queried):
+            full = np.empty(n_samples, dtype=np.result_type(mine, theirs))
+            full[self.sample_indices_], full[others] = mine, theirs
+            out.append(full)
+        return tuple(out)
 
     def _estimate(self, dist, ind, n_ref):
         """Log-density, error and k used, from neighbour distances/indices into the training set."""
@@ -266,6 +325,10 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         dist = np.maximum(dist, self._dist_floor)
         log_density, err, _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)
         return log_density, err
+
+    def __setstate__(self, state):
+        # Pickles from before ``max_samples`` existed indexed every row.
+        super().__setstate__({"max_samples": None, **state})
 
     def transform(self, X):
         """Log-density and its standard error at new points.

@@ -327,3 +327,17 @@ def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
     whole = est.score_samples(X)
     parts = np.concatenate([est.score_samples(X[i : i + 37]) for i in range(0, len(X), 37)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
+
+
+def test_default_teacher_indexes_every_row_below_its_cap(monkeypatch):
+    from skdivae import _training_data
+    from skdivae._training_data import TEACHER_MAX_SAMPLES, fit_teacher
+
+    X = np.random.default_rng(0).normal(size=(400, 5))
+    est = DiVAE(max_iter=2, keep_density=True, random_state=0).fit(X)
+    assert est.density_.max_samples == TEACHER_MAX_SAMPLES
+    assert est.density_.sample_indices_ is None
+    # Past the cap the index holds a subsample and every row still gets a target.
+    monkeypatch.setattr(_training_data, "TEACHER_MAX_SAMPLES", 100)
+    teacher = fit_teacher(None, X, 3, seed=0)
+    assert teacher.sample_indices_.shape == (100,) and teacher.log_density_.shape == (400,)

@@ -184,3 +184,66 @@ def test_input_not_modified_pipeline_and_pickle():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KNNLogDensity(15).fit(X)
+
+
+@pytest.mark.parametrize("method", ["knn", "pak"])
+def test_max_samples_indexes_a_subsample_and_estimates_every_row(method):
+    X = np.random.default_rng(1).normal(size=(3000, 2))
+    k = 10 if method == "knn" else 40
+    est = KNNLogDensity(k, method=method, max_samples=600, random_state=0).fit(X)
+    idx = est.sample_indices_
+    assert idx.shape == (600,) and np.all(np.diff(idx) > 0)
+    assert est.nn_.n_samples_fit_ == 600 and est.log_density_.shape == (3000,)
+    assert np.isfinite(est.log_density_).all() and np.isfinite(est.log_density_err_).all()
+    # Indexed rows: leave-one-out among the other 599, exactly as a fit on the subsample.
+    alone = KNNLogDensity(k, method=method).fit(X[idx])
+    np.testing.assert_allclose(est.log_density_[idx], alone.log_density_)
+    # Other rows: a query against the 600 indexed rows, as transform() computes it.
+    others = np.setdiff1d(np.arange(3000), idx)
+    np.testing.assert_allclose(est.log_density_[others], alone.transform(X[others])[:, 0])
+    np.testing.assert_allclose(est.log_density_err_[others], alone.transform(X[others])[:, 1])
+    # Still an estimate of the true log-density.
+    truth = -np.log(2 * np.pi) - 0.5 * (X**2).sum(axis=1)
+    assert spearmanr(est.log_density_, truth)[0] > 0.9
+
+
+def test_max_samples_share_seed_and_no_op():
+    X = np.random.default_rng(2).normal(size=(1000, 3))
+    a = KNNLogDensity(10, max_samples=0.25, random_state=3).fit(X)
+    b = KNNLogDensity(10, max_samples=250, random_state=3).fit(X)
+    assert a.sample_indices_.shape == (250,)
+    np.testing.assert_array_equal(a.sample_indices_, b.sample_indices_)
+    np.testing.assert_array_equal(a.log_density_, b.log_density_)
+    c = KNNLogDensity(10, max_samples=250, random_state=4).fit(X)
+    assert not np.array_equal(a.sample_indices_, c.sample_indices_)
+    # At least as many as the rows (or a share of 1): every row is indexed, as with None.
+    full = KNNLogDensity(10).fit(X)
+    for cap in (1000, 5000, 1.0):
+        est = KNNLogDensity(10, max_samples=cap, random_state=0).fit(X)
+        assert est.sample_indices_ is None
+        np.testing.assert_array_equal(est.log_density_, full.log_density_)
+
+
+def test_max_samples_clamps_neighbours_to_the_index():
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    with pytest.warns(UserWarning, match="using n_neighbors=9"):
+        est = KNNLogDensity(30, max_samples=10, random_state=0).fit(X)
+    assert est.n_neighbors_ == 9 and np.isfinite(est.log_density_).all()
+
+
+@pytest.mark.parametrize("bad", [0, 2, -1, 0.0, 1.5, "all"])
+def test_max_samples_out_of_range_is_a_clear_error(bad):
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="max_samples"):
+        KNNLogDensity(5, max_samples=bad).fit(X)
+
+
+def test_pickle_from_before_max_samples_loads():
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    est = KNNLogDensity(5).fit(X)
+    state = est.__getstate__()
+    del state["max_samples"], state["sample_indices_"]
+    old = KNNLogDensity.__new__(KNNLogDensity)
+    old.__setstate__(state)
+    assert old.get_params()["max_samples"] is None
+    np.testing.assert_array_equal(old.transform(X), est.transform(X))

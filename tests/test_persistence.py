@@ -59,6 +59,7 @@ MODELS = {
     "pipeline": lambda: make_pipeline(StandardScaler(), DiVAE(**FAST)),
     "knn": lambda: KNNLogDensity(10),
     "pak": lambda: KNNLogDensity(10, method="pak", intrinsic_dim="twonn"),
+    "knn-subsample": lambda: KNNLogDensity(10, max_samples=50, random_state=0),
 }
 
 
