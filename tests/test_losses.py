@@ -159,3 +159,20 @@ def test_fused_mixture_log_prob_equals_torch_mixture(dtype):
     fused = diag_normal_mixture(logits, loc, scale)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(fused.log_prob(z), reference.log_prob(z), atol=tol, rtol=tol)
+
+
+def test_vamp_pseudo_inputs_share_the_batch_encoder_pass():
+    from skdivae.priors import VampPrior
+
+    module = _module(VampPrior(4), DirectAligner())
+    x = torch.randn(16, 3, dtype=torch.float64)
+    q, p = module._posterior_and_prior(module.standardize(x))
+    q_ref, p_ref = module.posterior(x), module.prior_distribution()
+    torch.testing.assert_close(q.base_dist.loc, q_ref.base_dist.loc, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(q.base_dist.scale, q_ref.base_dist.scale, rtol=1e-12, atol=1e-12)
+    z = torch.randn(5, 2, dtype=torch.float64)
+    torch.testing.assert_close(p.log_prob(z), p_ref.log_prob(z), rtol=1e-12, atol=1e-12)
+    # The pseudo-inputs still get gradients through the prior.
+    module.loss(x, torch.zeros(16), torch.ones(16), generator=torch.Generator())["loss"].backward()
+    assert module.prior.pseudo_inputs.grad is not None
+    assert module.prior.pseudo_inputs.grad.abs().sum() > 0

@@ -23,25 +23,43 @@ def diag_normal(loc, scale):
 
 
 class _DiagNormalMixture(MixtureSameFamily):
-    """Mixture of diagonal Gaussians whose ``log_prob`` is one fused expression.
+    """Mixture of diagonal Gaussians whose densities are matrix products.
 
-    torch's generic ``MixtureSameFamily.log_prob`` pads, broadcasts and reduces
-    through three distribution objects; the same value computed directly
-    costs less, which matters because the Monte Carlo KL evaluates it on 50
-    samples per point at every step.
+    ``log(pi_k N_k(z)) = -z^2 . P_k / 2 + z . (m_k P_k) + c_k`` with the
+    precisions ``P_k = 1 / sigma_k^2``: two ``(n, L) @ (L, K)`` products per
+    evaluation instead of broadcasting an ``(n, K, L)`` tensor through a
+    dozen element-wise operations, which is what a training step pays for
+    (torch's generic ``MixtureSameFamily.log_prob`` costs more still). The
+    expanded square loses about ``1e-7 * P_k |m_k|^2`` to cancellation in
+    float32 (thousandths of a nat for components a few units from the origin
+    and no narrower than 0.05); scoring runs in float64.
     """
 
+    def quadratic_terms(self):
+        """``(P, m P, c)``: precisions and precision-weighted means (K, L), and the
+        per-component constants ``c_k = log pi_k - m_k^2 . P_k / 2 - sum log sigma_k
+        - L log(2 pi) / 2`` (K,). Computed once per distribution object."""
+        if getattr(self, "_quadratic", None) is None:
+            comp = self.component_distribution.base_dist
+            loc, scale = comp.loc, comp.scale
+            precision = scale.pow(-2)
+            weighted_loc = loc * precision
+            const = (
+                self.mixture_distribution.logits  # Categorical stores normalised logits
+                - 0.5 * (loc * weighted_loc).sum(-1)
+                - torch.log(scale).sum(-1)
+                - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+            )
+            self._quadratic = (precision, weighted_loc, const)
+        return self._quadratic
+
+    def joint_log_prob(self, value):
+        """``log(pi_k N_k(value))`` for every component: shape (..., K)."""
+        precision, weighted_loc, const = self.quadratic_terms()
+        return (value * value) @ (-0.5 * precision).T + value @ weighted_loc.T + const
+
     def log_prob(self, value):
-        comp = self.component_distribution.base_dist
-        loc, scale = comp.loc, comp.scale
-        diff = (value.unsqueeze(-2) - loc) / scale
-        log_comp = (
-            -0.5 * (diff * diff).sum(-1)
-            - torch.log(scale).sum(-1)
-            - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
-        )
-        # Categorical stores normalised logits (log weights).
-        return torch.logsumexp(log_comp + self.mixture_distribution.logits, -1)
+        return torch.logsumexp(self.joint_log_prob(value), -1)
 
 
 def diag_normal_mixture(logits, loc, scale):

@@ -39,6 +39,7 @@ def gaussian_kl_to_components(loc, scale, comp_loc, comp_scale):
     """``KL(N(loc, scale^2) || N(comp_loc_k, comp_scale_k^2))`` for every component k.
 
     ``loc`` and ``scale`` have shape (..., L), the components (K, L); returns (..., K).
+    The direct form, for reference and tests; training uses ``mixture_kl_bound``.
     """
     ratio = scale.unsqueeze(-2) / comp_scale
     diff = (loc.unsqueeze(-2) - comp_loc) / comp_scale
@@ -46,25 +47,28 @@ def gaussian_kl_to_components(loc, scale, comp_loc, comp_scale):
 
 
 def mixture_kl_bound(q, p):
-    """``(B, w)``: the upper bound on ``KL(q || p)`` for a diagonal Gaussian ``q`` and a
-    mixture ``p`` of diagonal Gaussians, and the responsibilities that attain it."""
-    comp = p.component_distribution.base_dist
-    kl_k = gaussian_kl_to_components(q.base_dist.loc, q.base_dist.scale, comp.loc, comp.scale)
-    scores = torch.log_softmax(p.mixture_distribution.logits, -1) - kl_k
-    return -torch.logsumexp(scores, -1), torch.softmax(scores, -1)
+    """``(B, scores)``: the upper bound on ``KL(q || p)`` for a diagonal Gaussian ``q``
+    and a mixture ``p`` of diagonal Gaussians, and ``scores_k = log pi_k - KL(q || N_k)``,
+    whose softmax is the responsibilities that attain it.
+
+    ``log pi_k - KL(q || N_k) = E_q[log(pi_k N_k(z))] + H(q)``, and the expectation of
+    the quadratic form is the form at the mean plus ``sigma^2 . P_k / 2`` less: two
+    matrix products through ``p.quadratic_terms()``.
+    """
+    loc, scale = q.base_dist.loc, q.base_dist.scale
+    precision, _, _ = p.quadratic_terms()
+    variance = scale * scale
+    entropy = torch.log(scale).sum(-1, keepdim=True) + 0.5 * loc.shape[-1] * (
+        1.0 + math.log(2 * math.pi)
+    )
+    scores = p.joint_log_prob(loc) - 0.5 * variance @ precision.T + entropy
+    return -torch.logsumexp(scores, -1), scores
 
 
 def jensen_gap(z, p, w):
     """``g_w(z) = log p(z) - sum_k w_k log(pi_k N_k(z) / w_k) >= 0`` at draws ``z`` of
     shape (S, n, L), with responsibilities ``w`` of shape (n, K); returns (S, n)."""
-    comp = p.component_distribution.base_dist
-    diff = (z.unsqueeze(-2) - comp.loc) / comp.scale
-    log_joint = (
-        -0.5 * (diff * diff).sum(-1)
-        - torch.log(comp.scale).sum(-1)
-        - 0.5 * comp.loc.shape[-1] * math.log(2 * math.pi)
-        + torch.log_softmax(p.mixture_distribution.logits, -1)
-    )
+    log_joint = p.joint_log_prob(z)
     weighted = (w * log_joint - torch.special.xlogy(w, w)).sum(-1)
     return torch.logsumexp(log_joint, -1) - weighted
 
@@ -72,8 +76,8 @@ def jensen_gap(z, p, w):
 def corrected_kl(q, p, z):
     """Unbiased ``KL(q || p)``: the bound minus the mean Jensen gap at draws ``z`` of ``q``
     (the responsibilities are held fixed, which leaves the gradient unbiased too)."""
-    bound, w = mixture_kl_bound(q, p)
-    return bound - jensen_gap(z, p, w.detach()).mean(0)
+    bound, scores = mixture_kl_bound(q, p)
+    return bound - jensen_gap(z, p, torch.softmax(scores.detach(), -1)).mean(0)
 
 
 def mixture_kl(q, p, estimator, z):

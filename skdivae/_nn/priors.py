@@ -64,6 +64,10 @@ class Vamp(nn.Module):
         self.pseudo_inputs.copy_(X[idx].to(self.pseudo_inputs) + noise.to(self.pseudo_inputs))
 
     def forward(self, encoder):
-        loc, scale = encoder(self.pseudo_inputs)
+        return self.from_encoded(*encoder(self.pseudo_inputs))
+
+    def from_encoded(self, loc, scale):
+        """The prior from the encoder's output at the pseudo-inputs (a training step
+        encodes them together with its mini-batch: one encoder pass, not two)."""
         logits = torch.zeros(loc.shape[0], dtype=loc.dtype, device=loc.device)
         return diag_normal_mixture(logits, loc, scale)

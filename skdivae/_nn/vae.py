@@ -206,9 +206,8 @@ class VAEModule(nn.Module):
         Random draws come from ``generator`` (torch's global RNG when ``None``).
         """
         x_std = self.standardize(x)
-        q = diag_normal(*self.encoder(x_std))
+        q, p = self._posterior_and_prior(x_std)
         z = reparameterized_sample(q, (), generator)
-        p = self.prior_distribution()
         recon_i = -self.log_likelihood(z, x, x_std)
         kl_i = self.kl(q, p, generator)
         if elbo_weight is None:
@@ -227,6 +226,16 @@ class VAEModule(nn.Module):
             align = self.aligner.penalty(pred, target, weight)
             total = total + align_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
+
+    def _posterior_and_prior(self, x_std):
+        """``(q(z | x), p_Z)``; a VampPrior's pseudo-inputs go through the encoder in the
+        same pass as ``x_std``."""
+        pseudo = getattr(self.prior, "pseudo_inputs", None)
+        if pseudo is None:
+            return diag_normal(*self.encoder(x_std)), self.prior_distribution()
+        n = x_std.shape[0]
+        loc, scale = self.encoder(torch.cat([x_std, pseudo.to(x_std.dtype)]))
+        return diag_normal(loc[:n], scale[:n]), self.prior.from_encoded(loc[n:], scale[n:])
 
     def auxiliary_loss(self, x):
         """The aligner's own loss (the flow's likelihood) and its detached log-det.
