@@ -176,3 +176,49 @@ def test_vamp_pseudo_inputs_share_the_batch_encoder_pass():
     module.loss(x, torch.zeros(16), torch.ones(16), generator=torch.Generator())["loss"].backward()
     assert module.prior.pseudo_inputs.grad is not None
     assert module.prior.pseudo_inputs.grad.abs().sum() > 0
+
+
+def test_mixture_logsumexp_gradients_match_finite_differences():
+    from skdivae._nn.distributions import _MixtureLogSumExp
+
+    g = torch.Generator().manual_seed(0)
+    log_weights = torch.log_softmax(torch.randn(5, generator=g, dtype=torch.float64), -1)
+    loc = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    scale = 0.3 + torch.rand(5, 4, generator=g, dtype=torch.float64)
+    V = torch.randn(2, 3, 4, generator=g, dtype=torch.float64)
+    U = V * V + torch.rand(2, 3, 4, generator=g, dtype=torch.float64)
+    args = [a.requires_grad_() for a in (log_weights, loc, scale, U, V)]
+    assert torch.autograd.gradcheck(_MixtureLogSumExp.apply, args)
+    # Forward: the plain logsumexp over components of the same quadratic forms.
+    precision = scale.pow(-2)
+    scores = (
+        (-0.5 * U.unsqueeze(-2) * precision + V.unsqueeze(-2) * loc * precision).sum(-1)
+        + log_weights - 0.5 * (loc * loc * precision).sum(-1) - torch.log(scale).sum(-1)
+        - 2 * math.log(2 * math.pi)
+    )
+    torch.testing.assert_close(_MixtureLogSumExp.apply(*args), torch.logsumexp(scores, -1))
+
+
+@pytest.mark.parametrize("point", ["sample", "mean"])
+def test_training_step_computes_bound_and_log_prior_in_one_call(point, monkeypatch):
+    from skdivae._nn import distributions
+    from skdivae._nn.vae import reparameterized_sample
+
+    module = _module(GaussianMixturePrior(3), DirectAligner(point=point))
+    x = torch.randn(16, 3, dtype=torch.float64)
+    target, weight = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    calls = []
+    original = distributions._DiagNormalMixture.quadratic_logsumexp
+    monkeypatch.setattr(distributions._DiagNormalMixture, "quadratic_logsumexp",
+                        lambda self, U, V: calls.append(U.shape) or original(self, U, V))
+    terms = module.loss(x, target, weight, generator=torch.Generator().manual_seed(0))
+    assert calls == [(32, 2)]
+    # The same terms as the separate KL bound and log-prior.
+    monkeypatch.undo()
+    q, p = module.posterior(x), module.prior_distribution()
+    z = reparameterized_sample(q, (), torch.Generator().manual_seed(0))
+    z_align = q.mean if point == "mean" else z
+    kl = module.kl(q, p).mean()
+    align = module.aligner.penalty(module.aligner.predict_log_density(z_align, p), target, weight)
+    torch.testing.assert_close(terms["kl"], kl)
+    torch.testing.assert_close(terms["align"], align)

@@ -17,28 +17,120 @@ from torch.distributions import (
 )
 
 
+#: Log-weights this far below the largest are raised to it inside ``logsumexp``: exp(-80)
+#: is still a normal float32, while exp of a more negative number is a denormal, on which
+#: the CPU's arithmetic is a hundred times slower (a mixture prior's far components made a
+#: training step several times slower). The value changes by at most K exp(-80) relative.
+LOG_WEIGHT_FLOOR = -80.0
+
+
+class _FlooredLogSumExp(torch.autograd.Function):
+    """``logsumexp`` over the last dimension, with terms floored at ``LOG_WEIGHT_FLOOR``
+    below the largest, and a backward pass that reuses the forward's weights."""
+
+    @staticmethod
+    def forward(ctx, scores):
+        top = scores.amax(-1, keepdim=True)
+        weights = (scores - top).clamp_min_(LOG_WEIGHT_FLOOR).exp_()
+        total = weights.sum(-1, keepdim=True)
+        ctx.save_for_backward(weights, total)
+        return (top + total.log()).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weights, total = ctx.saved_tensors
+        return weights * (grad.unsqueeze(-1) / total)
+
+
+def logsumexp(scores):
+    """``log sum_k exp(scores_k)`` over the last dimension, without denormal numbers."""
+    return _FlooredLogSumExp.apply(scores)
+
+
+def softmax(scores):
+    """``softmax`` over the last dimension, with the same floor as :func:`logsumexp`."""
+    weights = (scores - scores.amax(-1, keepdim=True)).clamp_min(LOG_WEIGHT_FLOOR).exp()
+    return weights / weights.sum(-1, keepdim=True)
+
+
 def diag_normal(loc, scale):
     """Diagonal Gaussian over the last dimension."""
     return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
+class _MixtureLogSumExp(torch.autograd.Function):
+    """``logsumexp_k(log pi_k + log N_k)`` with the quadratic form written in sufficient
+    statistics: ``U . A_k + V . B_k + c_k`` for rows ``U``, ``V`` (..., L), where
+    ``A_k = -P_k / 2``, ``B_k = m_k P_k``, ``c_k = log pi_k - m_k^2 . P_k / 2 -
+    sum log sigma_k - L log(2 pi) / 2`` and ``P_k = 1 / sigma_k^2``. ``U = V^2`` is the
+    log-density at ``V``; ``U = mu^2 + sigma^2``, ``V = mu`` its expectation under a
+    diagonal Gaussian.
+
+    One autograd node with a hand-written backward: autograd's graph of the same
+    expression has some thirty operations on tensors of a few hundred numbers,
+    whose per-operation overhead is most of a mixture prior's cost per step.
+    ``tests/test_losses.py`` checks the gradients against finite differences.
+    """
+
+    @staticmethod
+    def forward(ctx, log_weights, loc, scale, U, V):
+        lead, n_latent = U.shape[:-1], U.shape[-1]
+        U2, V2 = U.reshape(-1, n_latent), V.reshape(-1, n_latent)
+        precision = scale.pow(-2)
+        weighted_loc = loc * precision
+        const = (
+            log_weights
+            - 0.5 * (loc * weighted_loc).sum(-1)
+            - torch.log(scale).sum(-1)
+            - 0.5 * n_latent * math.log(2 * math.pi)
+        )
+        scores = torch.addmm(const, U2, precision.T, alpha=-0.5).addmm_(V2, weighted_loc.T)
+        top = scores.amax(-1, keepdim=True)
+        weights = scores.sub_(top).clamp_min_(LOG_WEIGHT_FLOOR).exp_()
+        total = weights.sum(-1, keepdim=True)
+        ctx.save_for_backward(loc, scale, precision, weighted_loc, U2, V2, weights.div_(total))
+        ctx.lead = lead
+        return (top + total.log_()).reshape(lead)
+
+    @staticmethod
+    def backward(ctx, grad):
+        loc, scale, precision, weighted_loc, U2, V2, resp = ctx.saved_tensors
+        G = resp * grad.reshape(-1, 1)  # (N, K): d out / d scores
+        d_const = G.sum(0)[:, None]
+        d_A, d_B = G.T @ U2, G.T @ V2  # (K, L)
+        need = ctx.needs_input_grad
+        d_loc = d_scale = d_U = d_V = None
+        if need[1]:
+            d_loc = precision * (d_B - loc * d_const)
+        if need[2]:
+            d_precision = -0.5 * d_A + loc * d_B - 0.5 * loc * loc * d_const
+            d_scale = -2.0 * d_precision * precision / scale - d_const / scale
+        shape = (*ctx.lead, U2.shape[-1])
+        if need[3]:
+            d_U = (G @ precision).mul_(-0.5).reshape(shape)
+        if need[4]:
+            d_V = (G @ weighted_loc).reshape(shape)
+        return d_const[:, 0] if need[0] else None, d_loc, d_scale, d_U, d_V
+
+
 class _DiagNormalMixture(MixtureSameFamily):
     """Mixture of diagonal Gaussians whose densities are matrix products.
 
-    ``log(pi_k N_k(z)) = -z^2 . P_k / 2 + z . (m_k P_k) + c_k`` with the
-    precisions ``P_k = 1 / sigma_k^2``: two ``(n, L) @ (L, K)`` products per
-    evaluation instead of broadcasting an ``(n, K, L)`` tensor through a
-    dozen element-wise operations, which is what a training step pays for
-    (torch's generic ``MixtureSameFamily.log_prob`` costs more still). The
-    expanded square loses about ``1e-7 * P_k |m_k|^2`` to cancellation in
-    float32 (thousandths of a nat for components a few units from the origin
-    and no narrower than 0.05); scoring runs in float64.
+    ``log(pi_k N_k(z)) = z^2 . A_k + z . B_k + c_k`` with ``A_k = -P_k / 2``,
+    ``B_k = m_k P_k`` and the precisions ``P_k = 1 / sigma_k^2``: two
+    ``(n, L) @ (L, K)`` products per evaluation instead of broadcasting an
+    ``(n, K, L)`` tensor through a dozen element-wise operations, which is
+    what a training step pays for (torch's generic
+    ``MixtureSameFamily.log_prob`` costs more still). The expanded square
+    loses about ``1e-7 * P_k |m_k|^2`` to cancellation in float32
+    (thousandths of a nat for components a few units from the origin and no
+    narrower than 0.05); scoring runs in float64.
     """
 
     def quadratic_terms(self):
-        """``(P, m P, c)``: precisions and precision-weighted means (K, L), and the
-        per-component constants ``c_k = log pi_k - m_k^2 . P_k / 2 - sum log sigma_k
-        - L log(2 pi) / 2`` (K,). Computed once per distribution object."""
+        """``(A, B, c)``: ``A = -P / 2`` and ``B = m P`` as (L, K) columns, and
+        ``c_k = log pi_k - m_k^2 . P_k / 2 - sum log sigma_k - L log(2 pi) / 2``
+        (K,). Computed once per distribution object."""
         if getattr(self, "_quadratic", None) is None:
             comp = self.component_distribution.base_dist
             loc, scale = comp.loc, comp.scale
@@ -50,16 +142,32 @@ class _DiagNormalMixture(MixtureSameFamily):
                 - torch.log(scale).sum(-1)
                 - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
             )
-            self._quadratic = (precision, weighted_loc, const)
+            self._quadratic = ((-0.5 * precision).T, weighted_loc.T, const)
         return self._quadratic
 
     def joint_log_prob(self, value):
         """``log(pi_k N_k(value))`` for every component: shape (..., K)."""
-        precision, weighted_loc, const = self.quadratic_terms()
-        return (value * value) @ (-0.5 * precision).T + value @ weighted_loc.T + const
+        A, B, const = self.quadratic_terms()
+        return (value * value) @ A + value @ B + const
+
+    def quadratic_logsumexp(self, U, V):
+        """``logsumexp_k(U . A_k + V . B_k + c_k)`` (``_MixtureLogSumExp``); ``U = V^2``
+        gives ``log_prob(V)``."""
+        comp = self.component_distribution.base_dist
+        return _MixtureLogSumExp.apply(
+            self.mixture_distribution.logits, comp.loc, comp.scale, U, V
+        )
 
     def log_prob(self, value):
-        return torch.logsumexp(self.joint_log_prob(value), -1)
+        memo = getattr(self, "_log_prob_memo", None)
+        if memo is not None and memo[0] is value:
+            return memo[1]
+        return self.quadratic_logsumexp(value * value, value)
+
+    def remember_log_prob(self, value, log_prob):
+        """Have ``log_prob(value)`` (for this very tensor) return ``log_prob``: a training
+        step computes it together with the KL bound, in one call."""
+        self._log_prob_memo = (value, log_prob)
 
 
 def diag_normal_mixture(logits, loc, scale):

@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from .distributions import logsumexp, softmax
+
 KL_ESTIMATORS = ("bound", "corrected_bound", "monte_carlo")
 #: Draws of q for the corrected bound's Jensen-gap term.
 GAP_DRAWS = 5
@@ -47,22 +49,35 @@ def gaussian_kl_to_components(loc, scale, comp_loc, comp_scale):
 
 
 def mixture_kl_bound(q, p):
-    """``(B, scores)``: the upper bound on ``KL(q || p)`` for a diagonal Gaussian ``q``
-    and a mixture ``p`` of diagonal Gaussians, and ``scores_k = log pi_k - KL(q || N_k)``,
-    whose softmax is the responsibilities that attain it.
+    """The upper bound ``B`` on ``KL(q || p)`` for a diagonal Gaussian ``q`` and a mixture
+    ``p`` of diagonal Gaussians.
 
     ``log pi_k - KL(q || N_k) = E_q[log(pi_k N_k(z))] + H(q)``, and the expectation of
-    the quadratic form is the form at the mean plus ``sigma^2 . P_k / 2`` less: two
-    matrix products through ``p.quadratic_terms()``.
+    the quadratic form replaces ``z^2`` by ``mu^2 + sigma^2``: one call of
+    ``p.quadratic_logsumexp``.
     """
     loc, scale = q.base_dist.loc, q.base_dist.scale
-    precision, _, _ = p.quadratic_terms()
-    variance = scale * scale
-    entropy = torch.log(scale).sum(-1, keepdim=True) + 0.5 * loc.shape[-1] * (
-        1.0 + math.log(2 * math.pi)
+    entropy = torch.log(scale).sum(-1) + 0.5 * loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+    return -(p.quadratic_logsumexp(loc * loc + scale * scale, loc) + entropy)
+
+
+def mixture_kl_bound_and_log_prob(q, p, z):
+    """``(mixture_kl_bound(q, p), p.log_prob(z))`` in one call over the stacked rows (a
+    training step with an aligner needs both); ``z`` has the posterior's shape."""
+    loc, scale = q.base_dist.loc, q.base_dist.scale
+    n = loc.shape[0]
+    both = p.quadratic_logsumexp(
+        torch.cat([loc * loc + scale * scale, z * z]), torch.cat([loc, z])
     )
-    scores = p.joint_log_prob(loc) - 0.5 * variance @ precision.T + entropy
-    return -torch.logsumexp(scores, -1), scores
+    entropy = torch.log(scale).sum(-1) + 0.5 * loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+    return -(both[:n] + entropy), both[n:]
+
+
+def bound_responsibilities(q, p):
+    """The responsibilities ``w_k ∝ pi_k exp(-KL(q || N_k))`` that attain the bound."""
+    loc, scale = q.base_dist.loc, q.base_dist.scale
+    A, _, _ = p.quadratic_terms()
+    return softmax(p.joint_log_prob(loc) + (scale * scale) @ A)
 
 
 def jensen_gap(z, p, w):
@@ -70,21 +85,21 @@ def jensen_gap(z, p, w):
     shape (S, n, L), with responsibilities ``w`` of shape (n, K); returns (S, n)."""
     log_joint = p.joint_log_prob(z)
     weighted = (w * log_joint - torch.special.xlogy(w, w)).sum(-1)
-    return torch.logsumexp(log_joint, -1) - weighted
+    return logsumexp(log_joint) - weighted
 
 
 def corrected_kl(q, p, z):
     """Unbiased ``KL(q || p)``: the bound minus the mean Jensen gap at draws ``z`` of ``q``
     (the responsibilities are held fixed, which leaves the gradient unbiased too)."""
-    bound, scores = mixture_kl_bound(q, p)
-    return bound - jensen_gap(z, p, torch.softmax(scores.detach(), -1)).mean(0)
+    w = bound_responsibilities(q, p).detach()
+    return mixture_kl_bound(q, p) - jensen_gap(z, p, w).mean(0)
 
 
 def mixture_kl(q, p, estimator, z):
     """``KL(q || p)`` for a mixture ``p`` by ``estimator`` (one of ``KL_ESTIMATORS``), with
     ``z`` (S, n, L) the draws (or sigma points) of ``q`` it uses; the bound uses none."""
     if estimator == "bound":
-        return mixture_kl_bound(q, p)[0]
+        return mixture_kl_bound(q, p)
     if estimator == "corrected_bound":
         return corrected_kl(q, p, z)
     return (q.log_prob(z) - p.log_prob(z)).mean(0)

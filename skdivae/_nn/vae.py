@@ -10,7 +10,7 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal, diag_normal_mixture
-from .kl import GAP_DRAWS, mixture_kl
+from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -209,7 +209,16 @@ class VAEModule(nn.Module):
         q, p = self._posterior_and_prior(x_std)
         z = reparameterized_sample(q, (), generator)
         recon_i = -self.log_likelihood(z, x, x_std)
-        kl_i = self.kl(q, p, generator)
+        aligning = self.aligner is not None and target is not None
+        z_align = None
+        if aligning:
+            z_align = q.mean if getattr(self.aligner, "point", "sample") == "mean" else z
+        if aligning and self.mixture_kl_estimator(p) == "bound":
+            # The bound and the aligner's log p_Z(z) in one call; the aligner reads it back.
+            kl_i, log_prior = mixture_kl_bound_and_log_prob(q, p, z_align)
+            p.remember_log_prob(z_align, log_prior)
+        else:
+            kl_i = self.kl(q, p, generator)
         if elbo_weight is None:
             recon, kl = recon_i.mean(), kl_i.mean()
         else:
@@ -218,10 +227,9 @@ class VAEModule(nn.Module):
             kl = (elbo_weight * kl_i).sum() / total_weight
         total = recon + beta * kl
         align = torch.zeros((), dtype=x.dtype, device=x.device)
-        if self.aligner is not None and target is not None:
+        if aligning:
             needs_input = log_det is None and hasattr(self.aligner, "coordinates")
             x_std = x_std if needs_input else None
-            z_align = q.mean if getattr(self.aligner, "point", "sample") == "mean" else z
             pred = self.aligner.predict_log_density(z_align, p, x_std, log_det)
             align = self.aligner.penalty(pred, target, weight)
             total = total + align_weight * align
