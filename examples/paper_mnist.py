@@ -74,6 +74,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 PRIORS = ("normal", "gmm (K=10)", "vamp (M=10)")
 LEARNABLE = ("gmm (K=10)", "vamp (M=10)")
 ALIGNERS = ("none", "direct", "flow")
+#: The paper's MNIST settings (the module docstring); ``--epochs`` overrides ``epochs``.
+PAPER_SETTINGS = {"latent": 10, "hidden": [300, 300], "epochs": 50, "k": 200, "K": 10,
+                  "flow": [8, 128]}
 METRICS = ["ks", "w1", "gap", "auc_log_prior", "auc_elbo", "fit_s"]
 
 
@@ -134,6 +137,34 @@ def figure_data(est, Z, y):
     return {"Z2": pca.transform(Z), "centres2": pca.transform(centres), "y": y}
 
 
+def paper_teacher(settings):
+    """rho: PAk with up to ``k`` neighbours and TWO-NN, on PCA of the latent dimension."""
+    return KNNLogDensity(n_neighbors=settings["k"], method="pak",
+                         n_components=settings["latent"], intrinsic_dim="twonn")
+
+
+def make_divae(settings, prior, aligner, seed, device="cpu", density=None):
+    """The paper's DiVAE for one grid cell (``density``: ``paper_teacher`` by default)."""
+    return DiVAE(
+        keep_density=True,  # rho on the test images
+        n_components=settings["latent"],
+        hidden_layer_sizes=tuple(settings["hidden"]),
+        prior=make_prior(prior, settings["K"]),
+        aligner=make_aligner(aligner, settings),
+        likelihood="bernoulli",
+        standardize=False,
+        density=paper_teacher(settings) if density is None else density,
+        trim_fraction=0.0,  # the paper trains on every point
+        beta_warmup=0.5,
+        alignment_warmup=0.5,
+        max_iter=settings["epochs"],
+        tol=0.0,
+        n_iter_no_change=10**6,
+        device=device,
+        random_state=seed,
+    )
+
+
 def fit_key(data, seed, prior, aligner, settings):
     return {"seed": seed, "prior": prior, "aligner": aligner, **settings,
             "sizes": [len(d) for d in data], "version": 3}
@@ -147,25 +178,7 @@ def run_one(data, seed, prior, aligner, settings, cache_dir, device):
         return cached
     torch.set_num_threads(1)
     X_train, X_test, y_test, X_ood = data
-    est = DiVAE(
-        keep_density=True,  # rho on the test images
-        n_components=settings["latent"],
-        hidden_layer_sizes=tuple(settings["hidden"]),
-        prior=make_prior(prior, settings["K"]),
-        aligner=make_aligner(aligner, settings),
-        likelihood="bernoulli",
-        standardize=False,
-        density=KNNLogDensity(n_neighbors=settings["k"], method="pak",
-                              n_components=settings["latent"], intrinsic_dim="twonn"),
-        trim_fraction=0.0,  # the paper trains on every point
-        beta_warmup=0.5,
-        alignment_warmup=0.5,
-        max_iter=settings["epochs"],
-        tol=0.0,
-        n_iter_no_change=10**6,
-        device=device,
-        random_state=seed,
-    )
+    est = make_divae(settings, prior, aligner, seed, device)
     tic = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -364,8 +377,7 @@ def main(argv=None):
         parser.error("--from-cache needs --cache")
     if not args.fast and args.data_dir is None:
         parser.error("--data-dir is required unless --fast is given")
-    settings = {"latent": 10, "hidden": [300, 300], "epochs": args.epochs, "k": 200, "K": 10,
-                "flow": [8, 128]}
+    settings = {**PAPER_SETTINGS, "epochs": args.epochs}
     seeds, n_train, n_test, name = args.seeds, args.n_train, args.n_test, "paper_mnist.md"
     if args.reference_sizes:
         n_train, n_test = REFERENCE_SIZES["n_train"], REFERENCE_SIZES["n_val"]
