@@ -24,15 +24,23 @@ from torch.distributions import (
 LOG_WEIGHT_FLOOR = -80.0
 
 
+def _floored_weights(scores, in_place=False):
+    """``(top, w, total)``: the largest score, ``w = exp(max(scores - top,
+    LOG_WEIGHT_FLOOR))`` and ``total = sum(w)`` over the last dimension (keeping it).
+    ``in_place`` reuses ``scores``' memory for ``w``."""
+    top = scores.amax(-1, keepdim=True)
+    shifted = scores.sub_(top) if in_place else scores - top
+    weights = shifted.clamp_min_(LOG_WEIGHT_FLOOR).exp_()
+    return top, weights, weights.sum(-1, keepdim=True)
+
+
 class _FlooredLogSumExp(torch.autograd.Function):
     """``logsumexp`` over the last dimension, with terms floored at ``LOG_WEIGHT_FLOOR``
     below the largest, and a backward pass that reuses the forward's weights."""
 
     @staticmethod
     def forward(ctx, scores):
-        top = scores.amax(-1, keepdim=True)
-        weights = (scores - top).clamp_min_(LOG_WEIGHT_FLOOR).exp_()
-        total = weights.sum(-1, keepdim=True)
+        top, weights, total = _floored_weights(scores)
         ctx.save_for_backward(weights, total)
         return (top + total.log()).squeeze(-1)
 
@@ -49,8 +57,23 @@ def logsumexp(scores):
 
 def softmax(scores):
     """``softmax`` over the last dimension, with the same floor as :func:`logsumexp`."""
-    weights = (scores - scores.amax(-1, keepdim=True)).clamp_min(LOG_WEIGHT_FLOOR).exp()
-    return weights / weights.sum(-1, keepdim=True)
+    _, weights, total = _floored_weights(scores)
+    return weights / total
+
+
+def _component_terms(log_weights, loc, scale):
+    """``(P, m P, c)`` of a diagonal Gaussian mixture: the precisions ``P = 1 / sigma^2``
+    and ``m P`` (K, L), and ``c_k = log pi_k - m_k^2 . P_k / 2 - sum log sigma_k -
+    L log(2 pi) / 2`` (K,)."""
+    precision = scale.pow(-2)
+    weighted_loc = loc * precision
+    const = (
+        log_weights
+        - 0.5 * (loc * weighted_loc).sum(-1)
+        - torch.log(scale).sum(-1)
+        - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+    )
+    return precision, weighted_loc, const
 
 
 def diag_normal(loc, scale):
@@ -76,18 +99,9 @@ class _MixtureLogSumExp(torch.autograd.Function):
     def forward(ctx, log_weights, loc, scale, U, V):
         lead, n_latent = U.shape[:-1], U.shape[-1]
         U2, V2 = U.reshape(-1, n_latent), V.reshape(-1, n_latent)
-        precision = scale.pow(-2)
-        weighted_loc = loc * precision
-        const = (
-            log_weights
-            - 0.5 * (loc * weighted_loc).sum(-1)
-            - torch.log(scale).sum(-1)
-            - 0.5 * n_latent * math.log(2 * math.pi)
-        )
+        precision, weighted_loc, const = _component_terms(log_weights, loc, scale)
         scores = torch.addmm(const, U2, precision.T, alpha=-0.5).addmm_(V2, weighted_loc.T)
-        top = scores.amax(-1, keepdim=True)
-        weights = scores.sub_(top).clamp_min_(LOG_WEIGHT_FLOOR).exp_()
-        total = weights.sum(-1, keepdim=True)
+        top, weights, total = _floored_weights(scores, in_place=True)
         ctx.save_for_backward(loc, scale, precision, weighted_loc, U2, V2, weights.div_(total))
         ctx.lead = lead
         return (top + total.log_()).reshape(lead)
@@ -133,14 +147,9 @@ class _DiagNormalMixture(MixtureSameFamily):
         (K,). Computed once per distribution object."""
         if getattr(self, "_quadratic", None) is None:
             comp = self.component_distribution.base_dist
-            loc, scale = comp.loc, comp.scale
-            precision = scale.pow(-2)
-            weighted_loc = loc * precision
-            const = (
-                self.mixture_distribution.logits  # Categorical stores normalised logits
-                - 0.5 * (loc * weighted_loc).sum(-1)
-                - torch.log(scale).sum(-1)
-                - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+            # Categorical stores normalised logits: the log weights.
+            precision, weighted_loc, const = _component_terms(
+                self.mixture_distribution.logits, comp.loc, comp.scale
             )
             self._quadratic = ((-0.5 * precision).T, weighted_loc.T, const)
         return self._quadratic

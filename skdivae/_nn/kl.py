@@ -48,6 +48,11 @@ def gaussian_kl_to_components(loc, scale, comp_loc, comp_scale):
     return 0.5 * (ratio * ratio + diff * diff - 1.0).sum(-1) - torch.log(ratio).sum(-1)
 
 
+def _posterior_entropy(scale):
+    """Entropy of diagonal Gaussians with standard deviations ``scale`` (..., L)."""
+    return torch.log(scale).sum(-1) + 0.5 * scale.shape[-1] * (1.0 + math.log(2 * math.pi))
+
+
 def mixture_kl_bound(q, p):
     """The upper bound ``B`` on ``KL(q || p)`` for a diagonal Gaussian ``q`` and a mixture
     ``p`` of diagonal Gaussians.
@@ -57,7 +62,7 @@ def mixture_kl_bound(q, p):
     ``p.quadratic_logsumexp``.
     """
     loc, scale = q.base_dist.loc, q.base_dist.scale
-    entropy = torch.log(scale).sum(-1) + 0.5 * loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+    entropy = _posterior_entropy(scale)
     return -(p.quadratic_logsumexp(loc * loc + scale * scale, loc) + entropy)
 
 
@@ -69,8 +74,7 @@ def mixture_kl_bound_and_log_prob(q, p, z):
     both = p.quadratic_logsumexp(
         torch.cat([loc * loc + scale * scale, z * z]), torch.cat([loc, z])
     )
-    entropy = torch.log(scale).sum(-1) + 0.5 * loc.shape[-1] * (1.0 + math.log(2 * math.pi))
-    return -(both[:n] + entropy), both[n:]
+    return -(both[:n] + _posterior_entropy(scale)), both[n:]
 
 
 def bound_responsibilities(q, p):
