@@ -8,6 +8,8 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from ._flat_adam import FlatAdam
+
 TERMS = ("loss", "recon", "kl", "align", "aux")
 
 
@@ -64,14 +66,12 @@ def make_optimizers(module, learning_rate_init):
     aligner = module.aligner
     own = list(aligner.parameters()) if hasattr(aligner, "auxiliary_loss") else []
     own_ids = {id(p) for p in own}
-    fused = {"fused": True} if _fused_adam_ok(module) else {}
-    main = torch.optim.Adam(
-        [p for p in module.parameters() if id(p) not in own_ids], lr=learning_rate_init, **fused
-    )
+    fused = _fused_adam_ok(module)
+    rest = [p for p in module.parameters() if id(p) not in own_ids]
+    main = FlatAdam(rest, lr=learning_rate_init, fused=fused)
     aux = None
     if own:
-        lr = getattr(aligner, "learning_rate", learning_rate_init)
-        aux = torch.optim.Adam(own, lr=lr, **fused)
+        aux = FlatAdam(own, lr=getattr(aligner, "learning_rate", learning_rate_init), fused=fused)
     return main, aux
 
 
@@ -130,26 +130,14 @@ def _evaluate(module, X, target, weight, elbo_weight, beta, lam, batch_size, noi
     return total / n
 
 
-def fit_loop(
-    module,
-    train,
-    valid=None,
-    *,
-    batch_size,
-    max_iter,
-    learning_rate_init,
-    beta,
-    alignment_weight,
-    beta_warmup,
-    alignment_warmup,
-    tol,
-    n_iter_no_change,
-    generator,
-    verbose=0,
-    beta_start=0.0,
-    noise_generator=None,
-):
-    """Train ``module`` with Adam; return ``(history, converged)``.
+def fit_loop(module, train, valid=None, **settings):
+    """Train ``module`` with Adam (:class:`~skdivae._flat_adam.FlatAdam`); return
+    ``(history, converged)``.
+
+    ``settings`` are keyword-only: ``batch_size``, ``max_iter``, ``learning_rate_init``,
+    ``beta``, ``alignment_weight``, ``beta_warmup``, ``alignment_warmup``, ``tol``,
+    ``n_iter_no_change``, ``generator`` and, optional, ``verbose``, ``beta_start``,
+    ``noise_generator``.
 
     ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
     tensors on the training device (``elbo_weight`` may be ``None``). ``beta``
@@ -169,7 +157,36 @@ def fit_loop(
     TrainingDiverged
         If the loss becomes NaN or infinite.
     """
-    optimizers = make_optimizers(module, learning_rate_init)
+    optimizers = make_optimizers(module, settings["learning_rate_init"])
+    try:
+        return _train_epochs(module, optimizers, train, valid, **settings)
+    finally:
+        for optimizer in optimizers:
+            if optimizer is not None:
+                optimizer.release()
+
+
+def _train_epochs(
+    module,
+    optimizers,
+    train,
+    valid=None,
+    *,
+    batch_size,
+    max_iter,
+    learning_rate_init,
+    beta,
+    alignment_weight,
+    beta_warmup,
+    alignment_warmup,
+    tol,
+    n_iter_no_change,
+    generator,
+    verbose=0,
+    beta_start=0.0,
+    noise_generator=None,
+):
+    """The epochs of :func:`fit_loop`, with its optimisers."""
     X, target, weight, elbo_weight = train
     history, best, stall, best_state = [], math.inf, 0, None
     beta_warm, align_warm = warmup_epochs(beta_warmup, max_iter), warmup_epochs(alignment_warmup, max_iter)

@@ -1,0 +1,67 @@
+"""FlatAdam: torch's Adam on parameters that share one flat buffer."""
+
+import numpy as np
+import pytest
+import torch
+
+from skdivae import DiVAE
+from skdivae._flat_adam import FlatAdam
+
+
+def _net(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+
+
+def _steps(net, optimizer, n_steps=20):
+    g = torch.Generator().manual_seed(0)
+    for _ in range(n_steps):
+        x = torch.randn(16, 5, generator=g)
+        optimizer.zero_grad(set_to_none=True)
+        (net(x) ** 2).mean().backward()
+        optimizer.step()
+
+
+def test_flat_adam_follows_torch_adam():
+    with torch.random.fork_rng():
+        ours, theirs = _net(0), _net(0)
+    _steps(ours, FlatAdam(ours.parameters(), lr=1e-2, fused=True))
+    _steps(theirs, torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=True))
+    with torch.random.fork_rng():
+        start = _net(0)
+    for a, b, s in zip(ours.parameters(), theirs.parameters(), start.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        assert not torch.equal(a, s)  # it did train
+
+
+def test_parameters_share_one_buffer_until_released():
+    with torch.random.fork_rng():
+        net = _net(0)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = FlatAdam(net.parameters(), lr=1e-2)
+    pointers = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    assert pointers == {optimizer.flat.untyped_storage().data_ptr()}
+    for p, value in zip(net.parameters(), before):
+        assert torch.equal(p, value)  # flattening keeps the values
+    optimizer.release()
+    pointers = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    assert len(pointers) == len(before)
+
+
+def test_a_parameter_without_gradient_stays_put():
+    with torch.random.fork_rng():
+        net = _net(0)
+    unused = torch.nn.Parameter(torch.ones(4))
+    optimizer = FlatAdam([*net.parameters(), unused], lr=1e-1)
+    _steps(net, optimizer, n_steps=5)
+    assert torch.equal(unused.detach(), torch.ones(4))
+    assert unused.grad is None
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_fitted_divae_owns_separate_parameter_storage():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    est = DiVAE(n_components=2, hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    est.fit(X)
+    storages = {p.untyped_storage().data_ptr() for p in est.module_.parameters()}
+    assert len(storages) == len(list(est.module_.parameters()))
