@@ -75,43 +75,60 @@ def make_optimizers(module, learning_rate_init):
     return main, aux
 
 
+#: Rows gathered at once, in epoch order, before they are cut into mini-batches: one
+#: gather per block instead of one per tensor and step (rounded to whole flow chunks).
+BLOCK_ROWS = 8192
+
+
+def _gather(tensors, idx):
+    """``t[idx]`` for each tensor (``None`` stays ``None``), by ``index_select``."""
+    return [None if t is None else t.index_select(0, idx) for t in tensors]
+
+
 def _run_epoch(
     module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam, noise
 ):
-    """One pass over the data. With an auxiliary (flow) optimiser, the flow takes one
-    step on the union of ``update_every`` consecutive mini-batches, whose VAE steps
-    then reuse its detached log-determinants."""
+    """One pass over the data, in the mini-batches of ``order``. With an auxiliary (flow)
+    optimiser, the flow takes one step on the union of ``update_every`` consecutive
+    mini-batches, whose VAE steps then reuse its detached log-determinants."""
     optimizer, aux_optimizer = optimizers
     update_every = getattr(module.aligner, "update_every", 1) if aux_optimizer else 1
+    chunk_rows = batch_size * update_every
+    block_rows = chunk_rows * max(1, BLOCK_ROWS // chunk_rows)
     sums = dict.fromkeys(TERMS, 0.0)
     n = 0
-    for chunk_start in range(0, order.numel(), batch_size * update_every):
-        chunk = order[chunk_start : chunk_start + batch_size * update_every]
-        aux, log_det = torch.zeros(()), None
-        if aux_optimizer is not None:
-            aux, log_det = module.auxiliary_loss(X[chunk])
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_optimizer.step()
-        for start in range(0, chunk.numel(), batch_size):
-            idx = chunk[start : start + batch_size]
-            ld = None if log_det is None else log_det[start : start + batch_size]
-            ew = None if elbo_weight is None else elbo_weight[idx]
-            terms = module.loss(
-                X[idx], target[idx], weight[idx], beta=beta, align_weight=lam, log_det=ld,
-                elbo_weight=ew, generator=noise,
-            )
-            terms["aux"] = aux
-            # One transfer of every term per step (not one per term).
-            values = torch.stack([terms[key].detach().to(terms["loss"]) for key in TERMS]).tolist()
-            if not (math.isfinite(values[0]) and math.isfinite(values[-1])):
-                return None
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            for key, value in zip(TERMS, values):
-                sums[key] += value * idx.numel()
-            n += idx.numel()
+    for block_start in range(0, order.numel(), block_rows):
+        block = _gather((X, target, weight, elbo_weight),
+                        order[block_start : block_start + block_rows])
+        for chunk_start in range(0, block[0].shape[0], chunk_rows):
+            chunk = [None if t is None else t[chunk_start : chunk_start + chunk_rows]
+                     for t in block]
+            aux, log_det = torch.zeros(()), None
+            if aux_optimizer is not None:
+                aux, log_det = module.auxiliary_loss(chunk[0])
+                aux_optimizer.zero_grad(set_to_none=True)
+                aux.backward()
+                aux_optimizer.step()
+            for start in range(0, chunk[0].shape[0], batch_size):
+                xb, tb, wb, ew = (None if t is None else t[start : start + batch_size]
+                                  for t in chunk)
+                ld = None if log_det is None else log_det[start : start + batch_size]
+                terms = module.loss(
+                    xb, tb, wb, beta=beta, align_weight=lam, log_det=ld, elbo_weight=ew,
+                    generator=noise,
+                )
+                terms["aux"] = aux
+                # One transfer of every term per step (not one per term).
+                values = torch.stack(
+                    [terms[key].detach().to(terms["loss"]) for key in TERMS]).tolist()
+                if not (math.isfinite(values[0]) and math.isfinite(values[-1])):
+                    return None
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                for key, value in zip(TERMS, values):
+                    sums[key] += value * xb.shape[0]
+                n += xb.shape[0]
     return {key: value / n for key, value in sums.items()}
 
 

@@ -1,10 +1,13 @@
 """Training control: the convergence rule (warn only when the loss is still falling at
-max_iter) and the automatic epoch budget (max_iter="auto")."""
+max_iter), the automatic epoch budget (max_iter="auto"), and the order of an epoch's
+mini-batches."""
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from skdivae import DiVAE
@@ -105,3 +108,49 @@ def test_auto_max_iter_shortens_training_on_many_batches(small_tabular, monkeypa
     est = DiVAE(n_components=2, hidden_layer_sizes=(8,), batch_size=16, random_state=0, tol=0.0,
                 n_iter_no_change=1000).fit(small_tabular)
     assert est.n_iter_ == 10  # 40 // 14 = 2, raised to the 10-epoch floor
+
+
+class _RecordingModule(torch.nn.Module):
+    """Stands in for VAEModule in ``_run_epoch``: records the batches it is given."""
+
+    def __init__(self, update_every=None):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.aligner = None if update_every is None else SimpleNamespace(update_every=update_every)
+        self.batches, self.chunks = [], []
+
+    def auxiliary_loss(self, x):
+        self.chunks.append(x.clone())
+        return (self.w * 0.0).sum(), torch.arange(x.shape[0], dtype=x.dtype)
+
+    def loss(self, x, target, weight, beta, align_weight, log_det, elbo_weight, generator):
+        self.batches.append((x.clone(), target.clone(), weight.clone(),
+                             None if log_det is None else log_det.clone()))
+        total = (self.w * x).sum() + 0.0 * self.w
+        zero = torch.zeros(())
+        return {"loss": total, "recon": zero, "kl": zero, "align": zero}
+
+
+@pytest.mark.parametrize("update_every", [None, 3])
+def test_epoch_batches_follow_the_order_across_gather_blocks(monkeypatch, update_every):
+    from skdivae import _training
+
+    monkeypatch.setattr(_training, "BLOCK_ROWS", 50)  # several blocks, a partial last one
+    X = torch.arange(230 * 2, dtype=torch.float32).reshape(230, 2)
+    target, weight = torch.arange(230.0), -torch.arange(230.0)
+    order = torch.randperm(230, generator=torch.Generator().manual_seed(0))
+    module = _RecordingModule(update_every)
+    optimizers = (torch.optim.SGD(module.parameters(), lr=0.0),
+                  None if update_every is None else torch.optim.SGD([module.w], lr=0.0))
+    _training._run_epoch(module, optimizers, X, target, weight, None, order, 16, 1.0, 1.0, None)
+    expected = [order[i : i + 16] for i in range(0, 230, 16)]
+    if update_every is not None:  # batches restart at each flow chunk of 48 rows
+        expected = [order[c : c + 48][i : i + 16] for c in range(0, 230, 48)
+                    for i in range(0, order[c : c + 48].numel(), 16)]
+        for chunk, start in zip(module.chunks, range(0, 230, 48), strict=True):
+            assert torch.equal(chunk, X[order[start : start + 48]])
+    assert len(module.batches) == len(expected)
+    for (x, t, w, log_det), idx in zip(module.batches, expected):
+        assert torch.equal(x, X[idx]) and torch.equal(t, target[idx]) and torch.equal(w, weight[idx])
+        if log_det is not None:
+            assert log_det.shape[0] == idx.numel()
