@@ -8,7 +8,7 @@ import torch
 
 from skdivae import DiVAE, FlowAligner
 from skdivae._build import build_module
-from skdivae._nn.flow import CouplingFlow
+from skdivae._nn.flow import CouplingFlow, _FlowFunction
 from skdivae.priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 
@@ -110,3 +110,34 @@ def test_aligner_parameters_reach_grid_search():
     assert est.get_params()["aligner__n_layers"] == 2
     with pytest.raises(ValueError, match="n_layers"):
         DiVAE(aligner=FlowAligner(n_layers=0), max_iter=1).fit(np.zeros((10, 2)) + np.arange(10)[:, None])
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("n_dims", [1, 2, 3, 8])
+def test_one_node_flow_matches_autograd_layer_by_layer(n_dims, input_grad):
+    flow = _randomised_flow(n_dims)
+    u = torch.randn(40, n_dims, dtype=torch.float64, requires_grad=input_grad)
+    weight_z = torch.randn(40, n_dims, dtype=torch.float64)
+    wrt = [u, *flow.parameters()] if input_grad else list(flow.parameters())
+    outputs, grads = [], []
+    for run in (flow, flow.layer_by_layer):
+        z, log_det = run(u)
+        outputs.append((z, log_det))
+        loss = (weight_z * z).sum() + (log_det**2).sum()
+        grads.append(torch.autograd.grad(loss, wrt))
+    for a, b in zip(outputs[0], outputs[1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_dims", [1, 3])
+def test_one_node_flow_passes_gradcheck(n_dims):
+    flow = _randomised_flow(n_dims, n_layers=3, hidden=4)
+    u = torch.randn(6, n_dims, dtype=torch.float64, requires_grad=True)
+    params = list(flow.parameters())
+
+    def run(u, *weights):
+        return _FlowFunction.apply(u, tuple(layer.n_cond for layer in flow.layers), *weights)
+
+    assert torch.autograd.gradcheck(run, (u, *params))
