@@ -21,6 +21,10 @@ class FlatAdam:
     Call :meth:`release` when training ends, which gives every parameter its own
     storage again (safetensors refuses tensors that share memory).
 
+    The update writes into the flat buffer, so the parameters' own version counters do
+    not move: autograd cannot tell that a graph built before a step saw the old values.
+    Build a fresh graph after every step (as the training loop does), never reuse one.
+
     Parameters
     ----------
     params : iterable of torch.nn.Parameter
@@ -33,6 +37,12 @@ class FlatAdam:
 
     def __init__(self, params, lr, fused=False):
         self.params = [p for p in params]
+        kinds = {(p.dtype, p.device) for p in self.params}
+        if len(kinds) != 1:
+            raise ValueError(
+                "FlatAdam needs at least one parameter, all of one dtype and device; got "
+                f"{len(self.params)} parameters of {sorted(map(str, kinds))}."
+            )
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         offset = 0
@@ -53,7 +63,7 @@ class FlatAdam:
 
         A parameter without a gradient (it took no part in the loss) stays where it
         is, as with torch's Adam; unlike there, its moments decay as if its gradient
-        were zero, since they are slices of the shared moments.
+        were zero and its step count goes on, since they are shared.
         """
         grads = [p.grad for p in self.params]
         missing = [p for p, g in zip(self.params, grads) if g is None]

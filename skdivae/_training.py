@@ -71,13 +71,19 @@ def make_optimizers(module, learning_rate_init):
     main = FlatAdam(rest, lr=learning_rate_init, fused=fused)
     aux = None
     if own:
-        aux = FlatAdam(own, lr=getattr(aligner, "learning_rate", learning_rate_init), fused=fused)
+        try:
+            aux = FlatAdam(own, lr=getattr(aligner, "learning_rate", learning_rate_init),
+                           fused=fused)
+        except Exception:
+            main.release()
+            raise
     return main, aux
 
 
-#: Rows gathered at once, in epoch order, before they are cut into mini-batches: one
-#: gather per block instead of one per tensor and step (rounded to whole flow chunks).
-BLOCK_ROWS = 8192
+#: Numbers gathered at once (2 MiB in float32), in epoch order, before they are cut into
+#: mini-batches: one gather per block of rows instead of one per tensor and step. The
+#: block holds whole flow chunks, at least one.
+BLOCK_ELEMENTS = 2**19
 
 
 def _gather(tensors, idx):
@@ -94,7 +100,8 @@ def _run_epoch(
     optimizer, aux_optimizer = optimizers
     update_every = getattr(module.aligner, "update_every", 1) if aux_optimizer else 1
     chunk_rows = batch_size * update_every
-    block_rows = chunk_rows * max(1, BLOCK_ROWS // chunk_rows)
+    n_features = X.shape[1] if X.dim() > 1 else 1
+    block_rows = chunk_rows * max(1, BLOCK_ELEMENTS // (n_features * chunk_rows))
     sums = dict.fromkeys(TERMS, 0.0)
     n = 0
     for block_start in range(0, order.numel(), block_rows):
@@ -109,6 +116,7 @@ def _run_epoch(
                 aux_optimizer.zero_grad(set_to_none=True)
                 aux.backward()
                 aux_optimizer.step()
+                aux = aux.detach()  # its graph (the flow's saved tensors) can go
             for start in range(0, chunk[0].shape[0], batch_size):
                 xb, tb, wb, ew = (None if t is None else t[start : start + batch_size]
                                   for t in chunk)
@@ -174,8 +182,9 @@ def fit_loop(module, train, valid=None, **settings):
     TrainingDiverged
         If the loss becomes NaN or infinite.
     """
-    optimizers = make_optimizers(module, settings["learning_rate_init"])
+    optimizers = []
     try:
+        optimizers = make_optimizers(module, settings["learning_rate_init"])
         return _train_epochs(module, optimizers, train, valid, **settings)
     finally:
         for optimizer in optimizers:

@@ -65,3 +65,11 @@ def test_a_fitted_divae_owns_separate_parameter_storage():
     est.fit(X)
     storages = {p.untyped_storage().data_ptr() for p in est.module_.parameters()}
     assert len(storages) == len(list(est.module_.parameters()))
+
+
+def test_mixed_or_missing_parameters_are_refused():
+    with pytest.raises(ValueError, match="one dtype and device"):
+        FlatAdam([torch.nn.Parameter(torch.zeros(2)),
+                  torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=1e-3)
+    with pytest.raises(ValueError, match="at least one parameter"):
+        FlatAdam([], lr=1e-3)

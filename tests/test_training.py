@@ -111,7 +111,8 @@ def test_auto_max_iter_shortens_training_on_many_batches(small_tabular, monkeypa
 
 
 class _RecordingModule(torch.nn.Module):
-    """Stands in for VAEModule in ``_run_epoch``: records the batches it is given."""
+    """Stands in for VAEModule in ``_run_epoch``: records the batches it is given; its
+    flow chunks' log-determinants are the chunks' first feature."""
 
     def __init__(self, update_every=None):
         super().__init__()
@@ -121,11 +122,11 @@ class _RecordingModule(torch.nn.Module):
 
     def auxiliary_loss(self, x):
         self.chunks.append(x.clone())
-        return (self.w * 0.0).sum(), torch.arange(x.shape[0], dtype=x.dtype)
+        return (self.w * 0.0).sum(), x[:, 0].clone()
 
     def loss(self, x, target, weight, beta, align_weight, log_det, elbo_weight, generator):
-        self.batches.append((x.clone(), target.clone(), weight.clone(),
-                             None if log_det is None else log_det.clone()))
+        self.batches.append([None if t is None else t.clone()
+                             for t in (x, target, weight, elbo_weight, log_det)])
         total = (self.w * x).sum() + 0.0 * self.w
         zero = torch.zeros(())
         return {"loss": total, "recon": zero, "kl": zero, "align": zero}
@@ -135,22 +136,30 @@ class _RecordingModule(torch.nn.Module):
 def test_epoch_batches_follow_the_order_across_gather_blocks(monkeypatch, update_every):
     from skdivae import _training
 
-    monkeypatch.setattr(_training, "BLOCK_ROWS", 50)  # several blocks, a partial last one
+    # Blocks of 96 rows (2 features): two flow chunks of 48 rows each, or six batches;
+    # 230 rows give several blocks and a partial last block, chunk and batch.
+    monkeypatch.setattr(_training, "BLOCK_ELEMENTS", 200)
     X = torch.arange(230 * 2, dtype=torch.float32).reshape(230, 2)
     target, weight = torch.arange(230.0), -torch.arange(230.0)
+    elbo_weight = (torch.arange(230) % 3 > 0).float()
     order = torch.randperm(230, generator=torch.Generator().manual_seed(0))
     module = _RecordingModule(update_every)
     optimizers = (torch.optim.SGD(module.parameters(), lr=0.0),
                   None if update_every is None else torch.optim.SGD([module.w], lr=0.0))
-    _training._run_epoch(module, optimizers, X, target, weight, None, order, 16, 1.0, 1.0, None)
-    expected = [order[i : i + 16] for i in range(0, 230, 16)]
+    _training._run_epoch(module, optimizers, X, target, weight, elbo_weight, order, 16,
+                         1.0, 1.0, None)
+    chunk = 16 if update_every is None else 48
+    expected = [order[c : c + chunk][i : i + 16] for c in range(0, 230, chunk)
+                for i in range(0, order[c : c + chunk].numel(), 16)]
     if update_every is not None:  # batches restart at each flow chunk of 48 rows
-        expected = [order[c : c + 48][i : i + 16] for c in range(0, 230, 48)
-                    for i in range(0, order[c : c + 48].numel(), 16)]
-        for chunk, start in zip(module.chunks, range(0, 230, 48), strict=True):
-            assert torch.equal(chunk, X[order[start : start + 48]])
+        assert len(module.chunks) == 5
+        for rows, start in zip(module.chunks, range(0, 230, 48), strict=True):
+            assert torch.equal(rows, X[order[start : start + 48]])
     assert len(module.batches) == len(expected)
-    for (x, t, w, log_det), idx in zip(module.batches, expected):
-        assert torch.equal(x, X[idx]) and torch.equal(t, target[idx]) and torch.equal(w, weight[idx])
-        if log_det is not None:
-            assert log_det.shape[0] == idx.numel()
+    for (x, t, w, ew, log_det), idx in zip(module.batches, expected):
+        assert torch.equal(x, X[idx]) and torch.equal(t, target[idx])
+        assert torch.equal(w, weight[idx]) and torch.equal(ew, elbo_weight[idx])
+        if update_every is None:
+            assert log_det is None
+        else:  # the slice of its chunk's log-determinants that belongs to these rows
+            assert torch.equal(log_det, X[idx, 0])

@@ -57,20 +57,22 @@ class _FlowFunction(torch.autograd.Function):
             layer_log_det = s.sum(1)
             log_det = layer_log_det if log_det is None else log_det + layer_log_det
             saved.append(keep)
-        ctx.n_conds, ctx.saved = n_conds, saved
-        ctx.save_for_backward(*weights)
+        ctx.n_conds = n_conds
+        ctx.save_for_backward(*weights, *(t for keep in saved for t in keep))
         return x, log_det
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_z, grad_log_det):
-        weights = ctx.saved_tensors  # undefined output gradients arrive as zeros
+        tensors = ctx.saved_tensors  # undefined output gradients arrive as zeros
+        n_weights = 4 * len(ctx.n_conds)
+        weights, kept = tensors[:n_weights], tensors[n_weights:]
         grad_x = grad_z
         grads = [None] * len(weights)
         for i in reversed(range(len(ctx.n_conds))):
             w1, _, w2, _ = weights[4 * i : 4 * i + 4]
             grad_x, layer_grads = _coupling_backward(
-                grad_x, grad_log_det, ctx.n_conds[i], w1, w2, ctx.saved[i],
+                grad_x, grad_log_det, ctx.n_conds[i], w1, w2, kept[5 * i : 5 * i + 5],
                 input_grad=i > 0 or ctx.needs_input_grad[0],
             )
             grads[4 * i : 4 * i + 4] = layer_grads
