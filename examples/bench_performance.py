@@ -34,10 +34,10 @@ prints, and every ratio is taken against a baseline measured in the same run:
   setting on this machine, what a fit used before ``n_threads`` existed).
 
 Timings are never asserted in tests; ``--fast`` runs a tiny version for the
-test suite. Writes ``docs/performance.md`` (``--out``)::
+test suite. Writes ``docs/performance.md`` (``--out``), reading the full-size MNIST
+grid's fit times from its run's cache (``paper_mnist.py --cache paper_cache/mnist_full``)::
 
-    python examples/bench_performance.py --mnist-probe ../shared/data \\
-        --mnist-cache paper_cache/mnist_20k
+    python examples/bench_performance.py --mnist-cache paper_cache/mnist_full
 """
 
 import argparse
