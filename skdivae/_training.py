@@ -91,6 +91,11 @@ def _gather(tensors, idx):
     return [None if t is None else t.index_select(0, idx) for t in tensors]
 
 
+def _rows(tensors, start, stop):
+    """``t[start:stop]`` for each tensor (``None`` stays ``None``): views, no copies."""
+    return [None if t is None else t[start:stop] for t in tensors]
+
+
 def _run_epoch(
     module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam, noise
 ):
@@ -108,8 +113,7 @@ def _run_epoch(
         block = _gather((X, target, weight, elbo_weight),
                         order[block_start : block_start + block_rows])
         for chunk_start in range(0, block[0].shape[0], chunk_rows):
-            chunk = [None if t is None else t[chunk_start : chunk_start + chunk_rows]
-                     for t in block]
+            chunk = _rows(block, chunk_start, chunk_start + chunk_rows)
             aux, log_det = torch.zeros(()), None
             if aux_optimizer is not None:
                 aux, log_det = module.auxiliary_loss(chunk[0])
@@ -118,9 +122,7 @@ def _run_epoch(
                 aux_optimizer.step()
                 aux = aux.detach()  # its graph (the flow's saved tensors) can go
             for start in range(0, chunk[0].shape[0], batch_size):
-                xb, tb, wb, ew = (None if t is None else t[start : start + batch_size]
-                                  for t in chunk)
-                ld = None if log_det is None else log_det[start : start + batch_size]
+                xb, tb, wb, ew, ld = _rows((*chunk, log_det), start, start + batch_size)
                 terms = module.loss(
                     xb, tb, wb, beta=beta, align_weight=lam, log_det=ld, elbo_weight=ew,
                     generator=noise,
