@@ -5,12 +5,14 @@ more than the arithmetic for the small tensors of a VAE step; every value
 passed here is produced by the model itself, so the checks are skipped.
 """
 
+import functools
 import math
 
 import torch
 from torch.distributions import (
     Bernoulli,
     Categorical,
+    Distribution,
     Independent,
     MixtureSameFamily,
     Normal,
@@ -98,33 +100,55 @@ class _MixtureLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, log_weights, loc, scale, U, V):
         lead, n_latent = U.shape[:-1], U.shape[-1]
-        U2, V2 = U.reshape(-1, n_latent), V.reshape(-1, n_latent)
-        precision, weighted_loc, const = _component_terms(log_weights, loc, scale)
-        scores = torch.addmm(const, U2, precision.T, alpha=-0.5).addmm_(V2, weighted_loc.T)
-        top, weights, total = _floored_weights(scores, in_place=True)
-        ctx.save_for_backward(loc, scale, precision, weighted_loc, U2, V2, weights.div_(total))
+        out, saved = mixture_logsumexp_forward(
+            log_weights, loc, scale, U.reshape(-1, n_latent), V.reshape(-1, n_latent))
+        ctx.save_for_backward(*saved)
         ctx.lead = lead
-        return (top + total.log_()).reshape(lead)
+        return out.reshape(lead)
 
     @staticmethod
     def backward(ctx, grad):
-        loc, scale, precision, weighted_loc, U2, V2, resp = ctx.saved_tensors
-        G = resp * grad.reshape(-1, 1)  # (N, K): d out / d scores
-        d_const = G.sum(0)[:, None]
-        d_A, d_B = G.T @ U2, G.T @ V2  # (K, L)
         need = ctx.needs_input_grad
-        d_loc = d_scale = d_U = d_V = None
-        if need[1]:
+        d_lw, d_loc, d_scale, d_U, d_V = mixture_logsumexp_backward(
+            ctx.saved_tensors, grad.reshape(-1), need[:3], need[3] or need[4])
+        if d_U is not None:
+            shape = (*ctx.lead, d_U.shape[-1])
+            d_U = d_U.reshape(shape) if need[3] else None
+            d_V = d_V.reshape(shape) if need[4] else None
+        return d_lw, d_loc, d_scale, d_U, d_V
+
+
+def mixture_logsumexp_forward(log_weights, loc, scale, U, V):
+    """The forward arithmetic of :class:`_MixtureLogSumExp` on rows ``U``, ``V`` (N, L),
+    without a graph: ``(out (N,), saved)``, ``saved`` being what
+    :func:`mixture_logsumexp_backward` needs (the responsibilities among it)."""
+    precision, weighted_loc, const = _component_terms(log_weights, loc, scale)
+    scores = torch.addmm(const, U, precision.T, alpha=-0.5).addmm_(V, weighted_loc.T)
+    top, weights, total = _floored_weights(scores, in_place=True)
+    saved = (loc, scale, precision, weighted_loc, U, V, weights.div_(total))
+    return (top + total.log_()).squeeze(-1), saved
+
+
+def mixture_logsumexp_backward(saved, grad, need_components=(True, True, True), need_rows=True):
+    """Gradients ``(d_log_weights, d_loc, d_scale, d_U, d_V)`` of
+    :func:`mixture_logsumexp_forward`'s output from ``grad`` (N,); a gradient is
+    ``None`` where ``need_components`` (three flags) or ``need_rows`` says so."""
+    loc, scale, precision, weighted_loc, U, V, resp = saved
+    G = resp * grad.unsqueeze(-1)  # (N, K): d out / d scores
+    d_const = G.sum(0)[:, None]
+    d_lw = d_loc = d_scale = d_U = d_V = None
+    if need_components[1] or need_components[2]:
+        d_A, d_B = G.T @ U, G.T @ V  # (K, L)
+        if need_components[1]:
             d_loc = precision * (d_B - loc * d_const)
-        if need[2]:
+        if need_components[2]:
             d_precision = -0.5 * d_A + loc * d_B - 0.5 * loc * loc * d_const
             d_scale = -2.0 * d_precision * precision / scale - d_const / scale
-        shape = (*ctx.lead, U2.shape[-1])
-        if need[3]:
-            d_U = (G @ precision).mul_(-0.5).reshape(shape)
-        if need[4]:
-            d_V = (G @ weighted_loc).reshape(shape)
-        return d_const[:, 0] if need[0] else None, d_loc, d_scale, d_U, d_V
+    if need_components[0]:
+        d_lw = d_const[:, 0]
+    if need_rows:
+        d_U, d_V = (G @ precision).mul_(-0.5), G @ weighted_loc
+    return d_lw, d_loc, d_scale, d_U, d_V
 
 
 class _DiagNormalMixture(MixtureSameFamily):
@@ -139,17 +163,38 @@ class _DiagNormalMixture(MixtureSameFamily):
     loses about ``1e-7 * P_k |m_k|^2`` to cancellation in float32
     (thousandths of a nat for components a few units from the origin and no
     narrower than 0.05); scoring runs in float64.
+
+    A training step builds one of these per mini-batch and only needs its
+    tensors ``log_weights`` (K,), ``component_loc`` and ``component_scale``
+    (K, L), so the torch ``Categorical`` and ``Normal`` that
+    ``MixtureSameFamily`` holds are built on first use (sampling, ``mean``,
+    ...), not in the constructor: their argument handling cost a fifth of a
+    mixture prior's overhead per step. ``tests/test_losses.py`` checks the
+    object against torch's ``MixtureSameFamily`` of the same parameters.
     """
+
+    def __init__(self, log_weights, loc, scale):
+        self.log_weights, self.component_loc, self.component_scale = log_weights, loc, scale
+        self._num_component = loc.shape[-2]
+        self._event_ndims = 1
+        Distribution.__init__(self, batch_shape=loc.shape[:-2], event_shape=loc.shape[-1:],
+                              validate_args=False)
+
+    @functools.cached_property
+    def _mixture_distribution(self):
+        return Categorical(logits=self.log_weights, validate_args=False)
+
+    @functools.cached_property
+    def _component_distribution(self):
+        return diag_normal(self.component_loc, self.component_scale)
 
     def quadratic_terms(self):
         """``(A, B, c)``: ``A = -P / 2`` and ``B = m P`` as (L, K) columns, and
         ``c_k = log pi_k - m_k^2 . P_k / 2 - sum log sigma_k - L log(2 pi) / 2``
         (K,). Computed once per distribution object."""
         if getattr(self, "_quadratic", None) is None:
-            comp = self.component_distribution.base_dist
-            # Categorical stores normalised logits: the log weights.
             precision, weighted_loc, const = _component_terms(
-                self.mixture_distribution.logits, comp.loc, comp.scale
+                self.log_weights, self.component_loc, self.component_scale
             )
             self._quadratic = ((-0.5 * precision).T, weighted_loc.T, const)
         return self._quadratic
@@ -162,9 +207,8 @@ class _DiagNormalMixture(MixtureSameFamily):
     def quadratic_logsumexp(self, U, V):
         """``logsumexp_k(U . A_k + V . B_k + c_k)`` (``_MixtureLogSumExp``); ``U = V^2``
         gives ``log_prob(V)``."""
-        comp = self.component_distribution.base_dist
         return _MixtureLogSumExp.apply(
-            self.mixture_distribution.logits, comp.loc, comp.scale, U, V
+            self.log_weights, self.component_loc, self.component_scale, U, V
         )
 
     def log_prob(self, value):
@@ -178,14 +222,16 @@ class _DiagNormalMixture(MixtureSameFamily):
         step computes it together with the KL bound, in one call."""
         self._log_prob_memo = (value, log_prob)
 
+    def detach(self):
+        """The same mixture with its parameters detached from the graph."""
+        return _DiagNormalMixture(self.log_weights.detach(), self.component_loc.detach(),
+                                  self.component_scale.detach())
+
 
 def diag_normal_mixture(logits, loc, scale):
-    """Mixture of diagonal Gaussians: ``logits`` (K,), ``loc`` and ``scale`` (K, L)."""
-    return _DiagNormalMixture(
-        Categorical(logits=logits, validate_args=False),
-        diag_normal(loc, scale),
-        validate_args=False,
-    )
+    """Mixture of diagonal Gaussians: ``logits`` (K,) (normalised here, by one
+    ``log_softmax``), ``loc`` and ``scale`` (K, L)."""
+    return _DiagNormalMixture(torch.log_softmax(logits, -1), loc, scale)
 
 
 def bernoulli(logits):

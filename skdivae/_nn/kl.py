@@ -29,8 +29,14 @@ Three estimators follow (``KL_ESTIMATORS``):
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from .distributions import logsumexp, softmax
+from .distributions import (
+    logsumexp,
+    mixture_logsumexp_backward,
+    mixture_logsumexp_forward,
+    softmax,
+)
 
 KL_ESTIMATORS = ("bound", "corrected_bound", "monte_carlo")
 #: Draws of q for the corrected bound's Jensen-gap term.
@@ -66,15 +72,51 @@ def mixture_kl_bound(q, p):
     return -(p.quadratic_logsumexp(loc * loc + scale * scale, loc) + entropy)
 
 
+class _BoundAndLogProb(torch.autograd.Function):
+    """``(B, log p(z))`` for posteriors ``N(m, s^2)`` (n, L) and points ``z`` (n, L) under
+    a diagonal Gaussian mixture (``log_weights`` (K,), ``loc``, ``scale`` (K, L)), as one
+    autograd node.
+
+    Both are the mixture's quadratic log-sum-exp (``mixture_logsumexp_forward``) on
+    stacked rows: ``U = m^2 + s^2, V = m`` for the bound, ``U = z^2, V = z`` for the
+    log-density. Written as tensors, the stacking, squares, entropy and slicing are a
+    dozen more autograd nodes per training step around the one that does the work;
+    here they are part of its forward and backward. ``tests/test_losses.py`` checks
+    the gradients against finite differences.
+    """
+
+    @staticmethod
+    def forward(ctx, log_weights, loc, scale, m, s, z):
+        n = m.shape[0]
+        U = torch.cat([torch.addcmul(m * m, s, s), z * z])
+        out, saved = mixture_logsumexp_forward(log_weights, loc, scale, U, torch.cat([m, z]))
+        ctx.save_for_backward(m, s, z, *saved)
+        return -(out[:n] + _posterior_entropy(s)), out[n:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_bound, grad_log_prob):
+        m, s, z, *saved = ctx.saved_tensors  # an unused output's gradient arrives as zeros
+        need = ctx.needs_input_grad
+        n = m.shape[0]
+        d_lw, d_loc, d_scale, d_U, d_V = mixture_logsumexp_backward(
+            saved, torch.cat([-grad_bound, grad_log_prob]), need[:3], any(need[3:]))
+        d_m = d_s = d_z = None
+        if need[3]:
+            d_m = torch.addcmul(d_V[:n], d_U[:n], m, value=2.0)
+        if need[4]:
+            d_s = (2.0 * d_U[:n]).mul_(s).sub_(grad_bound.unsqueeze(-1) / s)
+        if need[5]:
+            d_z = torch.addcmul(d_V[n:], d_U[n:], z, value=2.0)
+        return d_lw, d_loc, d_scale, d_m, d_s, d_z
+
+
 def mixture_kl_bound_and_log_prob(q, p, z):
-    """``(mixture_kl_bound(q, p), p.log_prob(z))`` in one call over the stacked rows (a
-    training step with an aligner needs both); ``z`` has the posterior's shape."""
-    loc, scale = q.base_dist.loc, q.base_dist.scale
-    n = loc.shape[0]
-    both = p.quadratic_logsumexp(
-        torch.cat([loc * loc + scale * scale, z * z]), torch.cat([loc, z])
-    )
-    return -(both[:n] + _posterior_entropy(scale)), both[n:]
+    """``(mixture_kl_bound(q, p), p.log_prob(z))`` in one autograd node
+    (:class:`_BoundAndLogProb`): a training step with an aligner needs both; ``z`` has
+    the posterior's shape (n, L)."""
+    return _BoundAndLogProb.apply(p.log_weights, p.component_loc, p.component_scale,
+                                  q.base_dist.loc, q.base_dist.scale, z)
 
 
 def bound_responsibilities(q, p):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.distributions import kl_divergence
 
-from .distributions import _StandardNormal, bernoulli, diag_normal, diag_normal_mixture
+from .distributions import _StandardNormal, bernoulli, diag_normal
 from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
@@ -256,9 +256,7 @@ class VAEModule(nn.Module):
         with torch.no_grad():
             p = self.prior_distribution()
         if hasattr(p, "mixture_distribution"):  # its parameters enter as they are: detach them
-            comp = p.component_distribution.base_dist
-            p = diag_normal_mixture(p.mixture_distribution.logits.detach(), comp.loc.detach(),
-                                    comp.scale.detach())
+            p = p.detach()
         elif hasattr(getattr(p, "base_dist", None), "loc") and (
             p.base_dist.loc.requires_grad or p.base_dist.scale.requires_grad
         ):  # a diagonal Gaussian with learnable parameters (N(0, I) has buffers only)
