@@ -4,7 +4,12 @@ robust combination of the ELBO with the aligned log-prior."""
 import numpy as np
 
 #: ``anomaly_score`` -> the ``VAEModule`` method that computes it (None: combined).
-SCORES = {"log_prior": "aligned_log_prior", "elbo": "elbo", "elbo+log_prior": None}
+SCORES = {
+    "log_prior": "aligned_log_prior",
+    "elbo": "elbo",
+    "elbo_at_mean": "elbo_at_mean",
+    "elbo+log_prior": None,
+}
 #: The parts of the combined score, each put on a robust scale by its training scores.
 COMBINED = ("elbo", "log_prior_at_mean")
 

@@ -15,6 +15,7 @@ ESTIMATORS = [
     DiVAE(aligner="direct_paper", **FAST),
     DiVAE(anomaly_score="elbo+log_prior", trim_fraction=0.1, **FAST),
     DiVAE(prior="gmm", **FAST),
+    DiVAE(prior="gmm", anomaly_score="elbo_at_mean", **FAST),
     DiVAE(prior="vamp", anomaly_score="log_prior", **FAST),
     DiVAE(aligner="flow", **FAST),
     DiVAE(prior="gmm", aligner="flow", **FAST),

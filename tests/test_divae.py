@@ -105,7 +105,7 @@ def test_outlier_contract(fitted, data):
     np.testing.assert_array_equal(clone(fitted).fit_predict(X), labels)
 
 
-@pytest.mark.parametrize("anomaly_score", ["log_prior", "elbo"])
+@pytest.mark.parametrize("anomaly_score", ["log_prior", "elbo", "elbo_at_mean"])
 def test_quality_floor_on_separable_data(data, anomaly_score):
     X, y = data
     est = DiVAE(max_iter=60, random_state=0, anomaly_score=anomaly_score).fit(X)
@@ -327,6 +327,33 @@ def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
     whole = est.score_samples(X)
     parts = np.concatenate([est.score_samples(X[i : i + 37]) for i in range(0, len(X), 37)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("prior", ["normal", "gmm"])
+def test_elbo_at_mean_is_the_elbo_with_one_decoder_pass(data, prior, monkeypatch):
+    est = DiVAE(prior=prior, anomaly_score="elbo_at_mean", **FAST).fit(data[0])
+    X = np.vstack([data[0]] * 8)  # several chunks
+    fast = est.score_samples(X)
+    with torch.no_grad():
+        x = torch.as_tensor(X, dtype=torch.float64)
+        direct = est.module_.elbo(x, recon_points="mean").numpy()
+        sigma = est.module_.elbo(x).numpy()
+    np.testing.assert_allclose(fast, direct, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(fast, sigma)  # the sigma points' curvature term is left out
+    # Same KL as the default ELBO: only the reconstruction term moves.
+    sigma_est = clone(est).set_params(anomaly_score="elbo").fit(data[0])
+    np.testing.assert_allclose(sigma_est.score_samples(X), sigma, rtol=1e-12, atol=1e-12)
+    # One decoder pass per row, in chunks as wide as the widest layer allows.
+    calls = []
+    decoder = est.module_.decoder
+    monkeypatch.setattr(decoder, "forward", lambda z, f=decoder.forward: calls.append(z.shape) or f(z))
+    est.score_samples(data[0])
+    assert sum(np.prod(shape[:-1]) for shape in calls) == len(data[0])
+    monkeypatch.undo()
+    # Deterministic, chunk by chunk and after pickling.
+    parts = np.concatenate([est.score_samples(X[i : i + 37]) for i in range(0, len(X), 37)])
+    np.testing.assert_allclose(parts, fast, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).score_samples(X), fast)
 
 
 def test_default_teacher_indexes_every_row_below_its_cap(monkeypatch):

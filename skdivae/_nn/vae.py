@@ -310,10 +310,17 @@ class VAEModule(nn.Module):
         points standing in for the draws (they need no decoder pass).
         """
         q = self.posterior(x)
-        z = self.sigma_points(q)
-        z_recon = q.base_dist.loc.unsqueeze(0) if recon_points == "mean" else z
-        recon = self.log_likelihood(z_recon, x).mean(0)
         p = self.prior_distribution()
         estimator = self.mixture_kl_estimator(p)
+        z = None if recon_points == "mean" and estimator is None else self.sigma_points(q)
+        if recon_points == "mean":
+            recon = self.log_likelihood(q.base_dist.loc, x)
+        else:
+            recon = self.log_likelihood(z, x).mean(0)
         kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
+
+    def elbo_at_mean(self, x):
+        """:meth:`elbo` with the reconstruction term at the posterior mean: one decoder
+        pass per row instead of ``2L`` (``anomaly_score="elbo_at_mean"``)."""
+        return self.elbo(x, recon_points="mean")
