@@ -28,7 +28,9 @@ prints, and every ratio is taken against a baseline measured in the same run:
   against every row).
 * **The MNIST paper grid** (``--mnist-probe DATA_DIR``): its time at full size,
   estimated from rho's fit and a few epochs of every cell; ``--mnist-cache``
-  reports the seconds per fit of an actual ``paper_mnist.py`` run.
+  (the run's fit cache) or ``--mnist-fits`` (the per-fit CSV it writes beside
+  its page, ``docs/paper_mnist_fits.csv``) reports the seconds per fit of an
+  actual ``paper_mnist.py`` run.
 * **A busy machine**: a ``DiVAE()`` fit of the demo's size (2 000 x 10), alone
   and while another process keeps one core busy, with the default
   ``n_threads="auto"`` (one training thread) and with two threads (torch's
@@ -42,6 +44,7 @@ grid's fit times from its run's cache (``paper_mnist.py --cache paper_cache/mnis
 """
 
 import argparse
+import csv
 import datetime
 import multiprocessing as mp
 import os
@@ -428,26 +431,45 @@ def mnist_probe_lines(probe):
 PAPER_SETTINGS_EPOCHS = 50
 
 
-def mnist_lines(cache):
-    """Seconds per fit of the MNIST paper grid, read from its run's per-fit cache
-    (``examples/paper_mnist.py --cache``): measured there, one thread per fit."""
+def mnist_fits(cache=None, fits_csv=None):
+    """``(fits, n_train, epochs, source)`` of the MNIST paper grid: ``fits`` a list of
+    ``(prior, aligner, seconds)``, read from its run's per-fit cache
+    (``examples/paper_mnist.py --cache``) or from the per-fit CSV that run writes
+    (``docs/paper_mnist_fits.csv``); ``None`` when neither is given."""
     import json
 
-    if cache is None:
+    if cache is not None:
+        rows = [json.loads(f.read_text()) for f in sorted(Path(cache).glob("*.json"))]
+        fits = [(r["key"]["prior"], r["key"]["aligner"], r["row"]["fit_s"]) for r in rows]
+        if not rows:
+            return [], None, None, f"`{cache}`"
+        return fits, rows[0]["key"]["sizes"][0], rows[0]["key"]["epochs"], f"`{cache}`"
+    if fits_csv is not None:
+        with open(fits_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        fits = [(r["prior"], r["aligner"], float(r["fit_s"])) for r in rows]
+        first = rows[0] if rows else {"n_train": 0, "epochs": 0}
+        return fits, int(first["n_train"]), int(first["epochs"]), f"`{fits_csv}`"
+    return None
+
+
+def mnist_lines(cache=None, fits_csv=None):
+    """Seconds per fit of the MNIST paper grid, as measured by its run (one thread per fit)."""
+    found = mnist_fits(cache, fits_csv)
+    if found is None:
         return []
-    rows = [json.loads(f.read_text()) for f in sorted(Path(cache).glob("*.json"))]
-    if not rows:
-        return ["## The MNIST paper grid", "", f"No fits found in `{cache}`.", ""]
+    fits, n_train, epochs, source = found
+    if not fits:
+        return ["## The MNIST paper grid", "", f"No fits found in {source}.", ""]
     groups = {}
-    for r in rows:
-        groups.setdefault((r["key"]["prior"], r["key"]["aligner"]), []).append(r["row"]["fit_s"])
-    sizes, epochs = rows[0]["key"]["sizes"], rows[0]["key"]["epochs"]
-    total = sum(r["row"]["fit_s"] for r in rows)
+    for prior, aligner, seconds in fits:
+        groups.setdefault((prior, aligner), []).append(seconds)
+    total = sum(seconds for *_, seconds in fits)
     lines = [
         "## The MNIST paper grid",
         "",
-        f"Seconds per fit of `examples/paper_mnist.py` ({sizes[0]:,} training images, {epochs} "
-        f"epochs, one thread per fit, two fits at a time; read from `{cache}`: {len(rows)} fits, "
+        f"Seconds per fit of `examples/paper_mnist.py` ({n_train:,} training images, {epochs} "
+        f"epochs, one thread per fit, two fits at a time; read from {source}: {len(fits)} fits, "
         f"{total / 3600:.2f} core-hours, {total / 2 / 3600:.2f} h on 2 cores). The paper scripts "
         "keep the authors' 50-draw Monte Carlo KL for the mixture priors. Target (issue 12): "
         "the full grid (60 000 images) within 2 h on these 2 cores.",
@@ -569,7 +591,7 @@ def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, kn
         "",
         *big_data_lines(args, big, knn),
         *mnist_probe_lines(probe),
-        *mnist_lines(args.mnist_cache),
+        *mnist_lines(args.mnist_cache, args.mnist_fits),
         f"## A busy machine ({args.busy_rows} x 10, {args.busy_epochs} epochs, whole fit)",
         "",
         "| setting | quiet (s) | one core busy (s) | slow-down |",
@@ -598,6 +620,8 @@ def main(argv=None):
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument("--mnist-cache", type=Path, default=None,
                         help="per-fit cache of a paper_mnist.py run, for its seconds per fit")
+    parser.add_argument("--mnist-fits", type=Path, default=None, metavar="CSV",
+                        help="the per-fit CSV a paper_mnist.py run writes (paper_mnist_fits.csv)")
     parser.add_argument("--mnist-probe", type=Path, default=None, metavar="DATA_DIR",
                         help="folder with mnist/: estimate the full MNIST paper grid's time")
     parser.add_argument("--probe-epochs", type=int, default=2)

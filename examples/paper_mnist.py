@@ -37,6 +37,7 @@ Full run (27 fits; on a GPU add ``--device cuda``)::
 """
 
 import argparse
+import csv
 import time
 import warnings
 from pathlib import Path
@@ -354,6 +355,18 @@ def write_markdown(path, table, centres, settings, sizes, seeds, wall, ref_rows,
     path.write_text("\n".join(out))
 
 
+def write_fit_times(path, rows, sizes, epochs):
+    """One line per fit (seed, prior, aligner, training images, epochs, seconds): what
+    ``examples/bench_performance.py --mnist-fits`` reads for its seconds per fit, so that
+    it does not need the fit cache."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["seed", "prior", "aligner", "n_train", "epochs", "fit_s"])
+        for r in rows:
+            writer.writerow([r["seed"], r["prior"], r["aligner"], sizes[0], epochs,
+                             f"{r['fit_s']:.1f}"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="folder with mnist/ and fashion_mnist/")
@@ -422,6 +435,7 @@ def main(argv=None):
     ref_rows = load_reference(args.reference_dir, "mnist")
     write_markdown(args.out / name, table, centres, settings, sizes, seeds, wall, ref_rows,
                    args.reference_dir, missing)
+    write_fit_times(args.out / name.replace(".md", "_fits.csv"), rows, sizes, settings["epochs"])
     if figure.name != "paper_mnist_figure1.png":
         md = args.out / name
         md.write_text(md.read_text().replace("paper_mnist_figure1.png", figure.name))

@@ -22,3 +22,20 @@ def test_example_runs_fast(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip(), "an example should print what it found"
+
+
+def test_mnist_fit_times_reach_the_performance_page(tmp_path):
+    """paper_mnist.py writes one CSV line per fit; bench_performance.py --mnist-fits reads
+    them back into its seconds-per-fit table (no fit cache needed)."""
+    sys.path.insert(0, str(EXAMPLES[0].parent))
+    try:
+        from bench_performance import mnist_lines
+        from paper_mnist import write_fit_times
+    finally:
+        sys.path.pop(0)
+    rows = [{"seed": s, "prior": "gmm", "aligner": "flow", "fit_s": t}
+            for s, t in ((1, 100.0), (2, 300.0))]
+    write_fit_times(tmp_path / "fits.csv", rows, (60000, 10000, 10000), 50)
+    text = "\n".join(mnist_lines(fits_csv=tmp_path / "fits.csv"))
+    assert "60,000 training images, 50 epochs" in text and "2 fits" in text
+    assert "| gmm | flow | 2 | 200 |" in text
