@@ -440,9 +440,9 @@ def mnist_fits(cache=None, fits_csv=None):
 
     if cache is not None:
         rows = [json.loads(f.read_text()) for f in sorted(Path(cache).glob("*.json"))]
-        fits = [(r["key"]["prior"], r["key"]["aligner"], r["row"]["fit_s"]) for r in rows]
         if not rows:
             return [], None, None, f"`{cache}`"
+        fits = [(r["key"]["prior"], r["key"]["aligner"], r["row"]["fit_s"]) for r in rows]
         return fits, rows[0]["key"]["sizes"][0], rows[0]["key"]["epochs"], f"`{cache}`"
     if fits_csv is not None:
         with open(fits_csv, newline="") as f:

@@ -312,10 +312,11 @@ class VAEModule(nn.Module):
         q = self.posterior(x)
         p = self.prior_distribution()
         estimator = self.mixture_kl_estimator(p)
-        z = None if recon_points == "mean" and estimator is None else self.sigma_points(q)
-        if recon_points == "mean":
+        if recon_points == "mean":  # sigma points only where the mixture KL uses them
             recon = self.log_likelihood(q.base_dist.loc, x)
+            z = None if estimator is None else self.sigma_points(q)
         else:
+            z = self.sigma_points(q)
             recon = self.log_likelihood(z, x).mean(0)
         kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
