@@ -6,6 +6,13 @@ tensors to collect their state, update them and clear their gradients. Here the
 parameters become views into one flat buffer, their gradients are gathered into one
 flat gradient, and a single fused Adam update runs on it: the same arithmetic as
 ``torch.optim.Adam`` element by element, with one tensor to loop over instead of many.
+
+With ``fused=True`` the update calls torch's fused Adam kernel (``torch._fused_adam_``,
+the one ``torch.optim.Adam(fused=True)`` runs) directly, with the optimiser's state held
+here: ``Optimizer.step``'s bookkeeping around that one kernel call (hooks, profiling
+scopes, grouping by device) cost about 30 of its 45 microseconds per step on 2 cores,
+and a fit takes hundreds of thousands of steps. Torch versions without that kernel get
+``torch.optim.Adam`` itself.
 """
 
 import torch
@@ -50,8 +57,17 @@ class FlatAdam:
             p.data = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         self.flat = torch.nn.Parameter(flat)
-        kwargs = {"fused": True} if fused else {}
-        self.optimizer = torch.optim.Adam([self.flat], lr=lr, **kwargs)
+        self._values = flat  # the same storage, outside autograd: the kernel updates it
+        self.lr = lr
+        self.direct = fused and hasattr(torch, "_fused_adam_")
+        self.optimizer = None
+        if self.direct:  # Adam's state, as torch.optim.Adam(fused=True) keeps it
+            self.exp_avg = torch.zeros_like(flat)
+            self.exp_avg_sq = torch.zeros_like(flat)
+            self.step_count = torch.zeros((), dtype=torch.float32, device=flat.device)
+        else:
+            kwargs = {"fused": True} if fused else {}
+            self.optimizer = torch.optim.Adam([self.flat], lr=lr, **kwargs)
 
     def zero_grad(self, set_to_none=True):
         """Forget the parameters' gradients (autograd then writes fresh ones)."""
@@ -71,10 +87,23 @@ class FlatAdam:
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
         self.flat.grad = torch.cat([g.reshape(-1) for g in grads])
         kept = [(p, p.detach().clone()) for p in missing]
-        self.optimizer.step()
+        if self.direct:
+            self._fused_update()
+        else:
+            self.optimizer.step()
         with torch.no_grad():
             for p, value in kept:
                 p.copy_(value)
+
+    def _fused_update(self):
+        """torch's fused Adam kernel on the flat buffer, with torch's defaults (betas 0.9
+        and 0.999, eps 1e-8, no weight decay), as ``torch.optim.Adam(fused=True)`` calls it."""
+        self.step_count.add_(1)
+        torch._fused_adam_(
+            [self._values], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [],
+            [self.step_count], amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999,
+            weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None, found_inf=None,
+        )
 
     def release(self):
         """Give every parameter its own storage again (call when training ends)."""

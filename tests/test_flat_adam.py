@@ -22,16 +22,38 @@ def _steps(net, optimizer, n_steps=20):
         optimizer.step()
 
 
-def test_flat_adam_follows_torch_adam():
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adam_follows_torch_adam(fused):
     with torch.random.fork_rng():
         ours, theirs = _net(0), _net(0)
-    _steps(ours, FlatAdam(ours.parameters(), lr=1e-2, fused=True))
-    _steps(theirs, torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=True))
+    optimizer = FlatAdam(ours.parameters(), lr=1e-2, fused=fused)
+    assert optimizer.direct == fused  # fused: torch's kernel called directly
+    _steps(ours, optimizer)
+    _steps(theirs, torch.optim.Adam(theirs.parameters(), lr=1e-2, fused=fused))
     with torch.random.fork_rng():
         start = _net(0)
     for a, b, s in zip(ours.parameters(), theirs.parameters(), start.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
         assert not torch.equal(a, s)  # it did train
+
+
+def test_the_direct_kernel_call_is_torch_fused_adam_on_one_tensor():
+    """Called directly, the kernel gives what torch's fused Adam gives on the flat
+    buffer, to the bit, step after step."""
+    with torch.random.fork_rng():
+        ours = _net(0)
+    optimizer = FlatAdam(ours.parameters(), lr=1e-2, fused=True)
+    twin = torch.nn.Parameter(optimizer.flat.detach().clone())
+    theirs = torch.optim.Adam([twin], lr=1e-2, fused=True)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        grads = [torch.randn(p.shape, generator=g) for p in ours.parameters()]
+        for p, grad in zip(ours.parameters(), grads):
+            p.grad = grad
+        twin.grad = torch.cat([grad.reshape(-1) for grad in grads])
+        optimizer.step()
+        theirs.step()
+        assert torch.equal(optimizer.flat.detach(), twin.detach())
 
 
 def test_parameters_share_one_buffer_until_released():
