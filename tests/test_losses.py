@@ -271,3 +271,31 @@ def test_training_step_computes_bound_and_log_prior_in_one_call(point, monkeypat
     align = module.aligner.penalty(module.aligner.predict_log_density(z_align, p), target, weight)
     torch.testing.assert_close(terms["kl"], kl)
     torch.testing.assert_close(terms["align"], align)
+
+
+@pytest.mark.parametrize("prior", [GaussianMixturePrior(3), "vamp"])
+@pytest.mark.parametrize("aligner", [DirectAligner(), "flow", None])
+def test_training_step_builds_no_categorical(prior, aligner, monkeypatch):
+    """A training step needs the mixture's tensors only: its torch ``Categorical`` (built
+    on first use) is never made, not even by a check for a mixture."""
+    from skdivae._nn import distributions
+    from skdivae.aligners import FlowAligner
+    from skdivae.priors import VampPrior
+
+    prior = VampPrior(3) if prior == "vamp" else prior
+    aligner = FlowAligner(n_layers=2) if aligner == "flow" else aligner
+    module = _module(prior, aligner)
+    x = torch.randn(16, 3, dtype=torch.float64)
+    target, weight = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+    built = []
+    original = distributions.Categorical
+    monkeypatch.setattr(distributions, "Categorical",
+                        lambda *a, **k: built.append(1) or original(*a, **k))
+    g = torch.Generator().manual_seed(0)
+    aux = module.auxiliary_loss(x)
+    log_det = None if aux is None else aux[1]
+    module.loss(x, target, weight, log_det=log_det, generator=g)["loss"].backward()
+    if aux is not None:
+        aux[0].backward()
+    assert built == []
+    assert isinstance(module.prior_distribution().mixture_distribution, original)  # on use

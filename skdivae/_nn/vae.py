@@ -7,7 +7,7 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import kl_divergence
+from torch.distributions import MixtureSameFamily, kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal
 from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
@@ -28,7 +28,7 @@ def reparameterized_sample(q, prefix, generator):
 
 def sample_distribution(dist, n_samples, generator):
     """Draws of a diagonal Gaussian or a mixture of them, from ``generator``."""
-    if hasattr(dist, "mixture_distribution"):
+    if isinstance(dist, MixtureSameFamily):
         comp = dist.component_distribution.base_dist
         idx = torch.multinomial(
             dist.mixture_distribution.probs, n_samples, replacement=True, generator=generator
@@ -161,7 +161,9 @@ class VAEModule(nn.Module):
     def mixture_kl_estimator(self, p):
         """How KL(q || p) is estimated: ``None`` for a Gaussian prior (closed form), else
         the mixture prior's ``kl_estimator`` (modules from before it: Monte Carlo)."""
-        if not hasattr(p, "mixture_distribution"):
+        # isinstance, not hasattr: reading ``mixture_distribution`` would build the lazily
+        # made Categorical of a _DiagNormalMixture at every step.
+        if not isinstance(p, MixtureSameFamily):
             return None
         return getattr(self.prior, "kl_estimator", "monte_carlo")
 
@@ -255,7 +257,7 @@ class VAEModule(nn.Module):
             return None
         with torch.no_grad():
             p = self.prior_distribution()
-        if hasattr(p, "mixture_distribution"):  # its parameters enter as they are: detach them
+        if isinstance(p, MixtureSameFamily):  # its parameters enter as they are: detach them
             p = p.detach()
         elif hasattr(getattr(p, "base_dist", None), "loc") and (
             p.base_dist.loc.requires_grad or p.base_dist.scale.requires_grad
