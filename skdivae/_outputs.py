@@ -2,9 +2,12 @@
 the scores and labels built from that. Mixed into :class:`~skdivae.DiVAE`,
 which provides ``module_`` and the parameters."""
 
+import functools
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._nn.workspace import Workspace
 from ._scoring import COMBINED, SCORES, combine, robust_scale
 from ._torch_utils import batched_no_grad, chunk_rows, torch_threads
 
@@ -44,11 +47,15 @@ class ScoringMixin:
         return X
 
     def _apply(self, method, X):
-        # The ELBO runs the decoder at 2L sigma points per row: smaller chunks.
-        points = 2 * self.n_components if method == "elbo" else 1
+        fn = getattr(self.module_, method)
+        points = 1
+        if method == "elbo":
+            # The decoder at 2L sigma points per row: smaller chunks, and its large
+            # intermediates in buffers reused from chunk to chunk.
+            points = 2 * self.n_components
+            fn = functools.partial(fn, workspace=Workspace())
         with torch_threads(None if self.n_threads == "auto" else self.n_threads):
-            return batched_no_grad(getattr(self.module_, method), X,
-                                   chunk_rows(self.module_, points))
+            return batched_no_grad(fn, X, chunk_rows(self.module_, points))
 
     def _score_parts(self, X):
         return [self._apply(method, X) for method in COMBINED]

@@ -54,7 +54,7 @@ def test_scoring_uses_the_callers_threads_by_default(n_threads, during_scoring, 
     est = DiVAE(**FAST, n_threads=n_threads).fit(small_tabular)
     seen = []
     elbo = est.module_.elbo
-    est.module_.elbo = lambda x: (seen.append(torch.get_num_threads()), elbo(x))[1]
+    est.module_.elbo = lambda x, **kw: (seen.append(torch.get_num_threads()), elbo(x, **kw))[1]
     est.score_samples(small_tabular)
     assert set(seen) == {during_scoring}
     assert torch.get_num_threads() == 2

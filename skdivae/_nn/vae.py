@@ -11,6 +11,7 @@ from torch.distributions import MixtureSameFamily, kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal
 from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
+from .workspace import mlp_into
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -291,6 +292,22 @@ class VAEModule(nn.Module):
             log_norm = log_norm + torch.log(self.scale).sum()
         return -0.5 * (resid * resid).sum(-1) - log_norm
 
+    def _log_likelihood_into(self, z, x, workspace):
+        """:meth:`log_likelihood` of a Gaussian decoder at points ``z`` (P, n, L), its
+        intermediates written into ``workspace`` (scoring only: no autograd). The same
+        arithmetic: ``(out - x) * e`` is ``(x - out) * e`` negated exactly, so its
+        square is the same."""
+        n_points, n_rows, n_latent = z.shape
+        out = mlp_into(self.decoder, z.reshape(-1, n_latent), workspace, "decoder")
+        out = out.view(n_points, n_rows, -1)
+        fixed = getattr(self, "fixed_noise", False)
+        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        resid = out.sub_(self.standardize(x)).mul_(torch.exp(-log_noise))
+        log_norm = log_noise.sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        if not getattr(self, "identity_standardization", False):
+            log_norm = log_norm + torch.log(self.scale).sum()
+        return -0.5 * resid.mul_(resid).sum(-1) - log_norm
+
     def sigma_points(self, q):
         """The ``2L`` unscented sigma points ``mu +- sqrt(L) sigma e_i`` of ``q``: (2L, n, L)."""
         loc, scale = q.base_dist.loc, q.base_dist.scale
@@ -299,7 +316,7 @@ class VAEModule(nn.Module):
         offsets = math.sqrt(n_latent) * torch.cat([eye, -eye])  # (2L, L)
         return loc.unsqueeze(0) + offsets.unsqueeze(1) * scale.unsqueeze(0)
 
-    def elbo(self, x, recon_points=RECON_POINTS):
+    def elbo(self, x, recon_points=RECON_POINTS, workspace=None):
         """Deterministic ELBO per sample, without the alignment term.
 
         No random numbers are drawn. The reconstruction term
@@ -309,7 +326,10 @@ class VAEModule(nn.Module):
         2L decoder passes); ``RECON_POINTS`` is the default, chosen in
         ``docs/elbo_points.md``. The KL term is closed form for N(0, I); for a
         mixture prior it follows the prior's ``kl_estimator``, with the sigma
-        points standing in for the draws (they need no decoder pass).
+        points standing in for the draws (they need no decoder pass). With a
+        :class:`~skdivae._nn.workspace.Workspace` (scoring, without autograd), a
+        Gaussian decoder's intermediates at the sigma points go into its buffers:
+        the same values, in memory reused from chunk to chunk.
         """
         q = self.posterior(x)
         p = self.prior_distribution()
@@ -319,7 +339,10 @@ class VAEModule(nn.Module):
             z = None if estimator is None else self.sigma_points(q)
         else:
             z = self.sigma_points(q)
-            recon = self.log_likelihood(z, x).mean(0)
+            if workspace is not None and self.likelihood == "gaussian":
+                recon = self._log_likelihood_into(z, x, workspace).mean(0)
+            else:
+                recon = self.log_likelihood(z, x).mean(0)
         kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
 
