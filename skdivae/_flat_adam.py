@@ -11,15 +11,18 @@ With ``fused=True`` the update calls torch's fused Adam kernel (``torch._fused_a
 the one ``torch.optim.Adam(fused=True)`` runs) directly, with the optimiser's state held
 here: ``Optimizer.step``'s bookkeeping around that one kernel call (hooks, profiling
 scopes, grouping by device) cost about 30 of its 45 microseconds per step on 2 cores,
-and a fit takes hundreds of thousands of steps. Torch versions without that kernel get
-``torch.optim.Adam`` itself.
+and a fit takes hundreds of thousands of steps. Where that kernel does not run (torch
+before 2.4 has it for CUDA only; a private function may also change its signature), a
+trial call on one number says so at construction, and ``torch.optim.Adam`` (not fused)
+does the update instead.
 """
 
 import torch
 
 
 class FlatAdam:
-    """``torch.optim.Adam`` (``fused`` where torch supports it) on ``params`` as one tensor.
+    """Adam on ``params`` as one tensor: torch's fused Adam kernel where it runs (and
+    ``fused`` is asked for), else ``torch.optim.Adam``.
 
     On construction, each parameter's data becomes a view into one flat buffer (the
     values are unchanged), so the update of the buffer is the update of every
@@ -59,15 +62,14 @@ class FlatAdam:
         self.flat = torch.nn.Parameter(flat)
         self._values = flat  # the same storage, outside autograd: the kernel updates it
         self.lr = lr
-        self.direct = fused and hasattr(torch, "_fused_adam_")
+        self.direct = fused and _fused_kernel_runs(flat)
         self.optimizer = None
         if self.direct:  # Adam's state, as torch.optim.Adam(fused=True) keeps it
             self.exp_avg = torch.zeros_like(flat)
             self.exp_avg_sq = torch.zeros_like(flat)
             self.step_count = torch.zeros((), dtype=torch.float32, device=flat.device)
         else:
-            kwargs = {"fused": True} if fused else {}
-            self.optimizer = torch.optim.Adam([self.flat], lr=lr, **kwargs)
+            self.optimizer = torch.optim.Adam([self.flat], lr=lr)
 
     def zero_grad(self, set_to_none=True):
         """Forget the parameters' gradients (autograd then writes fresh ones)."""
@@ -99,14 +101,35 @@ class FlatAdam:
         """torch's fused Adam kernel on the flat buffer, with torch's defaults (betas 0.9
         and 0.999, eps 1e-8, no weight decay), as ``torch.optim.Adam(fused=True)`` calls it."""
         self.step_count.add_(1)
-        torch._fused_adam_(
-            [self._values], [self.flat.grad], [self.exp_avg], [self.exp_avg_sq], [],
-            [self.step_count], amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999,
-            weight_decay=0.0, eps=1e-8, maximize=False, grad_scale=None, found_inf=None,
-        )
+        _fused_adam(self._values, self.flat.grad, self.exp_avg, self.exp_avg_sq,
+                    self.step_count, self.lr)
 
     def release(self):
         """Give every parameter its own storage again (call when training ends)."""
         with torch.no_grad():
             for p in self.params:
                 p.data = p.data.clone()
+
+
+def _fused_adam(values, grad, exp_avg, exp_avg_sq, step_count, lr):
+    """One update by torch's fused Adam kernel, with torch's defaults (betas 0.9 and
+    0.999, eps 1e-8, no weight decay), as ``torch.optim.Adam(fused=True)`` calls it."""
+    torch._fused_adam_(
+        [values], [grad], [exp_avg], [exp_avg_sq], [], [step_count], amsgrad=False,
+        lr=lr, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8, maximize=False,
+        grad_scale=None, found_inf=None,
+    )
+
+
+def _fused_kernel_runs(like):
+    """Whether torch's fused Adam kernel runs on tensors like ``like`` (its dtype and
+    device): one trial update of one number."""
+    if not hasattr(torch, "_fused_adam_"):
+        return False
+    one = torch.zeros(1, dtype=like.dtype, device=like.device)
+    try:
+        _fused_adam(one.clone(), one.clone(), one.clone(), one.clone(),
+                    torch.ones((), dtype=torch.float32, device=like.device), 1e-3)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True

@@ -70,11 +70,12 @@ def test_parameters_share_one_buffer_until_released():
     assert len(pointers) == len(before)
 
 
-def test_a_parameter_without_gradient_stays_put():
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_parameter_without_gradient_stays_put(fused):
     with torch.random.fork_rng():
         net = _net(0)
     unused = torch.nn.Parameter(torch.ones(4))
-    optimizer = FlatAdam([*net.parameters(), unused], lr=1e-1)
+    optimizer = FlatAdam([*net.parameters(), unused], lr=1e-1, fused=fused)
     _steps(net, optimizer, n_steps=5)
     assert torch.equal(unused.detach(), torch.ones(4))
     assert unused.grad is None
@@ -95,3 +96,20 @@ def test_mixed_or_missing_parameters_are_refused():
                   torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=1e-3)
     with pytest.raises(ValueError, match="at least one parameter"):
         FlatAdam([], lr=1e-3)
+
+
+def test_without_a_working_fused_kernel_torch_adam_does_the_update(monkeypatch):
+    """torch before 2.4 has the fused kernel for CUDA only: the trial call fails, and
+    FlatAdam falls back to torch's Adam instead of failing at the first step."""
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("Could not run 'aten::_fused_adam_' with arguments from the CPU")
+
+    monkeypatch.setattr(torch, "_fused_adam_", unavailable)
+    with torch.random.fork_rng():
+        ours, theirs = _net(0), _net(0)
+    optimizer = FlatAdam(ours.parameters(), lr=1e-2, fused=True)
+    assert not optimizer.direct
+    _steps(ours, optimizer)
+    _steps(theirs, torch.optim.Adam(theirs.parameters(), lr=1e-2))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

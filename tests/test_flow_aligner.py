@@ -141,3 +141,16 @@ def test_one_node_flow_passes_gradcheck(n_dims):
         return _FlowFunction.apply(u, tuple(layer.n_cond for layer in flow.layers), *weights)
 
     assert torch.autograd.gradcheck(run, (u, *params))
+
+
+@pytest.mark.parametrize("n_rows, n_dims", [(1, 3), (5, 1), (1, 1), (4, 3)])
+def test_flow_output_is_its_own_tensor(n_rows, n_dims):
+    """The flow's ``z`` is never a view of its internals (for one row or one dimension a
+    transposed tensor is already contiguous): it can be changed in place."""
+    torch.manual_seed(0)
+    flow = CouplingFlow(n_dims, 2, 4)
+    u = torch.randn(n_rows, n_dims, requires_grad=True)
+    z, log_det = flow(u)
+    assert not z._is_view() and z.shape == (n_rows, n_dims)
+    z.mul_(2.0).sum().backward()  # an in-place change of a view output would raise
+    assert u.grad.shape == u.shape

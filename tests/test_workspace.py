@@ -1,5 +1,7 @@
 """Scoring's reusable buffers: the same scores, in memory allocated once per call."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from torch import nn
 from skdivae import DiVAE
 from skdivae._nn.mlp import make_mlp
 from skdivae._nn.workspace import Workspace, mlp_into
+from skdivae._torch_utils import batched_no_grad
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "logistic"])
@@ -17,18 +20,35 @@ def test_mlp_into_equals_the_mlp(activation):
     ws = Workspace()
     for rows in (40, 7, 40):  # a smaller chunk takes the first rows of the same buffers
         h = torch.randn(rows, 3, dtype=torch.float64)
+        before = h.clone()
         with torch.no_grad():
-            assert torch.equal(mlp_into(mlp, h, ws), mlp(h))
-        assert torch.equal(h, h.clone())  # the input is not written to
+            out, owned = mlp_into(mlp, h, ws)
+            assert torch.equal(out, mlp(h))
+        assert owned
+        assert torch.equal(h, before)  # the input is not written to
 
 
 def test_mlp_into_runs_other_layers_as_they_are():
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
     torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(3, 6, bias=False), nn.Softplus(), nn.ReLU(),
-                        nn.Linear(6, 2)).double()
-    h = torch.randn(10, 3, dtype=torch.float64)
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda module, args, out: out + 1.0)
+    mlp = nn.Sequential(nn.Linear(3, 6, bias=False), nn.Softplus(), nn.ELU(alpha=0.3),
+                        Doubled(6, 4), nn.ReLU(), nn.Linear(4, 4), hooked).double()
+    h = torch.randn(10, 3, dtype=torch.float64) * 3
     with torch.no_grad():
-        assert torch.equal(mlp_into(mlp, h, Workspace()), mlp(h))
+        out, owned = mlp_into(mlp, h, Workspace())
+        assert torch.equal(out, mlp(h))
+    assert not owned  # the hooked layer made the last tensor
+
+
+def test_a_decoder_without_linear_layers_leaves_its_input_alone():
+    h = torch.randn(5, 2, dtype=torch.float64)
+    out, owned = mlp_into(nn.Sequential(nn.Identity()), h, Workspace())
+    assert out is h and not owned
 
 
 def test_workspace_reuses_and_replaces_buffers():
@@ -48,10 +68,13 @@ def test_elbo_with_a_workspace_is_the_same_chunk_by_chunk(params):
     X = np.random.default_rng(0).normal(size=(150, 5)) * [1, 2, 3, 4, 100]
     est = DiVAE(n_components=3, hidden_layer_sizes=(8,), max_iter=3, random_state=0,
                 **params).fit(X)
-    x = torch.tensor(X, dtype=torch.float64)
-    ws = Workspace()
+    module = est.module_
+    # Chunks of 64, 64 and 22 rows through one workspace, every result kept until the
+    # end: a result that pointed into a reused buffer would be overwritten by then.
+    chunked = batched_no_grad(functools.partial(module.elbo, workspace=Workspace()), X, 64)
+    plain = batched_no_grad(module.elbo, X, 64)
+    assert np.array_equal(chunked, plain)
     with torch.no_grad():
-        for start in range(0, 150, 64):  # 64, 64, 22 rows through the same buffers
-            chunk = x[start:start + 64]
-            assert torch.equal(est.module_.elbo(chunk, workspace=ws), est.module_.elbo(chunk))
+        whole = module.elbo(torch.as_tensor(X)).numpy()
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-9)
     assert np.array_equal(est.score_samples(X), est.score_samples(X))

@@ -71,7 +71,9 @@ class _FlowFunction(torch.autograd.Function):
             saved.append(keep)
         ctx.n_conds = n_conds
         ctx.save_for_backward(*weights, *(t for keep in saved for t in keep))
-        return x.T.contiguous(), log_det
+        # A copy, never a view (``.contiguous()`` of a transposed (D, 1) or (1, n) tensor
+        # is the view itself): an output that is a view cannot be changed in place.
+        return x.T.clone(memory_format=torch.contiguous_format), log_det
 
     @staticmethod
     @once_differentiable

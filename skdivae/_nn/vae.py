@@ -298,8 +298,10 @@ class VAEModule(nn.Module):
         arithmetic: ``(out - x) * e`` is ``(x - out) * e`` negated exactly, so its
         square is the same."""
         n_points, n_rows, n_latent = z.shape
-        out = mlp_into(self.decoder, z.reshape(-1, n_latent), workspace, "decoder")
+        out, owned = mlp_into(self.decoder, z.reshape(-1, n_latent), workspace, "decoder")
         out = out.view(n_points, n_rows, -1)
+        if not owned:  # not a buffer of ours (it may be z itself): leave it as it is
+            out = out.clone()
         fixed = getattr(self, "fixed_noise", False)
         log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
         resid = out.sub_(self.standardize(x)).mul_(torch.exp(-log_noise))
@@ -339,7 +341,8 @@ class VAEModule(nn.Module):
             z = None if estimator is None else self.sigma_points(q)
         else:
             z = self.sigma_points(q)
-            if workspace is not None and self.likelihood == "gaussian":
+            if (workspace is not None and self.likelihood == "gaussian"
+                    and isinstance(self.decoder, nn.Sequential)):
                 recon = self._log_likelihood_into(z, x, workspace).mean(0)
             else:
                 recon = self.log_likelihood(z, x).mean(0)

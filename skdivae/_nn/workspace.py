@@ -14,13 +14,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-#: In-place versions of the activations that ``mlp.make_mlp`` builds (ELU with its
-#: default ``alpha=1``, as made there).
+#: In-place versions of the activations that ``mlp.make_mlp`` builds: ``(layer, h)``.
 _IN_PLACE = {
-    nn.ReLU: torch.relu_,
-    nn.Tanh: torch.tanh_,
-    nn.Sigmoid: torch.sigmoid_,
-    nn.ELU: F.elu_,
+    nn.ReLU: lambda layer, h: torch.relu_(h),
+    nn.Tanh: lambda layer, h: torch.tanh_(h),
+    nn.Sigmoid: lambda layer, h: torch.sigmoid_(h),
+    nn.ELU: lambda layer, h: F.elu_(h, alpha=layer.alpha),
 }
 
 
@@ -46,21 +45,29 @@ class Workspace:
         return buf[:rows]
 
 
+def _plain(layer):
+    """Whether ``layer`` computes what its class says: no hooks that ``mlp_into``, which
+    calls the arithmetic itself, would skip."""
+    return not (layer._forward_hooks or layer._forward_pre_hooks)
+
+
 def mlp_into(mlp, h, workspace, key="mlp"):
-    """``mlp(h)`` for rows ``h`` (n, d), each linear layer writing into a buffer of
-    ``workspace`` and each activation applied in place on it; a layer of another kind
-    runs as it is. Without autograd only (in-place activations)."""
+    """``mlp(h)`` for rows ``h`` (n, d), each linear layer of an ``nn.Sequential`` writing
+    into a buffer of ``workspace`` and each activation applied in place on it; a layer of
+    another kind (or a subclass, or one with hooks) runs as it is. Returns the output and
+    whether it is a buffer of ``workspace`` (else ``mlp``'s own new tensor, or ``h``
+    itself). Without autograd only (in-place activations); ``h`` is not written to."""
     owned = False
     for i, layer in enumerate(mlp):
-        if isinstance(layer, nn.Linear):
+        if type(layer) is nn.Linear and _plain(layer):
             out = workspace.take((key, i), h.shape[0], layer.out_features, h)
             if layer.bias is None:
                 h = torch.mm(h, layer.weight.T, out=out)
             else:
                 h = torch.addmm(layer.bias, h, layer.weight.T, out=out)
             owned = True
-        elif owned and type(layer) in _IN_PLACE:
-            h = _IN_PLACE[type(layer)](h)
+        elif owned and type(layer) in _IN_PLACE and _plain(layer):
+            h = _IN_PLACE[type(layer)](layer, h)
         else:
             h, owned = layer(h), False
-    return h
+    return h, owned
