@@ -588,8 +588,9 @@ def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, kn
         "2 ms, and most of what DiVAE adds is per-operation overhead in eager torch (a few "
         "microseconds per operation and autograd node), not arithmetic. So the training "
         "loop keeps operations few: each optimiser's parameters share one flat buffer and "
-        "take one call of torch's fused Adam kernel (`skdivae/_flat_adam.py`); rows are gathered once per "
-        "block of 8 192 and sliced into mini-batches; the mixture prior's log-sum-exp "
+        "take one call of torch's fused Adam kernel (`skdivae/_flat_adam.py`); rows are "
+        "gathered once per block of 8 192 and sliced into mini-batches; the mixture "
+        "prior's log-sum-exp "
         "(`_MixtureLogSumExp`) and the whole coupling flow (`_FlowFunction`) are single "
         "autograd nodes with hand-written backward passes, tested against autograd.",
         "",

@@ -90,19 +90,14 @@ class FlatAdam:
         self.flat.grad = torch.cat([g.reshape(-1) for g in grads])
         kept = [(p, p.detach().clone()) for p in missing]
         if self.direct:
-            self._fused_update()
+            self.step_count.add_(1)
+            _fused_adam(self._values, self.flat.grad, self.exp_avg, self.exp_avg_sq,
+                        self.step_count, self.lr)
         else:
             self.optimizer.step()
         with torch.no_grad():
             for p, value in kept:
                 p.copy_(value)
-
-    def _fused_update(self):
-        """torch's fused Adam kernel on the flat buffer, with torch's defaults (betas 0.9
-        and 0.999, eps 1e-8, no weight decay), as ``torch.optim.Adam(fused=True)`` calls it."""
-        self.step_count.add_(1)
-        _fused_adam(self._values, self.flat.grad, self.exp_avg, self.exp_avg_sq,
-                    self.step_count, self.lr)
 
     def release(self):
         """Give every parameter its own storage again (call when training ends)."""

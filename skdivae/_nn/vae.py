@@ -283,14 +283,21 @@ class VAEModule(nn.Module):
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return bernoulli(out).log_prob(x)
-        fixed = getattr(self, "fixed_noise", False)
-        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        log_noise, log_norm = self._gaussian_noise(x.shape[-1])
         x_std = self.standardize(x) if x_std is None else x_std
         resid = (x_std - out) * torch.exp(-log_noise)
-        log_norm = log_noise.sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        return -0.5 * (resid * resid).sum(-1) - log_norm
+
+    def _gaussian_noise(self, n_features):
+        """``(log sigma, log-normaliser)`` of the Gaussian decoder: the log noise scale in
+        standardised units (clamped unless fixed) and the per-row constant of ``-log p``
+        in raw units."""
+        fixed = getattr(self, "fixed_noise", False)
+        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        log_norm = log_noise.sum() + 0.5 * n_features * math.log(2 * math.pi)
         if not getattr(self, "identity_standardization", False):
             log_norm = log_norm + torch.log(self.scale).sum()
-        return -0.5 * (resid * resid).sum(-1) - log_norm
+        return log_noise, log_norm
 
     def _log_likelihood_into(self, z, x, workspace):
         """:meth:`log_likelihood` of a Gaussian decoder at points ``z`` (P, n, L), its
@@ -302,12 +309,8 @@ class VAEModule(nn.Module):
         out = out.view(n_points, n_rows, -1)
         if not owned:  # not a buffer of ours (it may be z itself): leave it as it is
             out = out.clone()
-        fixed = getattr(self, "fixed_noise", False)
-        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        log_noise, log_norm = self._gaussian_noise(x.shape[-1])
         resid = out.sub_(self.standardize(x)).mul_(torch.exp(-log_noise))
-        log_norm = log_noise.sum() + 0.5 * x.shape[-1] * math.log(2 * math.pi)
-        if not getattr(self, "identity_standardization", False):
-            log_norm = log_norm + torch.log(self.scale).sum()
         return -0.5 * resid.mul_(resid).sum(-1) - log_norm
 
     def sigma_points(self, q):
