@@ -261,7 +261,7 @@ def test_training_step_computes_bound_and_log_prior_in_one_call(point, monkeypat
     monkeypatch.setattr(kl_module, "mixture_logsumexp_forward",
                         lambda *args: calls.append(args[3].shape) or original(*args))
     terms = module.loss(x, target, weight, generator=torch.Generator().manual_seed(0))
-    assert calls == [(32, 2)]  # one log-sum-exp over the stacked rows
+    assert calls == [(32, 4)]  # one log-sum-exp over the stacked rows [U | V]
     # The same terms as the separate KL bound and log-prior.
     monkeypatch.undo()
     q, p = module.posterior(x), module.prior_distribution()

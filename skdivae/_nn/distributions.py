@@ -69,12 +69,8 @@ def _component_terms(log_weights, loc, scale):
     L log(2 pi) / 2`` (K,)."""
     precision = scale.pow(-2)
     weighted_loc = loc * precision
-    const = (
-        log_weights
-        - 0.5 * (loc * weighted_loc).sum(-1)
-        - torch.log(scale).sum(-1)
-        - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
-    )
+    half_sq = torch.addcmul(scale.log(), loc, weighted_loc, value=0.5)
+    const = log_weights - half_sq.sum(-1) - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
     return precision, weighted_loc, const
 
 
@@ -100,8 +96,8 @@ class _MixtureLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, log_weights, loc, scale, U, V):
         lead, n_latent = U.shape[:-1], U.shape[-1]
-        out, saved = mixture_logsumexp_forward(
-            log_weights, loc, scale, U.reshape(-1, n_latent), V.reshape(-1, n_latent))
+        rows = torch.cat([U, V], -1).reshape(-1, 2 * n_latent)
+        out, saved = mixture_logsumexp_forward(log_weights, loc, scale, rows)
         ctx.save_for_backward(*saved)
         ctx.lead = lead
         return out.reshape(lead)
@@ -109,46 +105,54 @@ class _MixtureLogSumExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         need = ctx.needs_input_grad
-        d_lw, d_loc, d_scale, d_U, d_V = mixture_logsumexp_backward(
-            ctx.saved_tensors, grad.reshape(-1), need[:3], need[3] or need[4])
-        if d_U is not None:
-            shape = (*ctx.lead, d_U.shape[-1])
-            d_U = d_U.reshape(shape) if need[3] else None
-            d_V = d_V.reshape(shape) if need[4] else None
-        return d_lw, d_loc, d_scale, d_U, d_V
+        d_lw, d_loc, d_scale, d_rows = mixture_logsumexp_backward(
+            ctx.saved_tensors, grad.reshape(-1, 1), need[:3], need[3] or need[4])
+        d_U = d_V = None
+        if d_rows is not None:
+            d_U, d_V = d_rows.reshape(*ctx.lead, -1).chunk(2, -1)
+        return d_lw, d_loc, d_scale, d_U if need[3] else None, d_V if need[4] else None
 
 
-def mixture_logsumexp_forward(log_weights, loc, scale, U, V):
-    """The forward arithmetic of :class:`_MixtureLogSumExp` on rows ``U``, ``V`` (N, L),
-    without a graph: ``(out (N,), saved)``, ``saved`` being what
-    :func:`mixture_logsumexp_backward` needs (the responsibilities among it)."""
+def mixture_logsumexp_forward(log_weights, loc, scale, rows):
+    """The forward arithmetic of :class:`_MixtureLogSumExp` on ``rows = [U | V]``
+    (N, 2L), without a graph: ``(out (N,), saved)``, ``saved`` being what
+    :func:`mixture_logsumexp_backward` needs (the responsibilities among it).
+
+    The scores are one matrix product of the rows with ``[A | B]`` (K, 2L)."""
     precision, weighted_loc, const = _component_terms(log_weights, loc, scale)
-    scores = torch.addmm(const, U, precision.T, alpha=-0.5).addmm_(V, weighted_loc.T)
-    top, weights, total = _floored_weights(scores, in_place=True)
-    saved = (loc, scale, precision, weighted_loc, U, V, weights.div_(total))
-    return (top + total.log_()).squeeze(-1), saved
+    coef = torch.cat([precision * -0.5, weighted_loc], -1)
+    scores = torch.addmm(const, rows, coef.T)
+    top, resp, total = _floored_weights(scores, in_place=True)
+    resp.div_(total)
+    return top.add_(total.log_()).squeeze(-1), (loc, scale, precision, coef, rows, resp)
 
 
 def mixture_logsumexp_backward(saved, grad, need_components=(True, True, True), need_rows=True):
-    """Gradients ``(d_log_weights, d_loc, d_scale, d_U, d_V)`` of
-    :func:`mixture_logsumexp_forward`'s output from ``grad`` (N,); a gradient is
-    ``None`` where ``need_components`` (three flags) or ``need_rows`` says so."""
-    loc, scale, precision, weighted_loc, U, V, resp = saved
-    G = resp * grad.unsqueeze(-1)  # (N, K): d out / d scores
-    d_const = G.sum(0)[:, None]
-    d_lw = d_loc = d_scale = d_U = d_V = None
+    """Gradients ``(d_log_weights, d_loc, d_scale, d_rows)`` of
+    :func:`mixture_logsumexp_forward`'s output from ``grad`` (N, 1); a gradient is
+    ``None`` where ``need_components`` (three flags) or ``need_rows`` says so.
+
+    With ``G = d out / d scores`` (N, K), ``[d_A | d_B] = G^T rows`` and
+    ``d_c = sum_rows G``; through ``A = -P / 2``, ``B = m P``, ``c`` and
+    ``P = sigma^-2`` these give ``d_m = P (d_B - m d_c)`` and ``d_sigma =
+    -(2 P d_P + d_c) / sigma`` with ``d_P = -d_A / 2 + m (d_B - m d_c / 2)``."""
+    loc, scale, precision, coef, rows, resp = saved
+    G = resp * grad
+    d_lw = d_loc = d_scale = d_rows = None
+    d_const = G.sum(0)
     if need_components[1] or need_components[2]:
-        d_A, d_B = G.T @ U, G.T @ V  # (K, L)
+        d_A, d_B = (G.T @ rows).chunk(2, -1)
+        dc = d_const.unsqueeze(-1)
         if need_components[1]:
-            d_loc = precision * (d_B - loc * d_const)
+            d_loc = torch.addcmul(d_B, loc, dc, value=-1.0).mul_(precision)
         if need_components[2]:
-            d_precision = -0.5 * d_A + loc * d_B - 0.5 * loc * loc * d_const
-            d_scale = -2.0 * d_precision * precision / scale - d_const / scale
+            d_prec = torch.addcmul(d_A * -0.5, loc, torch.addcmul(d_B, loc, dc, value=-0.5))
+            d_scale = torch.addcmul(dc, precision, d_prec, value=2.0).div_(scale).neg_()
     if need_components[0]:
-        d_lw = d_const[:, 0]
+        d_lw = d_const
     if need_rows:
-        d_U, d_V = (G @ precision).mul_(-0.5), G @ weighted_loc
-    return d_lw, d_loc, d_scale, d_U, d_V
+        d_rows = G @ coef
+    return d_lw, d_loc, d_scale, d_rows
 
 
 class _DiagNormalMixture(MixtureSameFamily):

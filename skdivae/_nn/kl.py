@@ -78,36 +78,41 @@ class _BoundAndLogProb(torch.autograd.Function):
     autograd node.
 
     Both are the mixture's quadratic log-sum-exp (``mixture_logsumexp_forward``) on
-    stacked rows: ``U = m^2 + s^2, V = m`` for the bound, ``U = z^2, V = z`` for the
-    log-density. Written as tensors, the stacking, squares, entropy and slicing are a
-    dozen more autograd nodes per training step around the one that does the work;
-    here they are part of its forward and backward. ``tests/test_losses.py`` checks
-    the gradients against finite differences.
+    rows ``[U | V]``: ``U = m^2 + s^2, V = m`` for the bound, ``U = z^2, V = z`` for the
+    log-density, interleaved (row ``2i`` is posterior ``i``'s, row ``2i + 1`` its
+    point's), so that one concatenation builds them all. Written as tensors, the
+    stacking, squares, entropy and slicing are a dozen more autograd nodes per training
+    step around the one that does the work; here they are part of its forward and
+    backward. ``tests/test_losses.py`` checks the gradients against finite differences.
     """
 
     @staticmethod
     def forward(ctx, log_weights, loc, scale, m, s, z):
-        n = m.shape[0]
-        U = torch.cat([torch.addcmul(m * m, s, s), z * z])
-        out, saved = mixture_logsumexp_forward(log_weights, loc, scale, U, torch.cat([m, z]))
+        n, n_latent = m.shape
+        rows = torch.cat([torch.addcmul(m * m, s, s), m, z * z, z], 1).view(2 * n, 2 * n_latent)
+        out, saved = mixture_logsumexp_forward(log_weights, loc, scale, rows)
         ctx.save_for_backward(m, s, z, *saved)
-        return -(out[:n] + _posterior_entropy(s)), out[n:]
+        out = out.view(n, 2)
+        entropy_const = 0.5 * n_latent * (1.0 + math.log(2 * math.pi))
+        bound = torch.sub(-entropy_const, s.log().sum(-1)).sub_(out[:, 0])
+        return bound, out[:, 1]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_bound, grad_log_prob):
         m, s, z, *saved = ctx.saved_tensors  # an unused output's gradient arrives as zeros
         need = ctx.needs_input_grad
-        n = m.shape[0]
-        d_lw, d_loc, d_scale, d_U, d_V = mixture_logsumexp_backward(
-            saved, torch.cat([-grad_bound, grad_log_prob]), need[:3], any(need[3:]))
+        n, n_latent = m.shape
+        neg_bound = grad_bound.neg()
+        grad = torch.stack([neg_bound, grad_log_prob], 1).view(2 * n, 1)
+        d_lw, d_loc, d_scale, d_rows = mixture_logsumexp_backward(
+            saved, grad, need[:3], any(need[3:]))
         d_m = d_s = d_z = None
-        if need[3]:
-            d_m = torch.addcmul(d_V[:n], d_U[:n], m, value=2.0)
-        if need[4]:
-            d_s = (2.0 * d_U[:n]).mul_(s).sub_(grad_bound.unsqueeze(-1) / s)
-        if need[5]:
-            d_z = torch.addcmul(d_V[n:], d_U[n:], z, value=2.0)
+        if d_rows is not None:
+            d_Um, d_m, d_Uz, d_z = d_rows.view(n, 4 * n_latent).chunk(4, 1)
+            d_m = torch.addcmul(d_m, d_Um, m, value=2.0) if need[3] else None
+            d_s = neg_bound.unsqueeze(-1).div(s).addcmul_(d_Um, s, value=2.0) if need[4] else None
+            d_z = torch.addcmul(d_z, d_Uz, z, value=2.0) if need[5] else None
         return d_lw, d_loc, d_scale, d_m, d_s, d_z
 
 
