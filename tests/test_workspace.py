@@ -78,3 +78,41 @@ def test_elbo_with_a_workspace_is_the_same_chunk_by_chunk(params):
         whole = module.elbo(torch.as_tensor(X)).numpy()
     np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-9)
     assert np.array_equal(est.score_samples(X), est.score_samples(X))
+
+
+def _fitted_module(**params):
+    X = np.random.default_rng(1).normal(size=(120, 4)) * [1, 2, 3, 50]
+    est = DiVAE(n_components=2, hidden_layer_sizes=(6,), max_iter=2, random_state=0,
+                **params).fit(X)
+    return est.module_, torch.as_tensor(X[:40])
+
+
+def _last_linear_without_bias(module):
+    last = module.decoder[-1]
+    plain = nn.Linear(last.in_features, last.out_features, bias=False).double()
+    plain.weight.data.copy_(last.weight.data)
+    module.decoder[-1] = plain
+
+
+def _last_linear_hooked(module):
+    module.decoder[-1].register_forward_hook(lambda layer, args, out: out * 1.5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("params", [{}, {"standardize": False}, {"decoder_std": 0.5}])
+@pytest.mark.parametrize("change", [None, _last_linear_without_bias, _last_linear_hooked])
+def test_sigma_log_likelihood_is_the_decoder_at_the_sigma_points(params, change):
+    """The scoring path (residuals out of the last layer's product) computes the mean
+    log-likelihood over the sigma points, whatever the last layer is."""
+    module, x = _fitted_module(**params)
+    if change is not None:
+        change(module)
+    with torch.no_grad():
+        q = module.posterior(x)
+        expected = module.log_likelihood(module.sigma_points(q), x).mean(0)
+        fast = module._sigma_log_likelihood(q, x, Workspace())
+    torch.testing.assert_close(fast, expected, rtol=1e-12, atol=1e-10)
+    # Autograd on: the ELBO runs the plain expression, with the same value.
+    grad_path = module.elbo(x)
+    with torch.no_grad():
+        torch.testing.assert_close(module.elbo(x), grad_path.detach(), rtol=1e-12, atol=1e-10)

@@ -11,7 +11,7 @@ from torch.distributions import MixtureSameFamily, kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal
 from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
-from .workspace import mlp_into
+from .workspace import Workspace, _plain_linear, mlp_into
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -299,19 +299,36 @@ class VAEModule(nn.Module):
             log_norm = log_norm + torch.log(self.scale).sum()
         return log_noise, log_norm
 
-    def _log_likelihood_into(self, z, x, workspace):
-        """:meth:`log_likelihood` of a Gaussian decoder at points ``z`` (P, n, L), its
-        intermediates written into ``workspace`` (scoring only: no autograd). The same
-        arithmetic: ``(out - x) * e`` is ``(x - out) * e`` negated exactly, so its
-        square is the same."""
+    def _sigma_log_likelihood(self, q, x, workspace):
+        """The mean of :meth:`log_likelihood` over the ``2L`` sigma points of ``q`` for a
+        Gaussian ``nn.Sequential`` decoder, without autograd, its intermediates written
+        into ``workspace``'s buffers.
+
+        A plain last linear layer takes the noise scale and ``x`` into its weights and
+        bias, so that the standardised residuals come out of one product and one addition
+        and their squared norms out of one reduction: two passes over the ``2L n``
+        outputs where the decoder's output followed by the residual's arithmetic takes
+        five.
+        """
+        z = self.sigma_points(q)
         n_points, n_rows, n_latent = z.shape
-        out, owned = mlp_into(self.decoder, z.reshape(-1, n_latent), workspace, "decoder")
-        out = out.view(n_points, n_rows, -1)
-        if not owned:  # not a buffer of ours (it may be z itself): leave it as it is
-            out = out.clone()
         log_noise, log_norm = self._gaussian_noise(x.shape[-1])
-        resid = out.sub_(self.standardize(x)).mul_(torch.exp(-log_noise))
-        return -0.5 * resid.mul_(resid).sum(-1) - log_norm
+        inv_noise = torch.exp(-log_noise)
+        x_std = self.standardize(x)
+        last = self.decoder[-1]
+        fuse_last = _plain_linear(last)
+        body = self.decoder[:-1] if fuse_last else self.decoder
+        h, owned = mlp_into(body, z.reshape(-1, n_latent), workspace, "decoder")
+        if fuse_last:
+            shift = x_std.neg() if last.bias is None else last.bias - x_std
+            out = workspace.take("decoder-output", h.shape[0], last.out_features, h)
+            resid = torch.mm(h, (last.weight * inv_noise.unsqueeze(-1)).T, out=out)
+            resid = resid.view(n_points, n_rows, -1).add_(shift.mul_(inv_noise))
+        else:  # the decoder's own output (not a buffer of ours: leave it as it is)
+            out = h if owned else h.clone()
+            resid = out.view(n_points, n_rows, -1).sub_(x_std).mul_(inv_noise)
+        squared = torch.linalg.vector_norm(resid, dim=-1).square_()
+        return squared.mean(0).mul_(-0.5).sub_(log_norm)
 
     def sigma_points(self, q):
         """The ``2L`` unscented sigma points ``mu +- sqrt(L) sigma e_i`` of ``q``: (2L, n, L)."""
@@ -331,24 +348,24 @@ class VAEModule(nn.Module):
         2L decoder passes); ``RECON_POINTS`` is the default, chosen in
         ``docs/elbo_points.md``. The KL term is closed form for N(0, I); for a
         mixture prior it follows the prior's ``kl_estimator``, with the sigma
-        points standing in for the draws (they need no decoder pass). With a
-        :class:`~skdivae._nn.workspace.Workspace` (scoring, without autograd), a
-        Gaussian decoder's intermediates at the sigma points go into its buffers:
-        the same values, in memory reused from chunk to chunk.
+        points standing in for the draws (they need no decoder pass). Without autograd,
+        a Gaussian ``nn.Sequential`` decoder's term comes from
+        :meth:`_sigma_log_likelihood`, its intermediates in the buffers of
+        ``workspace`` (scoring passes one that it reuses from chunk to chunk; else a
+        fresh one).
         """
         q = self.posterior(x)
         p = self.prior_distribution()
         estimator = self.mixture_kl_estimator(p)
-        if recon_points == "mean":  # sigma points only where the mixture KL uses them
+        # the sigma points stand in for draws where the mixture KL takes some
+        z = None if estimator in (None, "bound") else self.sigma_points(q)
+        if recon_points == "mean":
             recon = self.log_likelihood(q.base_dist.loc, x)
-            z = None if estimator is None else self.sigma_points(q)
+        elif (self.likelihood == "gaussian" and isinstance(self.decoder, nn.Sequential)
+                and not torch.is_grad_enabled()):
+            recon = self._sigma_log_likelihood(q, x, workspace or Workspace())
         else:
-            z = self.sigma_points(q)
-            if (workspace is not None and self.likelihood == "gaussian"
-                    and isinstance(self.decoder, nn.Sequential)):
-                recon = self._log_likelihood_into(z, x, workspace).mean(0)
-            else:
-                recon = self.log_likelihood(z, x).mean(0)
+            recon = self.log_likelihood(self.sigma_points(q), x).mean(0)
         kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
 

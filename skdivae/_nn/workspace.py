@@ -51,6 +51,11 @@ def _plain(layer):
     return not (layer._forward_hooks or layer._forward_pre_hooks)
 
 
+def _plain_linear(layer):
+    """Whether ``layer`` is an ``nn.Linear`` itself (not a subclass) without hooks."""
+    return type(layer) is nn.Linear and _plain(layer)
+
+
 def mlp_into(mlp, h, workspace, key="mlp"):
     """``mlp(h)`` for rows ``h`` (n, d), each linear layer of an ``nn.Sequential`` writing
     into a buffer of ``workspace`` and each activation applied in place on it; a layer of
@@ -59,7 +64,7 @@ def mlp_into(mlp, h, workspace, key="mlp"):
     itself). Without autograd only (in-place activations); ``h`` is not written to."""
     owned = False
     for i, layer in enumerate(mlp):
-        if type(layer) is nn.Linear and _plain(layer):
+        if _plain_linear(layer):
             out = workspace.take((key, i), h.shape[0], layer.out_features, h)
             if layer.bias is None:
                 h = torch.mm(h, layer.weight.T, out=out)
