@@ -158,7 +158,8 @@ TRAINING = {
 def training_rows(X, epochs, rounds):
     """Per configuration, ``rounds`` pairs of (bare loop, DiVAE) fits run back to back; each
     fit's median epoch (the first dropped), and the median over rounds of the paired
-    ratios. Pairing keeps the drift of a shared machine's speed out of the ratios."""
+    ratios, with their range over the rounds. Pairing keeps the drift of a shared machine's
+    speed out of the ratios."""
     torch.set_num_threads(1)
     bare_all, rows = [], []
     for name, (group, params) in TRAINING.items():
@@ -168,10 +169,11 @@ def training_rows(X, epochs, rounds):
             ours = statistics.median(divae_epoch_times(X, epochs, **params)[1:])
             pairs.append((bare, ours))
         bare_all += [b for b, _ in pairs]
-        ratio = statistics.median(o / b for b, o in pairs)
+        ratios = [o / b for b, o in pairs]
         sec = statistics.median(o for _, o in pairs)
-        rows.append((name, group, sec, ratio))
-        print(f"  {name}: {sec:.3f} s/epoch ({ratio:.2f}x)", flush=True)
+        rows.append((name, group, sec, statistics.median(ratios), (min(ratios), max(ratios))))
+        print(f"  {name}: {sec:.3f} s/epoch ({rows[-1][3]:.2f}x, rounds "
+              f"{min(ratios):.2f}-{max(ratios):.2f})", flush=True)
     return statistics.median(bare_all), rows
 
 
@@ -558,21 +560,23 @@ def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, kn
         f"Each configuration ran {args.rounds} times, each time right after a fit of the bare "
         f"loop; a fit's time is its median over epochs 2 to {args.epochs}. The table gives the "
         "median of the DiVAE fits and the median of the paired ratios (pairing keeps the drift "
-        f"of a shared machine's speed out of them). The bare loop's median: {bare:.3f} s. "
-        "Targets (issue 12): normal prior ≤ 1.10×, mixture priors ≤ 1.3×, flow aligner ≤ 1.3×.",
+        "of a shared machine's speed out of them); the paired ratios' range over the rounds "
+        "shows how much that speed moved within this run. The bare loop's median: "
+        f"{bare:.3f} s. Targets (issue 12): normal prior ≤ 1.10×, mixture priors ≤ 1.3×, flow "
+        "aligner ≤ 1.3×.",
         "",
-        "| configuration | s / epoch | × bare loop | target | met |",
-        "|---|---:|---:|---:|---|",
+        "| configuration | s / epoch | × bare loop | range over rounds | target | met |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    lines.append(f"| bare torch loop (the floor) | {bare:.3f} | 1.00 | | |")
-    for name, group, sec, ratio in train:
+    lines.append(f"| bare torch loop (the floor) | {bare:.3f} | 1.00 | | | |")
+    for name, group, sec, ratio, (low, high) in train:
         target = TARGETS.get(group)
         met = "" if target is None else ("yes" if ratio <= target else "**no**")
-        lines.append(f"| {name} | {sec:.3f} | {ratio:.2f} | "
+        lines.append(f"| {name} | {sec:.3f} | {ratio:.2f} | {low:.2f}–{high:.2f} | "
                      f"{'' if target is None else f'{target:.2f}'} | {met} |")
     if pyod_epoch is not None:
         lines.append(f"| PyOD VAE (its network 128-64-32, batch 128; for scale) | {pyod_epoch:.3f} | "
-                     f"{pyod_epoch / bare:.2f} | | |")
+                     f"{pyod_epoch / bare:.2f} | | | |")
     lines += [
         "",
         "The mixture priors' KL has no closed form. The authors estimate it from 50 draws of "
@@ -612,7 +616,10 @@ def write_markdown(path, args, bare, train, pyod_epoch, scoring, checks, big, kn
         "16 sigma points per row), so the memory added beyond the output does not grow with "
         "the number of rows; the decoder's passes write into buffers reused from chunk to "
         "chunk (`skdivae/_nn/workspace.py`), so the C allocator does not hand memory back "
-        "and forth with the kernel at every chunk. The scoring rows above ran first, in a "
+        "and forth with the kernel at every chunk, and the last layer takes the noise scale "
+        "and the row into its weights and bias, so that the residuals come out of one "
+        "product and one addition (`VAEModule._sigma_log_likelihood`). The scoring rows "
+        "above ran first, in a "
         "fresh process; the last row repeats the default score after the training "
         "section's fits, when the allocator's heap is in another state. "
         "`anomaly_score=\"elbo_at_mean\"` is the same ELBO with its reconstruction term at "
@@ -655,8 +662,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument("--train-rows", type=int, default=60_000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="paired fits per configuration")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="paired fits per configuration")
     parser.add_argument("--full-knn", action="store_true",
                         help="also time the bare leave-one-out query of all --big-rows rows")
     parser.add_argument("--score-rows", type=int, default=1_000_000)
