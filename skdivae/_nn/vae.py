@@ -11,7 +11,7 @@ from torch.distributions import MixtureSameFamily, kl_divergence
 
 from .distributions import _StandardNormal, bernoulli, diag_normal
 from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
-from .workspace import Workspace, _plain_linear, mlp_into
+from .workspace import Workspace, is_plain_linear, mlp_into
 
 #: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
 KL_SAMPLES = 50
@@ -316,7 +316,7 @@ class VAEModule(nn.Module):
         inv_noise = torch.exp(-log_noise)
         x_std = self.standardize(x)
         last = self.decoder[-1]
-        fuse_last = _plain_linear(last)
+        fuse_last = is_plain_linear(last)
         body = self.decoder[:-1] if fuse_last else self.decoder
         h, owned = mlp_into(body, z.reshape(-1, n_latent), workspace, "decoder")
         if fuse_last:

@@ -51,7 +51,7 @@ def _plain(layer):
     return not (layer._forward_hooks or layer._forward_pre_hooks)
 
 
-def _plain_linear(layer):
+def is_plain_linear(layer):
     """Whether ``layer`` is an ``nn.Linear`` itself (not a subclass) without hooks."""
     return type(layer) is nn.Linear and _plain(layer)
 
@@ -64,7 +64,7 @@ def mlp_into(mlp, h, workspace, key="mlp"):
     itself). Without autograd only (in-place activations); ``h`` is not written to."""
     owned = False
     for i, layer in enumerate(mlp):
-        if _plain_linear(layer):
+        if is_plain_linear(layer):
             out = workspace.take((key, i), h.shape[0], layer.out_features, h)
             if layer.bias is None:
                 h = torch.mm(h, layer.weight.T, out=out)
