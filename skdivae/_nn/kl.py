@@ -93,9 +93,7 @@ class _BoundAndLogProb(torch.autograd.Function):
         out, saved = mixture_logsumexp_forward(log_weights, loc, scale, rows)
         ctx.save_for_backward(m, s, z, *saved)
         out = out.view(n, 2)
-        entropy_const = 0.5 * n_latent * (1.0 + math.log(2 * math.pi))
-        bound = torch.sub(-entropy_const, s.log().sum(-1)).sub_(out[:, 0])
-        return bound, out[:, 1]
+        return (out[:, 0] + _posterior_entropy(s)).neg_(), out[:, 1]
 
     @staticmethod
     @once_differentiable

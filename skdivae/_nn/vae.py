@@ -299,8 +299,8 @@ class VAEModule(nn.Module):
             log_norm = log_norm + torch.log(self.scale).sum()
         return log_noise, log_norm
 
-    def _sigma_log_likelihood(self, q, x, workspace):
-        """The mean of :meth:`log_likelihood` over the ``2L`` sigma points of ``q`` for a
+    def _sigma_log_likelihood(self, z, x, workspace):
+        """The mean of :meth:`log_likelihood` over the sigma points ``z`` (2L, n, L) for a
         Gaussian ``nn.Sequential`` decoder, without autograd, its intermediates written
         into ``workspace``'s buffers.
 
@@ -310,7 +310,6 @@ class VAEModule(nn.Module):
         outputs where the decoder's output followed by the residual's arithmetic takes
         five.
         """
-        z = self.sigma_points(q)
         n_points, n_rows, n_latent = z.shape
         log_noise, log_norm = self._gaussian_noise(x.shape[-1])
         inv_noise = torch.exp(-log_noise)
@@ -357,15 +356,17 @@ class VAEModule(nn.Module):
         q = self.posterior(x)
         p = self.prior_distribution()
         estimator = self.mixture_kl_estimator(p)
-        # the sigma points stand in for draws where the mixture KL takes some
-        z = None if estimator in (None, "bound") else self.sigma_points(q)
+        # the reconstruction term's points, which stand in for draws where the mixture KL
+        # takes some
+        needs_points = recon_points != "mean" or estimator not in (None, "bound")
+        z = self.sigma_points(q) if needs_points else None
         if recon_points == "mean":
             recon = self.log_likelihood(q.base_dist.loc, x)
         elif (self.likelihood == "gaussian" and isinstance(self.decoder, nn.Sequential)
                 and not torch.is_grad_enabled()):
-            recon = self._sigma_log_likelihood(q, x, workspace or Workspace())
+            recon = self._sigma_log_likelihood(z, x, workspace or Workspace())
         else:
-            recon = self.log_likelihood(self.sigma_points(q), x).mean(0)
+            recon = self.log_likelihood(z, x).mean(0)
         kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
         return recon - kl
 
