@@ -48,3 +48,14 @@ def mean_sd_over_seeds(rows, by, metrics):
         key: {m: (np.mean([r[m] for r in sel]), sd([r[m] for r in sel])) for m in metrics}
         for key, sel in groups.items()
     }
+
+
+def write_page(out, filename, text):
+    """Write ``text`` to ``out / filename`` (creating ``out``), or print it when ``out``
+    is None: a script run without ``--out`` never overwrites a tracked page."""
+    if out is None:
+        print(text)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / filename).write_text(text)
+    print(f"wrote {out / filename}")

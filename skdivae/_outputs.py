@@ -18,13 +18,18 @@ class ScoringMixin:
     stays on DiVAE itself, where scikit-learn's ``set_output`` wraps it."""
 
     def _set_offset(self, X):
-        """Score the training data (with the scoring threads) and set ``offset_``."""
-        if self.anomaly_score == "elbo+log_prior":
-            parts = self._score_parts(X)
-            self.score_center_, self.score_scale_ = map(
-                np.array, zip(*(robust_scale(p) for p in parts))
-            )
-            scores = combine(parts, self.score_center_, self.score_scale_)
+        """Score the training data (with the scoring threads), set the robust scales of
+        the combined scores' parts (``score_center_``, ``score_scale_``, whatever the
+        ``anomaly_score``, so that a combined score can be chosen after fit) and
+        ``offset_``."""
+        parts = self._score_parts(X)
+        self.score_center_, self.score_scale_ = map(
+            np.array, zip(*(robust_scale(p) for p in parts))
+        )
+        if SCORES[self.anomaly_score] is None:
+            scores = combine(parts, self.score_center_, self.score_scale_, self.anomaly_score)
+        elif self.anomaly_score == "elbo":
+            scores = parts[0]
         else:
             scores = self._score_samples(X)
         if not np.isfinite(scores).all():
@@ -61,9 +66,10 @@ class ScoringMixin:
         return [self._apply(method, X) for method in COMBINED]
 
     def _score_samples(self, X):
-        if self.anomaly_score != "elbo+log_prior":
+        if SCORES[self.anomaly_score] is not None:
             return self._apply(SCORES[self.anomaly_score], X)
-        return combine(self._score_parts(X), self.score_center_, self.score_scale_)
+        return combine(self._score_parts(X), self.score_center_, self.score_scale_,
+                       self.anomaly_score)
 
     def _diagnostic_scores(self, X):
         """log-prior at the posterior mean, ELBO, and the teacher's log-density of ``X``
@@ -85,8 +91,9 @@ class ScoringMixin:
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ``log p_Z`` at the posterior mean, or the ELBO, as set by
-            ``anomaly_score``.
+            As set by ``anomaly_score``: by default the smaller of the ELBO and
+            the aligned log-prior, each as a robust z-score against the
+            training rows; or the ELBO, the log-prior, or their robust sum.
         """
         return self._score_samples(self._validated(X))
 

@@ -1,16 +1,19 @@
 """DiVAE's anomaly scores: which module method each ``anomaly_score`` reads, and the
-robust combination of the ELBO with the aligned log-prior."""
+robust combinations of the ELBO with the aligned log-prior."""
 
 import numpy as np
 
+#: The default score: a row is as normal as the *less* normal of its two parts.
+DEFAULT_SCORE = "min(elbo,log_prior)"
 #: ``anomaly_score`` -> the ``VAEModule`` method that computes it (None: combined).
 SCORES = {
     "log_prior": "aligned_log_prior",
     "elbo": "elbo",
     "elbo_at_mean": "elbo_at_mean",
     "elbo+log_prior": None,
+    DEFAULT_SCORE: None,
 }
-#: The parts of the combined score, each put on a robust scale by its training scores.
+#: The parts of the combined scores, each put on a robust scale by its training scores.
 COMBINED = ("elbo", "log_prior_at_mean")
 
 
@@ -21,6 +24,11 @@ def robust_scale(values):
     return q50, max(q75 - q25, 1e-12)
 
 
-def combine(parts, center, scale):
-    """Sum of the parts, each centred and divided by its training scale."""
-    return sum((p - c) / s for p, c, s in zip(parts, center, scale))
+def combine(parts, center, scale, how="elbo+log_prior"):
+    """The parts, each centred and divided by its training scale, then summed
+    (``"elbo+log_prior"``) or reduced to their minimum (``"min(elbo,log_prior)"``: a
+    row is flagged when either part flags it)."""
+    z = [(p - c) / s for p, c, s in zip(parts, center, scale)]
+    if how == DEFAULT_SCORE:
+        return np.minimum.reduce(z)
+    return sum(z)

@@ -128,6 +128,38 @@ def test_combined_score_is_the_sum_of_robust_z_scores():
     assert est.score_center_.shape == est.score_scale_.shape == (2,)
 
 
+def _robust_z_parts(est, X):
+    parts = []
+    for values in (est._apply("elbo", X), est._apply("log_prior_at_mean", X)):
+        q25, q50, q75 = np.percentile(values, [25, 50, 75])
+        parts.append((values - q50) / (q75 - q25))
+    return parts
+
+
+def test_default_score_is_the_smaller_robust_z_score_of_elbo_and_log_prior():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(**FAST).fit(X)
+    assert est.anomaly_score == "min(elbo,log_prior)"
+    z_elbo, z_prior = _robust_z_parts(est, X)
+    np.testing.assert_allclose(est.score_samples(X), np.minimum(z_elbo, z_prior))
+    # Either part alone flags a row: the score is never above either part.
+    assert (est.score_samples(X) <= z_elbo + 1e-12).all()
+    assert (est.score_samples(X) <= z_prior + 1e-12).all()
+    assert np.mean(est.predict(X) == -1) == pytest.approx(est.contamination, abs=0.01)
+
+
+@pytest.mark.parametrize("fitted_with", ["elbo", "log_prior", "elbo_at_mean"])
+@pytest.mark.parametrize("switched_to", ["elbo+log_prior", "min(elbo,log_prior)"])
+def test_combined_scores_can_be_chosen_after_fit(fitted_with, switched_to):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(anomaly_score=fitted_with, **FAST).fit(X)
+    direct = clone(est).set_params(anomaly_score=switched_to).fit(X)
+    est.set_params(anomaly_score=switched_to)
+    np.testing.assert_allclose(est.score_samples(X), direct.score_samples(X))
+
+
 def test_log_prior_score_is_the_aligned_log_prior_in_the_teachers_units():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
