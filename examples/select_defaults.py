@@ -185,10 +185,15 @@ def run_study(datasets, seeds, n_jobs, reused, changes):
     }
 
 
+#: Defaults chosen by later studies, on top of this study's outcome: setting -> (value,
+#: the page whose rule chose it).
+LATER = {"anomaly_score": ("min(elbo,log_prior)", "score_study.md")}
+
+
 def write_markdown(path, study, dataset_names, seeds, wall):
     from skdivae import DiVAE
 
-    chosen = study["chosen"]
+    chosen = {**study["chosen"], **{k: v for k, (v, _) in LATER.items()}}
     params = DiVAE().get_params()
     current = {k: params.get(k, "not a DiVAE parameter") for k in chosen}
     same = all(
@@ -241,7 +246,10 @@ def write_markdown(path, study, dataset_names, seeds, wall):
     lines += [
         "## Outcome",
         "",
-        f"Chosen: `{chosen}`.",
+        f"Chosen: `{study['chosen']}`.",
+        "",
+        *(f"Changed later: `{k}={v!r}`, chosen by the rule of [{page}]({page}) (this "
+          f"study's candidates compared the scores of its own time)." for k, (v, page) in LATER.items()),
         "",
         ("`DiVAE()` defaults to exactly these settings." if same else
          f"**`DiVAE()` does not default to these settings yet** (it has `{current}`)."),

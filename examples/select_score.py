@@ -181,6 +181,16 @@ WEIGHTS = {"aligner=None": 0.0, "weight=0.3": 0.3, "default": 1.0, "weight=3": 3
 TIE = 0.005
 
 
+#: Candidate names of the study -> the ``anomaly_score`` that computes them.
+PACKAGE_NAMES = {"min of z": "min(elbo,log_prior)", "elbo+log_prior (IQR)": "elbo+log_prior",
+                 "elbo": "elbo", "log_prior": "log_prior"}
+
+
+def label(cand):
+    """A candidate's name, with the ``anomaly_score`` that computes it where there is one."""
+    return f'anomaly_score="{PACKAGE_NAMES[cand]}"' if cand in PACKAGE_NAMES else cand
+
+
 def table(records, protocol, seeds):
     """``{(config, candidate): {dataset: mean ROC AUC over seeds}}`` and the stats
     ``{(config, dataset, seed): stats}``."""
@@ -289,6 +299,10 @@ def report(records, datasets, n_features, wall, score=None):
         "",
         provenance("select_score.py", wall),
         "",
+        f"Fits: {len(records)} (DiVAE and reference detectors; those already in `--cache` "
+        "were reused, not rerun); time summed over them, one thread each: "
+        f"{sum(r.get('time', 0.0) for r in records) / 60:.1f} min.",
+        "",
         "Protocols (the split and scaling of `examples/_adbench.py`, 21 ADBench sets): "
         "**contaminated**, fit on every training row (anomalies included, labels unused), "
         "as `docs/adbench.md` does; **clean** (the OOD use), fit on the normal training rows "
@@ -309,11 +323,14 @@ def report(records, datasets, n_features, wall, score=None):
         a, b = sel["contaminated"][cand], sel["clean"].get(cand)
         verdict = "stores rows" if cand in STORES_ROWS else ("yes" if cand in passing else "no")
         lines.append(
-            f"| {cand} | {a['mean']:.4f} | {a['none']:.4f} | {fmt_wtl(a['wtl'])} | "
+            f"| {label(cand)} | {a['mean']:.4f} | {a['none']:.4f} | {fmt_wtl(a['wtl'])} | "
             f"{b['mean']:.4f} | {b['none']:.4f} | {fmt_wtl(b['wtl'])} | {verdict} |"
         )
-    lines += ["", f"Adopted by the rule: **{adopted or 'none (the ELBO stays)'}**."
+    lines += ["", f"Adopted by the rule: **{label(adopted) if adopted else 'none (the ELBO stays)'}**."
               + (f" The pages below report `{score}`." if score != adopted else ""), ""]
+    sel_stats = table(records, "contaminated", SELECTION_SEEDS)[1]
+    lines += ["### Choosing the weight without labels (selection seeds, contaminated protocol)", ""]
+    lines += criteria_section(sel_stats, score, [d["name"] for d in datasets], SELECTION_SEEDS, n_features)
     lines += reporting_section(records, names, score, n_features)
     return "\n".join(lines) + "\n", sel, adopted
 
@@ -324,20 +341,22 @@ def reporting_section(records, names, score, n_features):
         cells, stats = table(records, protocol, REPORT_SEEDS)
         if ("default", score) not in cells:
             continue
-        field = {f"DiVAE() reading {score}": cells[("default", score)]}
-        if score != ELBO:
-            field["DiVAE() reading the ELBO"] = cells[("default", ELBO)]
-        field[f"aligner=None reading {score}"] = cells[("aligner=None", score)]
+        field = {f"DiVAE() ({label(score)})": cells[("default", score)]}
         for ref in REFERENCES:
             if (ref, ref) in cells:
                 field[ref] = cells[(ref, ref)]
         rk = ranks(field, names)
-        lines += [f"### {protocol}", "", "| detector | mean ROC AUC | average rank |", "|---|---|---|"]
+        lines += [f"### {protocol}", "", "Average rank among DiVAE() and the reference "
+                  "detectors (1 = best):", "",
+                  "| detector | mean ROC AUC | average rank |", "|---|---|---|"]
         for det in sorted(field, key=lambda k: rk[k]):
             lines.append(f"| {det} | {mean(field[det], names):.4f} | {rk[det]:.2f} |")
+        lines += ["", f"The same networks read with the ELBO: {mean(cells[('default', ELBO)], names):.4f}; "
+                  f"trained without alignment and read with `{label(score)}`: "
+                  f"{mean(cells[('aligner=None', score)], names):.4f}."]
         a, b = cells[("default", score)], cells[("aligner=None", score)]
         gain = mean(a, names) - mean(b, names)
-        lines += ["", f"Alignment with the same score (`{score}`): {gain:+.4f} mean ROC AUC, "
+        lines += ["", f"Alignment with the same score ({label(score)}): {gain:+.4f} mean ROC AUC, "
                   f"wins / ties / losses {fmt_wtl(wtl(a, b, names))} (target: >= +0.01 and more "
                   "wins than losses).", ""]
         if protocol == "contaminated":
@@ -355,13 +374,55 @@ def criteria_section(stats, score, names, seeds, n_features):
     res = weight_choice(stats, score, names, seeds, n_features)
     lines = ["Label-free choice of the weight (per data set and seed, the weight each "
              "criterion picks among 0 / 0.3 / 1 / 3 / 10; regret = ROC AUC of the best weight "
-             f"in hindsight minus the picked one's, reading `{score}`; adopted only if its mean "
+             f"in hindsight minus the picked one's, reading {label(score)}; adopted only if its mean "
              "regret is below the fixed default's):", "",
              "| criterion | mean regret | weights picked (median) | share picking 0 |", "|---|---|---|---|"]
     for name, (regret, picks) in sorted(res.items(), key=lambda kv: kv[1][0]):
         lines.append(f"| {name} | {regret:.4f} | {np.median(picks):g} | "
                      f"{np.mean(np.array(picks) == 0):.0%} |")
     return lines + [""]
+
+
+def ood_page(records, names, score, wall):
+    """The clean-training (OOD) page: per data set, DiVAE() beside its peers."""
+    cells, _ = table(records, "clean", REPORT_SEEDS)
+    cols = {"DiVAE()": cells.get(("default", score)), "DiVAE(aligner=None)": cells.get(("aligner=None", score)),
+            "DiVAE() reading the ELBO": cells.get(("default", ELBO)),
+            **{ref: cells.get((ref, ref)) for ref in REFERENCES}}
+    cols = {k: v for k, v in cols.items() if v}
+    complete = [d for d in names if all(d in c for c in cols.values())]
+    if not complete or "DiVAE()" not in cols:
+        return None
+    rk = ranks(cols, complete)
+    w = wtl(cols["DiVAE()"], cols["DiVAE(aligner=None)"], complete)
+    best_peer = max(("LOF(novelty)", "PyOD KNN"), key=lambda k: mean(cols[k], complete) if k in cols else -1)
+    gap = mean(cols["DiVAE()"], complete) - mean(cols[best_peer], complete)
+    lines = [
+        "# Out-of-distribution scoring: training on clean data", "",
+        provenance("select_score.py", wall), "",
+        "The OOD use: each ADBench set is split 70/30 (stratified, seeds "
+        + ", ".join(map(str, REPORT_SEEDS)) + "), scaled on the training part, and every "
+        "detector is fitted on the *normal* training rows only; the whole test part is scored "
+        f"(anomalies as the positive class). `DiVAE()` reads its default score, {label(score)}; "
+        "`DiVAE(aligner=None)` is the same network trained without alignment and read with "
+        "the same score. The data sets, seeds and fits are those of "
+        "[score_study.md](score_study.md)'s reporting part.", "",
+        "| detector | mean ROC AUC | average rank |", "|---|---|---|",
+    ]
+    for k in sorted(cols, key=lambda k: rk[k]):
+        lines.append(f"| {k} | {mean(cols[k], complete):.4f} | {rk[k]:.2f} |")
+    lines += [
+        "",
+        f"- Alignment, same score: {mean(cols['DiVAE()'], complete) - mean(cols['DiVAE(aligner=None)'], complete):+.4f} "
+        f"mean ROC AUC, wins / ties / losses {fmt_wtl(w)} (target: alignment does not lose).",
+        f"- Against the best local-density peer ({best_peer}): {gap:+.4f} (target: at least level).",
+        "",
+        "## Per data set (mean ROC AUC over the seeds)", "",
+        "| data set | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols),
+    ]
+    for d in complete:
+        lines.append(f"| {d} | " + " | ".join(f"{cols[k][d]:.3f}" for k in cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -389,6 +450,10 @@ def main(argv=None):
         SELECTION_SEEDS[:] = REPORT_SEEDS[:] = args.seeds
     text, _, adopted = report(records, datasets, n_features, time.perf_counter() - tic, args.score)
     write_page(args.out, "score_study.md", text)
+    ood = ood_page(records, [d["name"] for d in datasets], args.score or adopted or ELBO,
+                   time.perf_counter() - tic)
+    if ood:
+        write_page(args.out, "ood.md", ood)
     print(f"adopted: {adopted}; done in {(time.perf_counter() - tic) / 60:.1f} min")
 
 

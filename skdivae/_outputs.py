@@ -124,10 +124,17 @@ class ScoringMixin:
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     def score(self, X, y=None):
-        """Mean per-sample ELBO, without the alignment term.
+        """Mean per-sample ELBO, without the alignment term (higher is better).
 
-        Comparable across alignment weights, so ``GridSearchCV`` can use it
-        without labels (higher is better).
+        How well the generative model fits ``X``: comparable across
+        architectures, epochs and priors, and what ``GridSearchCV`` uses when
+        no ``scoring`` is given. It is *not* a way to choose
+        ``alignment_weight``: alignment is a constraint the ELBO does not
+        reward, so the mean ELBO falls as the weight rises and a search with it
+        picks weight 0 on most data sets (``docs/score_study.md``). No
+        label-free criterion tried there chose the weight better than keeping
+        the default 1; with anomaly labels, search with
+        ``scoring=skdivae.model_selection.anomaly_roc_auc``.
 
         Parameters
         ----------
