@@ -73,12 +73,19 @@ RULE = (
 )
 
 
-def setup_name(setup):
+#: Networks: the paper's synthetic experiments (one hidden layer of D // 2 units, a
+#: mixture prior with K = k) or what a user gets from DiVAE(n_components=2, prior=...)
+#: (hidden layers (64, 64), ``prior="gmm"`` with its default K = 10).
+ARCHITECTURES = ("paper", "DiVAE defaults")
+
+
+def setup_name(setup, arch="paper"):
     k, D, prior, std, epochs = setup
-    return f"k={k}, D={D}, {prior}, standardize={'on' if std else 'off'}, {epochs} epochs"
+    name = f"k={k}, D={D}, {prior}, standardize={'on' if std else 'off'}, {epochs} epochs"
+    return name if arch == "paper" else f"{name}, {arch}"
 
 
-def run_fit(setup, variant, seed, n_train, n_val):
+def run_fit(setup, variant, seed, n_train, n_val, arch="paper"):
     import torch
 
     torch.set_num_threads(1)
@@ -87,12 +94,15 @@ def run_fit(setup, variant, seed, n_train, n_val):
     X_train, _ = data.sample(n_train, random_state=seed)
     X_val, _ = data.sample(n_val, random_state=seed + 100)
     params = dict(VARIANTS[variant])
+    net = {}
+    if arch == "paper":
+        net = dict(hidden_layer_sizes=(D // 2,))
+        prior = GaussianMixturePrior(n_components=k) if prior == "gmm" else prior
     est = DiVAE(
-        n_components=2, hidden_layer_sizes=(D // 2,), standardize=std, max_iter=epochs,
-        prior=GaussianMixturePrior(n_components=k) if prior == "gmm" else "normal",
-        keep_density=True, random_state=seed, **params,
+        n_components=2, standardize=std, max_iter=epochs, prior=prior,
+        keep_density=True, random_state=seed, **net, **params,
     )
-    rec = {"setup": setup_name(setup), "variant": variant, "seed": seed}
+    rec = {"setup": setup_name(setup, arch), "variant": variant, "seed": seed}
     tic = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -110,15 +120,15 @@ def run_fit(setup, variant, seed, n_train, n_val):
     return rec
 
 
-def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups):
+def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups, arch="paper"):
     records = [json.loads(l) for l in cache.read_text().splitlines()] if cache and cache.is_file() else []
     done = {(r["setup"], r["variant"], r["seed"]) for r in records if "error" not in r}
     tasks = [(s, v, seed) for seed in seeds for v in variants for s in setups
-             if (setup_name(s), v, seed) not in done]
+             if (setup_name(s, arch), v, seed) not in done]
     print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
     out = cache.open("a") if cache else None
     gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_fit)(s, v, seed, n_train, n_val) for s, v, seed in tasks
+        delayed(run_fit)(s, v, seed, n_train, n_val, arch) for s, v, seed in tasks
     )
     for i, rec in enumerate(gen, 1):
         records.append(rec)
@@ -130,9 +140,9 @@ def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups):
     return records
 
 
-def medians(records, seeds, setups):
+def medians(records, seeds, setups, arch="paper"):
     """``{variant: median Pearson over setups (each a mean over seeds)}`` plus rho's."""
-    names = [setup_name(s) for s in setups]
+    names = [setup_name(s, arch) for s in setups]
     per = {}
     for r in records:
         if r["seed"] in seeds and "pearson" in r and r["setup"] in names:
@@ -155,6 +165,24 @@ def adopt(med):
     return (best if cands[best] > med[DEFAULT] + 0.01 else None), passing
 
 
+def reporting_table(records, setups, arch):
+    """Median Pearson of every variant on the reporting seeds, and its per-setup wins and
+    losses against aligner=None, for one network."""
+    med, tab = medians(records, REPORT_SEEDS, setups, arch)
+    if not med:
+        return []
+    lines = [f"## Reporting seeds ({', '.join(map(str, REPORT_SEEDS))}), network: {arch}", "",
+             "| variant | median Pearson | wins / losses vs aligner=None (±0.01) | "
+             + " | ".join(setup_name(s) for s in setups) + " |",
+             "|---|---|---|" + "---|" * len(setups)]
+    for v in sorted(med, key=lambda v: -med[v]):
+        diff = [tab[v][s] - tab["aligner=None"][s] for s in tab[v] if s in tab.get("aligner=None", {})]
+        wl = f"{sum(d > 0.01 for d in diff)} / {sum(d < -0.01 for d in diff)}"
+        cells = " | ".join(f"{tab[v].get(setup_name(s, arch), float('nan')):.3f}" for s in setups)
+        lines.append(f"| {v} | {med[v]:.3f} | {wl} | {cells} |")
+    return lines + [""]
+
+
 def report(records, setups, wall, chosen=None):
     med_sel, tab_sel = medians(records, SELECTION_SEEDS, setups)
     adopted, passing = adopt(med_sel)
@@ -175,17 +203,8 @@ def report(records, setups, wall, chosen=None):
         lines.append(f"| {v} | {med_sel[v]:.3f} | {cells} |")
     lines += ["", f"Passing the rule: {', '.join(passing) or 'none'}. Adopted: "
               f"**{adopted or 'none (the default stays)'}**.", ""]
-    med_rep, tab_rep = medians(records, REPORT_SEEDS, setups)
-    if med_rep:
-        lines += ["## Reporting seeds (31, 32)", "",
-                  "| variant | median Pearson | wins / losses vs aligner=None (±0.01) |",
-                  "|---|---|---|"]
-        for v in sorted(med_rep, key=lambda v: -med_rep[v]):
-            diff = [tab_rep[v][s] - tab_rep["aligner=None"][s] for s in tab_rep[v]
-                    if s in tab_rep.get("aligner=None", {})]
-            wl = f"{sum(d > 0.01 for d in diff)} / {sum(d < -0.01 for d in diff)}"
-            lines.append(f"| {v} | {med_rep[v]:.3f} | {wl} |")
-        lines.append("")
+    for arch in ARCHITECTURES:
+        lines += reporting_table(records, setups, arch)
     return "\n".join(lines) + "\n", adopted
 
 
@@ -196,6 +215,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=SELECTION_SEEDS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="paper",
+                        help="network of the fits to run (the page reports every one cached)")
     parser.add_argument("--fast", action="store_true", help="tiny sizes, two setups (tests)")
     args = parser.parse_args(argv)
     tic = time.perf_counter()
@@ -204,7 +225,8 @@ def main(argv=None):
         n_train, n_val = 300, 200
         setups = [(3, 6, "gmm", True, 3), (3, 6, "normal", False, 3)]
         SELECTION_SEEDS[:] = REPORT_SEEDS[:] = args.seeds = args.seeds[:1]
-    records = run_study(args.variants, args.seeds, args.cache, args.n_jobs, n_train, n_val, setups)
+    records = run_study(args.variants, args.seeds, args.cache, args.n_jobs, n_train, n_val,
+                        setups, args.arch)
     text, adopted = report(records, setups, time.perf_counter() - tic)
     write_page(args.out, "aligner_regime.md", text)
     print(f"adopted: {adopted}")
