@@ -17,6 +17,16 @@ MAX_CODES = 10_000
 LATENT_K = 5
 
 
+#: Candidate names of the study -> the ``anomaly_score`` that computes them.
+PACKAGE_NAMES = {"min of z": "min(elbo,log_prior)", "elbo+log_prior (IQR)": "elbo+log_prior",
+                 "elbo": "elbo", "log_prior": "log_prior"}
+
+
+def label(cand):
+    """A candidate's name, with the ``anomaly_score`` that computes it where there is one."""
+    return f'anomaly_score="{PACKAGE_NAMES[cand]}"' if cand in PACKAGE_NAMES else cand
+
+
 def robust_z(train, values):
     """``(values - median(train)) / IQR(train)``."""
     q25, q50, q75 = np.percentile(train, [25, 50, 75])

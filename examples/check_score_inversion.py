@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from _report import provenance, write_page
-from _score_candidates import candidate_scores
+from _score_candidates import candidate_scores, label
 from skdivae import DiVAE
 from skdivae.datasets import RotatedGaussianMixture, load_mnist
 
@@ -118,7 +118,7 @@ def main(argv=None):
             if (elbo >= 0.99 and v < 0.95) or (n.startswith("digits") and v < elbo - 0.01):
                 ok = False
         cells = " | ".join(f"{results[n][cand]:.3f}" for n in names)
-        lines.append(f"| {cand} | {cells} | {'yes' if ok else 'no'} |")
+        lines.append(f"| {label(cand)} | {cells} | {'yes' if ok else 'no'} |")
     text = "\n".join(lines) + "\n"
     write_page(args.out, "score_inversion.md", text)
 

@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 
 from _report import provenance, write_page
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
-from _score_candidates import candidate_scores
+from _score_candidates import candidate_scores, label
 
 CONFIGS = {
     "default": {},
@@ -179,16 +179,6 @@ CRITERIA = {
 }
 WEIGHTS = {"aligner=None": 0.0, "weight=0.3": 0.3, "default": 1.0, "weight=3": 3.0, "weight=10": 10.0}
 TIE = 0.005
-
-
-#: Candidate names of the study -> the ``anomaly_score`` that computes them.
-PACKAGE_NAMES = {"min of z": "min(elbo,log_prior)", "elbo+log_prior (IQR)": "elbo+log_prior",
-                 "elbo": "elbo", "log_prior": "log_prior"}
-
-
-def label(cand):
-    """A candidate's name, with the ``anomaly_score`` that computes it where there is one."""
-    return f'anomaly_score="{PACKAGE_NAMES[cand]}"' if cand in PACKAGE_NAMES else cand
 
 
 def table(records, protocol, seeds):
