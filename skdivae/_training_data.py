@@ -41,6 +41,9 @@ def standardization(X, enabled):
         If values are too large or a column's spread too small for float32 training.
     """
     n_features = X.shape[1]
+    # The moments in float64 whatever the input's dtype: float32 sums lose a column's
+    # spread around a large mean (the network still trains in float32, on standardised data).
+    X = np.asarray(X, dtype=np.float64)
     peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(n_features)
     if np.any(peak > MAX_ABS_VALUE):
         col = int(np.argmax(peak))

@@ -122,6 +122,17 @@ def test_small_spread_around_a_large_mean_is_kept(X):
     assert np.corrcoef(base, shifted)[0, 1] > 0.999
 
 
+def test_float32_input_is_standardised_with_float64_moments():
+    from skdivae._training_data import standardization
+
+    values = 100.0 + 0.001 * np.random.default_rng(0).normal(size=(2000, 3))
+    as32 = values.astype(np.float32)
+    center, scale = standardization(as32, True)
+    exact = as32.astype(np.float64)
+    np.testing.assert_allclose(center, exact.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scale, exact.std(axis=0), rtol=1e-9)
+
+
 def test_spread_too_small_for_float32_is_refused(X):
     with pytest.raises(ValueError, match="cannot resolve spreads below 1e-15"):
         DiVAE(**FAST).fit(X * 1e-300)
