@@ -17,6 +17,8 @@ strictly. Nothing in an archive is executed.
 
 import io
 import json
+import os
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -159,6 +161,19 @@ class _Writer:
         return node
 
 
+def _umask():
+    """The process's umask, read without changing it (``os.umask`` sets it, which races
+    with other threads); 0o022 where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def save(estimator, path):
     """Save a fitted estimator to ``path`` in a format that runs no code when loaded.
 
@@ -201,11 +216,26 @@ def save(estimator, path):
                 "root": root, "n_weights": len(writer.weights)}
     arrays = io.BytesIO()
     np.savez(arrays, **writer.arrays)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(MANIFEST, json.dumps(manifest))
-        zf.writestr(ARRAYS, arrays.getvalue())
-        for i, blob in enumerate(writer.weights):
-            zf.writestr(f"weights/{i}.safetensors", blob)
+    # Written to a temporary file beside the target, flushed to disk, then moved over it in
+    # one step: a failed or concurrent save never leaves a truncated archive at ``path``.
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".skdivae-", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(MANIFEST, json.dumps(manifest))
+                zf.writestr(ARRAYS, arrays.getvalue())
+                for i, blob in enumerate(writer.weights):
+                    zf.writestr(f"weights/{i}.safetensors", blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 # ---------------------------------------------------------------- reading

@@ -117,6 +117,50 @@ def test_unsupported_density_is_refused_at_save_and_nothing_written(X, tmp_path)
     assert not path.exists()
 
 
+def test_a_failed_save_leaves_the_previous_archive_loadable(X, tmp_path, monkeypatch):
+    est = KNNLogDensity(5).fit(X)
+    path = tmp_path / "m.skdivae"
+    save(est, path)
+    before = path.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save(est, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert np.array_equal(load(path).score_samples(X), est.score_samples(X))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.skdivae"]  # no temporary left
+
+
+def test_concurrent_saves_leave_one_valid_archive(X, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = [KNNLogDensity(k).fit(X) for k in (3, 5, 7, 9)]
+    path = tmp_path / "m.skdivae"
+    for _ in range(5):
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda m: save(m, path), models))
+        loaded = load(path)
+        assert loaded.n_neighbors in (3, 5, 7, 9)
+        assert np.array_equal(loaded.score_samples(X),
+                              models[(loaded.n_neighbors - 3) // 2].score_samples(X))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.skdivae"]
+
+
+def test_saved_archive_has_the_usual_file_permissions(X, tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "m.skdivae"
+    save(KNNLogDensity(5).fit(X), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
 # ---------------------------------------------------------------- hostile files
 class _Payload:
     """Unpickling this would create a marker file: proof that code ran."""
