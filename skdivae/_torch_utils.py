@@ -29,8 +29,9 @@ def torch_seed(seed, device=None):
 
 
 def as_tensor(X, dtype=torch.float32, device="cpu"):
-    """Copy a numpy array into a tensor (copying also handles read-only memmaps)."""
-    return torch.tensor(np.asarray(X), dtype=dtype, device=device)
+    """Copy a numpy array into a tensor (copying also handles read-only memmaps; views
+    with negative strides, such as ``X[::-1]``, are made contiguous first)."""
+    return torch.tensor(np.ascontiguousarray(X), dtype=dtype, device=device)
 
 
 #: Scoring works in chunks whose widest intermediate holds about this many numbers (8 MiB in

@@ -122,6 +122,27 @@ def test_small_spread_around_a_large_mean_is_kept(X):
     assert np.corrcoef(base, shifted)[0, 1] > 0.999
 
 
+@pytest.mark.parametrize("view", [lambda a: a[::-1], np.flip, lambda a: a[:, ::-1]],
+                         ids=["rows reversed", "np.flip", "columns reversed"])
+def test_negative_stride_views_give_the_results_of_a_contiguous_copy(X, view):
+    V = view(X)
+    assert any(s < 0 for s in V.strides)
+    est = DiVAE(**FAST).fit(V)
+    ref = DiVAE(**FAST).fit(np.ascontiguousarray(V))
+    np.testing.assert_array_equal(est.score_samples(V), ref.score_samples(np.ascontiguousarray(V)))
+    np.testing.assert_array_equal(est.transform(V), ref.transform(np.ascontiguousarray(V)))
+    np.testing.assert_array_equal(est.predict(V), ref.predict(np.ascontiguousarray(V)))
+
+
+def test_reversed_and_reordered_dataframes_are_accepted(X):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    for frame in (df.iloc[::-1], df[list(df.columns[::-1])]):
+        est = DiVAE(**FAST).fit(frame)
+        assert np.isfinite(est.score_samples(frame)).all()
+        assert est.inverse_transform(est.transform(frame)).shape == frame.shape
+
+
 def test_float32_input_is_standardised_with_float64_moments():
     from skdivae._training_data import standardization
 
