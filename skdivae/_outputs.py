@@ -120,8 +120,11 @@ class ScoringMixin:
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            -1 where the decision is negative *or not a number* (a row so extreme
+            that its score overflows is never passed as an inlier).
         """
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        # ``>= 0`` rather than ``< 0``: a row whose score is not a number is an outlier.
+        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def score(self, X, y=None):
         """Mean per-sample ELBO, without the alignment term (higher is better).

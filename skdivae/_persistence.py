@@ -337,6 +337,7 @@ class _Reader:
             )
         if fitted_divae:
             est.module_ = self._module(est, node["weights"], where)
+            _check_divae_state(est, where)
         return est
 
     def _module(self, est, index, where):
@@ -350,12 +351,31 @@ class _Reader:
         except (SafetensorError, ValueError) as exc:
             raise UnsafeArchiveError(f"{where}: unreadable weights ({exc}).") from exc
         _check_architecture(est, tensors, where)
+        bad = [name for name, t in tensors.items()
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise UnsafeArchiveError(f"{where}: non-finite values in the weights {bad[:3]}.")
         module = rebuild_module(est)
         try:
             module.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
             raise UnsafeArchiveError(f"{where}: the weights do not fit the network ({exc}).") from exc
         return module.eval()
+
+
+def _check_divae_state(est, where):
+    """Refuse a DiVAE whose scoring state could turn every score into NaN, which would
+    label every row: a zero or non-finite standardisation scale, a non-finite
+    threshold or score scale."""
+    scale = est.module_.scale
+    if not bool((scale > 0).all()):
+        raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
+    for name in ("offset_", "score_center_", "score_scale_"):
+        value = getattr(est, name, None)
+        if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+            raise UnsafeArchiveError(f"{where}: {name} is not finite.")
+    if getattr(est, "score_scale_", None) is not None and not np.all(np.asarray(est.score_scale_) > 0):
+        raise UnsafeArchiveError(f"{where}: score_scale_ must be positive.")
 
 
 def _check_architecture(est, tensors, where):

@@ -368,3 +368,9 @@ def test_default_teacher_indexes_every_row_below_its_cap(monkeypatch):
     monkeypatch.setattr(_training_data, "TEACHER_MAX_SAMPLES", 100)
     teacher = fit_teacher(None, X, 3, seed=0)
     assert teacher.sample_indices_.shape == (100,) and teacher.log_density_.shape == (400,)
+
+
+def test_rows_whose_decision_is_not_a_number_are_outliers(data):
+    est = DiVAE(**FAST).fit(data[0])
+    est.offset_ = float("nan")  # every decision is NaN
+    assert (est.predict(data[0]) == -1).all()

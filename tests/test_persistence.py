@@ -287,6 +287,35 @@ def test_weights_that_do_not_fit_the_network_are_refused(archive, tmp_path):
         load(_rewrite(archive, tmp_path / "t.skdivae", edit))
 
 
+def _weights_edit(change):
+    from safetensors.torch import load as load_tensors
+    from safetensors.torch import save as save_tensors
+
+    def edit(members):
+        tensors = dict(load_tensors(members["weights/0.safetensors"]))
+        change(tensors)
+        members["weights/0.safetensors"] = save_tensors(tensors)
+        return members
+    return edit
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t["encoder.mlp.0.weight"].fill_(float("nan")), "non-finite values in the weights"),
+    (lambda t: t["decoder.0.bias"].fill_(float("inf")), "non-finite values in the weights"),
+    (lambda t: t["scale"].zero_(), "scale must be positive"),
+])
+def test_non_finite_weights_and_a_zero_scale_are_refused(archive, tmp_path, change, message):
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(_rewrite(archive, tmp_path / "w.skdivae", _weights_edit(change)))
+
+
+@pytest.mark.parametrize("name", ["offset_"])
+def test_a_non_finite_threshold_is_refused(archive, tmp_path, name):
+    edit = _manifest_edit(lambda m: m["root"]["state"].update({name: float("nan")}))
+    with pytest.raises(UnsafeArchiveError, match=f"{name} is not finite"):
+        load(_rewrite(archive, tmp_path / "o.skdivae", edit))
+
+
 def test_missing_array_in_npz_is_refused(archive, tmp_path):
     def edit(members):
         with np.load(io.BytesIO(members["arrays.npz"])) as npz:
