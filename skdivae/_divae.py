@@ -137,8 +137,7 @@ class DiVAE(
         log-prior alone (``log p_Z(mu(x))`` plus the aligner's learned offset:
         a log-density in rho's units; the paper's score); or the sum of the two
         robust z-scores. Every score is calibrated at fit, so ``set_params``
-        may switch it on a fitted model (``offset_`` keeps the units of the
-        score used in ``fit``).
+        may switch it on a fitted model (``offsets_``).
     keep_density : bool, default=False
         Keep the fitted teacher as ``density_`` after fit. A kNN teacher holds
         its (projected) training rows, which makes the model larger by about
@@ -211,7 +210,14 @@ class DiVAE(
     n_iter_ : int
         Epochs run.
     offset_ : float
-        Threshold on :meth:`score_samples` set by ``contamination``.
+        Threshold on :meth:`score_samples` set by ``contamination``, for the
+        ``anomaly_score`` of the fit.
+    offsets_ : ndarray of shape (5,)
+        The same threshold for every ``anomaly_score`` (in the order
+        ``"log_prior"``, ``"elbo"``, ``"elbo_at_mean"``, ``"elbo+log_prior"``,
+        ``"min(elbo,log_prior)"``); :meth:`decision_function` reads the
+        current score's, so ``set_params(anomaly_score=...)`` after fit
+        thresholds correctly without a refit.
     score_center_, score_scale_ : ndarray of shape (2,)
         Median and interquartile range of the training rows' ELBO and
         log-prior at the posterior mean: the robust scales of the combined

@@ -18,27 +18,42 @@ class ScoringMixin:
     stays on DiVAE itself, where scikit-learn's ``set_output`` wraps it."""
 
     def _set_offset(self, X):
-        """Score the training data (with the scoring threads), set the robust scales of
-        the combined scores' parts (``score_center_``, ``score_scale_``, whatever the
-        ``anomaly_score``, so that a combined score can be chosen after fit) and
-        ``offset_``."""
+        """Score the training data with every ``anomaly_score`` (with the scoring threads)
+        and set the thresholds ``contamination`` implies: ``offsets_`` (one per score, in
+        the order of ``SCORES``, so that ``set_params(anomaly_score=...)`` on a fitted
+        model thresholds the new score in its own units), ``offset_`` (the fitted
+        score's), and the robust scales of the combined scores' parts (``score_center_``,
+        ``score_scale_``)."""
         parts = self._score_parts(X)
         self.score_center_, self.score_scale_ = map(
             np.array, zip(*(robust_scale(p) for p in parts))
         )
-        if SCORES[self.anomaly_score] is None:
-            scores = combine(parts, self.score_center_, self.score_scale_, self.anomaly_score)
-        elif self.anomaly_score == "elbo":
-            scores = parts[0]
-        else:
-            scores = self._score_samples(X)
-        if not np.isfinite(scores).all():
-            raise FloatingPointError(
-                "the trained model gives non-finite scores on the training data; try a "
-                "smaller learning_rate_init or alignment_weight, or scaling the input."
-            )
-        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        offsets = []
+        for name, method in SCORES.items():
+            if method is None:
+                scores = combine(parts, self.score_center_, self.score_scale_, name)
+            elif method == COMBINED[0]:
+                scores = parts[0]
+            else:
+                scores = self._apply(method, X)
+            if not np.isfinite(scores).all():
+                raise FloatingPointError(
+                    f"the trained model gives non-finite {name!r} scores on the training "
+                    "data; try a smaller learning_rate_init or alignment_weight, or scaling "
+                    "the input."
+                )
+            offsets.append(float(np.percentile(scores, 100.0 * self.contamination)))
+        self.offsets_ = np.array(offsets)
+        self.offset_ = float(self.offsets_[list(SCORES).index(self.anomaly_score)])
         return self
+
+    def _current_offset(self):
+        """The threshold of the current ``anomaly_score`` (``offset_`` for models saved
+        before ``offsets_`` existed)."""
+        offsets = getattr(self, "offsets_", None)
+        if offsets is None:
+            return self.offset_
+        return float(offsets[list(SCORES).index(self.anomaly_score)])
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -98,7 +113,13 @@ class ScoringMixin:
         return self._score_samples(self._validated(X))
 
     def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
+        """``score_samples(X)`` minus the threshold of the current ``anomaly_score``:
+        negative for outliers.
+
+        The threshold is ``offset_`` for the score the model was fitted with;
+        every score's threshold is set at fit (``offsets_``), so switching
+        ``anomaly_score`` with ``set_params`` on a fitted model keeps flagging
+        a ``contamination`` share of the training rows.
 
         Parameters
         ----------
@@ -108,7 +129,7 @@ class ScoringMixin:
         -------
         decision : ndarray of shape (n_samples,)
         """
-        return self.score_samples(X) - self.offset_
+        return self.score_samples(X) - self._current_offset()
 
     def predict(self, X):
         """Label each sample +1 (inlier) or -1 (outlier).

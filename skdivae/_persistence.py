@@ -370,7 +370,7 @@ def _check_divae_state(est, where):
     scale = est.module_.scale
     if not bool((scale > 0).all()):
         raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
-    for name in ("offset_", "score_center_", "score_scale_"):
+    for name in ("offset_", "offsets_", "score_center_", "score_scale_"):
         value = getattr(est, name, None)
         if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
             raise UnsafeArchiveError(f"{where}: {name} is not finite.")

@@ -158,6 +158,19 @@ def test_combined_scores_can_be_chosen_after_fit(fitted_with, switched_to):
     direct = clone(est).set_params(anomaly_score=switched_to).fit(X)
     est.set_params(anomaly_score=switched_to)
     np.testing.assert_allclose(est.score_samples(X), direct.score_samples(X))
+    np.testing.assert_allclose(est.decision_function(X), direct.decision_function(X))
+
+
+@pytest.mark.parametrize("switched_to", ["log_prior", "elbo", "elbo_at_mean", "elbo+log_prior"])
+def test_switching_the_score_after_fit_keeps_the_contamination_share(switched_to):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(contamination=0.2, **FAST).fit(X)
+    est.set_params(anomaly_score=switched_to)
+    assert np.mean(est.predict(X) == -1) == pytest.approx(0.2, abs=0.01)
+    direct = clone(est).fit(X)
+    np.testing.assert_allclose(est.decision_function(X), direct.decision_function(X))
+    assert direct.offset_ == pytest.approx(est._current_offset())
 
 
 def test_log_prior_score_is_the_aligned_log_prior_in_the_teachers_units():
