@@ -148,7 +148,11 @@ class DiVAE(
         Share of training points with the lowest teacher log-density whose
         reconstruction and KL terms are left out of the objective (training
         data may hold anomalies); the alignment still uses every point.
-        0.05 won the defaults study (``docs/defaults.md``); 0 trains on all.
+        Exactly ``floor((n_samples - 1) * trim_fraction) + 1`` rows are left
+        out (the rows at or below that quantile of the teacher's values; ties,
+        as on discrete data, are broken by row order, so they never widen the
+        cut). 0.05 won the defaults study (``docs/defaults.md``); 0 trains on
+        all.
     contamination : float in (0, 0.5], default=0.1
         Share of training points flagged as outliers; sets ``offset_``.
     batch_size : int or "auto", default="auto"

@@ -107,14 +107,24 @@ def teacher_targets(density, X_std):
     return target, err
 
 
+def trimmed_count(n_samples, trim_fraction):
+    """How many rows ``trim_fraction`` leaves out of the ELBO: ``floor((n - 1) * f) + 1``,
+    the rows at or below numpy's ``trim_fraction`` quantile when no two targets tie, so
+    the count never depends on ties (the lowest rows go, ties broken by row order) and
+    stays below half the rows (``f < 0.5``)."""
+    return int(np.floor((n_samples - 1) * trim_fraction)) + 1
+
+
 def training_arrays(X, target, err, trim_fraction, device):
     """``(X, target, precision weight, elbo_weight)`` as tensors on ``device``;
-    ``elbo_weight`` is 0 for the ``trim_fraction`` lowest targets, ``None`` without trimming."""
+    ``elbo_weight`` is 0 for the ``trimmed_count`` rows with the lowest targets, ``None``
+    without trimming."""
     weight = precision_weight(torch.tensor(err)).numpy()
     arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
     elbo_weight = None
     if trim_fraction > 0:
-        keep = (target > np.quantile(target, trim_fraction)).astype(float)
+        keep = np.ones(len(target))
+        keep[np.argsort(target, kind="stable")[: trimmed_count(len(target), trim_fraction)]] = 0.0
         elbo_weight = as_tensor(keep, device=device)
     return (*arrays, elbo_weight)
 

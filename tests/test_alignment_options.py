@@ -105,6 +105,24 @@ def test_elbo_weight_leaves_samples_out_of_recon_and_kl():
     assert a["kl"].item() == pytest.approx(b["kl"].item())
 
 
+@pytest.mark.parametrize("target", [
+    np.repeat(np.arange(5.0), 20),  # discrete: ties at every level
+    np.zeros(100),  # a constant teacher
+    np.random.default_rng(0).normal(size=100),
+], ids=["discrete", "constant", "continuous"])
+def test_trim_fraction_leaves_out_the_same_number_of_rows_whatever_the_ties(target):
+    from skdivae._training_data import training_arrays, trimmed_count
+
+    X = np.zeros((len(target), 2))
+    for fraction in (0.05, 0.1, 0.49):
+        elbo_weight = training_arrays(X, target, np.ones(len(target)), fraction, "cpu")[3].numpy()
+        dropped = np.flatnonzero(elbo_weight == 0)
+        assert len(dropped) == trimmed_count(len(target), fraction) < len(target) / 2 + 1
+        assert target[dropped].max() <= np.delete(target, dropped).min()  # the lowest
+        tie_free = np.arange(len(target), dtype=float)  # the count of numpy's quantile rule
+        assert len(dropped) == int((tie_free <= np.quantile(tie_free, fraction)).sum())
+
+
 def test_trim_fraction_fits_and_changes_the_model():
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
