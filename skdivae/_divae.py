@@ -345,7 +345,6 @@ class DiVAE(
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
         """Fit the density teacher, then train the VAE with alignment.
 
@@ -365,14 +364,20 @@ class DiVAE(
             The fitted estimator.
         """
         try:
-            if isinstance(self.n_threads, bool):
-                raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
-            with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
-                X = self._fit(X)
-            return self._set_offset(X)
+            return self._validated_fit(X)
         except BaseException:
+            # Also when the parameters fail validation: a refit that fails never leaves
+            # the previous fit in place.
             self._forget_fit()
             raise
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def _validated_fit(self, X):
+        if isinstance(self.n_threads, bool):
+            raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
+        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+            X = self._fit(X)
+        return self._set_offset(X)
 
     def __setstate__(self, state):
         # Pickles from before ``n_threads`` existed.

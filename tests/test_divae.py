@@ -375,3 +375,15 @@ def test_rows_whose_decision_is_not_a_number_are_outliers(data):
     est.offset_ = float("nan")  # every decision is NaN
     est.offsets_ = np.full_like(est.offsets_, np.nan)
     assert (est.predict(data[0]) == -1).all()
+
+
+def test_a_refit_with_invalid_parameters_leaves_the_estimator_unfitted(data):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    est = DiVAE(**FAST).fit(data[0])
+    est.set_params(alignment_weight=-1.0)
+    with pytest.raises(InvalidParameterError, match="alignment_weight"):
+        est.fit(data[0])
+    with pytest.raises(NotFittedError):
+        est.predict(data[0])
