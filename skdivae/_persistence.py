@@ -18,6 +18,7 @@ strictly. Nothing in an archive is executed.
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -326,8 +327,9 @@ class _Reader:
             raise UnsafeArchiveError(f"{where}: parameters do not fit {name} ({exc}).") from exc
         if cls is NearestNeighbors:
             return est.fit(state["_fit_X"]) if "_fit_X" in state else est
-        if any(not isinstance(k, str) or k in params for k in state):
-            raise UnsafeArchiveError(f"{where}: state entries must be attribute names.")
+        _check_state_names(cls, state, where)
+        if getattr(est, "memory", None) is not None:
+            raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
         for k, v in state.items():
             setattr(est, k, v)
         fitted_divae = cls is DiVAE and "n_features_in_" in state
@@ -361,6 +363,35 @@ class _Reader:
         except RuntimeError as exc:
             raise UnsafeArchiveError(f"{where}: the weights do not fit the network ({exc}).") from exc
         return module.eval()
+
+
+#: Fitted state besides the public ``name_`` attributes, per class: the private names
+#: their ``fit`` sets. Any other state key in an archive is refused.
+PRIVATE_STATE = {
+    DiVAE: {"_n_features_out"},
+    KNNLogDensity: {"_dist_floor", "_fit_dist"},
+    PCA: {"_fit_svd_solver"},
+}
+#: Private state any estimator may carry (scikit-learn's ``set_output`` configuration).
+COMMON_PRIVATE_STATE = {"_sklearn_output_config"}
+_FITTED_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*_\Z")
+
+
+def _check_state_names(cls, state, where):
+    """Refuse state keys that are not fitted attributes of ``cls``: a public fitted name
+    (``name_``, not a parameter of the class, not a dunder) or one of the class's known
+    private names. Parameters can therefore never be set through the state (a
+    Pipeline's ``memory`` moved there would make a refit unpickle files)."""
+    param_names = set(cls._get_param_names())
+    private = PRIVATE_STATE.get(cls, set()) | COMMON_PRIVATE_STATE
+    for k in state:
+        if not isinstance(k, str) or k in param_names:
+            raise UnsafeArchiveError(f"{where}: state entries must be fitted attributes, got {k!r}.")
+        if k not in private and not _FITTED_NAME.match(k):
+            raise UnsafeArchiveError(
+                f"{where}: {k!r} is not a fitted attribute of {cls.__name__}; only names "
+                "ending in '_' and the class's own private state are loaded."
+            )
 
 
 def _check_divae_state(est, where):

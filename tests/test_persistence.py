@@ -378,3 +378,33 @@ def test_corrupt_zip_members_and_pipeline_memory_are_refused(archive, tmp_path, 
     edit = _manifest_edit(lambda m: m["root"]["params"].update(memory=str(tmp_path)))
     with pytest.raises(UnsafeArchiveError, match="memory= is not loaded"):
         load(_rewrite(tmp_path / "p.skdivae", tmp_path / "q.skdivae", edit))
+
+
+def _move_memory_into_state(key, folder):
+    def change(manifest):
+        manifest["root"]["params"].pop("memory", None)
+        manifest["root"]["state"][key] = folder
+    return change
+
+
+@pytest.mark.parametrize("key", ["memory", "__dict__", "_memory", "steps"])
+def test_parameters_and_private_names_cannot_come_in_through_the_state(X, tmp_path, key):
+    """The attack: a Pipeline whose memory (a joblib cache folder the archive names, with a
+    pickle planted in it) arrives through the fitted state; a refit would unpickle it."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    marker = tmp_path / "code-ran"
+    (folder / "planted.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    pipe = make_pipeline(StandardScaler(), DiVAE(**FAST)).fit(X)
+    save(pipe, tmp_path / "p.skdivae")
+    tampered = _rewrite(tmp_path / "p.skdivae", tmp_path / "q.skdivae",
+                        _manifest_edit(_move_memory_into_state(key, str(folder))))
+    with pytest.raises(UnsafeArchiveError, match="fitted attribute"):
+        load(tampered)
+    assert not marker.exists()
+
+
+def test_unknown_private_state_is_refused(archive, tmp_path):
+    edit = _manifest_edit(lambda m: m["root"]["state"].update(_anything=1))
+    with pytest.raises(UnsafeArchiveError, match="not a fitted attribute of DiVAE"):
+        load(_rewrite(archive, tmp_path / "s.skdivae", edit))
