@@ -182,7 +182,8 @@ class DiVAE(
         little from more and slow down many times over when another process
         keeps a core busy (``docs/performance.md``), and scores with torch's
         current setting, where large chunks do gain. An int uses that many
-        for both; ``None`` leaves torch's setting alone.
+        for both, at most the number of CPUs; ``None`` leaves torch's setting
+        alone.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batches, the reparameterisation noise and the density
         teacher, through local generators, so fits in several threads give the

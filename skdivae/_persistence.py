@@ -276,8 +276,8 @@ class _Reader:
                 return out.reshape(node["shape"])
             if kind == "dtype":
                 dtype = np.dtype(str(node["name"]))
-                if dtype.kind == "O":
-                    raise UnsafeArchiveError(f"{where}: object dtype is not allowed.")
+                if dtype.hasobject or dtype.kind not in "biufU":
+                    raise UnsafeArchiveError(f"{where}: dtype {dtype} is not allowed.")
                 return dtype
             if kind == "device":
                 return torch.device(str(node["name"]))
@@ -330,6 +330,15 @@ class _Reader:
         _check_state_names(cls, state, where)
         if getattr(est, "memory", None) is not None:
             raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
+        if hasattr(est, "_parameter_constraints"):
+            try:  # the class's own parameter constraints, as fit would check them
+                est._validate_params()
+            except ValueError as exc:
+                raise UnsafeArchiveError(f"{where}: invalid parameters ({exc}).") from exc
+        if cls is DiVAE and "n_features_in_" in state:
+            missing = sorted(_divae_required_state(est) - set(state))
+            if missing:
+                raise UnsafeArchiveError(f"{where}: the fitted state lacks {', '.join(missing)}.")
         for k, v in state.items():
             setattr(est, k, v)
         fitted_divae = cls is DiVAE and "n_features_in_" in state
@@ -392,6 +401,14 @@ def _check_state_names(cls, state, where):
                 f"{where}: {k!r} is not a fitted attribute of {cls.__name__}; only names "
                 "ending in '_' and the class's own private state are loaded."
             )
+
+
+def _divae_required_state(est):
+    """The fitted attributes a fitted DiVAE cannot score without."""
+    required = {"n_features_in_", "offset_", "density_dim_", "n_iter_"}
+    if est.anomaly_score in ("elbo+log_prior", "min(elbo,log_prior)"):
+        required |= {"score_center_", "score_scale_"}
+    return required
 
 
 def _check_divae_state(est, where):
@@ -492,11 +509,14 @@ def load(path):
 
 def _load(path):
     with zipfile.ZipFile(path) as zf:
-        names = set(zf.namelist())
+        listed = zf.namelist()
+        names = set(listed)
+        if len(names) != len(listed):
+            raise UnsafeArchiveError(f"{path}: the archive holds duplicate members.")
         if MANIFEST not in names or ARRAYS not in names:
             raise UnsafeArchiveError(f"{path} is not a skdivae archive ({MANIFEST} missing).")
         try:
-            manifest = json.loads(zf.read(MANIFEST))
+            manifest = json.loads(zf.read(MANIFEST), object_pairs_hook=_unique_keys)
         except ValueError as exc:
             raise UnsafeArchiveError(f"{path}: {MANIFEST} is not valid JSON ({exc}).") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -524,4 +544,21 @@ def _load(path):
             if member not in names:
                 raise UnsafeArchiveError(f"{path}: {member} is missing.")
             weights.append(zf.read(member))
-    return _Reader(arrays, weights, version).decode(manifest.get("root"), "estimator")
+    root = manifest.get("root")
+    if not isinstance(root, dict) or root.get("__type__") != "estimator":
+        raise UnsafeArchiveError(f"{path}: the archive's root is not an estimator.")
+    bad = [k for k, a in arrays.items() if a.dtype.hasobject or a.dtype.kind not in "biufU"]
+    if bad:
+        raise UnsafeArchiveError(
+            f"{path}: arrays of dtype {arrays[bad[0]].dtype} are not allowed ({bad[0]!r})."
+        )
+    return _Reader(arrays, weights, version).decode(root, "estimator")
+
+
+def _unique_keys(pairs):
+    """``json`` object hook: refuse duplicate keys (by default the last one wins)."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise UnsafeArchiveError(f"duplicate key {dup!r} in {MANIFEST}.")
+    return dict(pairs)

@@ -1,5 +1,6 @@
 """Small helpers that keep torch out of the estimator code."""
 
+import os
 import threading
 from contextlib import contextmanager
 
@@ -78,6 +79,9 @@ def torch_threads(n_threads):
     if n_threads is None:
         yield
         return
+    # More threads than cores only slow the small networks down (and a number read from
+    # a file must not spawn hundreds of threads).
+    n_threads = max(1, min(int(n_threads), os.cpu_count() or 1))
     with _THREADS_LOCK:
         before = torch.get_num_threads()
         if _THREADS_STATE["depth"] == 0:

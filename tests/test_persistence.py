@@ -408,3 +408,81 @@ def test_unknown_private_state_is_refused(archive, tmp_path):
     edit = _manifest_edit(lambda m: m["root"]["state"].update(_anything=1))
     with pytest.raises(UnsafeArchiveError, match="not a fitted attribute of DiVAE"):
         load(_rewrite(archive, tmp_path / "s.skdivae", edit))
+
+
+def test_duplicate_members_and_duplicate_json_keys_are_refused(archive, tmp_path):
+    with zipfile.ZipFile(archive) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    dup = tmp_path / "dup.skdivae"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(dup, "w") as zf:
+            for n, data in members + [members[0]]:
+                zf.writestr(n, data)
+    with pytest.raises(UnsafeArchiveError, match="duplicate members"):
+        load(dup)
+
+    def twice(members):
+        text = members["skdivae.json"].decode()
+        members["skdivae.json"] = text.replace('{"format"', '{"format": "x", "format"', 1).encode()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="duplicate key 'format'"):
+        load(_rewrite(archive, tmp_path / "k.skdivae", twice))
+
+
+@pytest.mark.parametrize("root", [None, 3, {"__type__": "tuple", "items": []}])
+def test_a_root_that_is_not_an_estimator_is_refused(archive, tmp_path, root):
+    edit = _manifest_edit(lambda m: m.update(root=root))
+    with pytest.raises(UnsafeArchiveError, match="root is not an estimator"):
+        load(_rewrite(archive, tmp_path / "r.skdivae", edit))
+
+
+@pytest.mark.parametrize("name", ["O,i4", "M8[s]", "c16"])
+def test_object_holding_datetime_and_complex_dtypes_are_refused(archive, tmp_path, name):
+    edit = _manifest_edit(lambda m: m["root"]["state"].update(
+        extra_={"__type__": "dtype", "name": name}))
+    with pytest.raises(UnsafeArchiveError, match="not allowed"):
+        load(_rewrite(archive, tmp_path / "d.skdivae", edit))
+
+
+@pytest.mark.parametrize("values", [np.zeros(3, dtype="M8[s]"), np.zeros(3, dtype=complex)])
+def test_datetime_and_complex_arrays_are_refused(archive, tmp_path, values):
+    def edit(members):
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays[next(iter(arrays))] = values
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="are not allowed"):
+        load(_rewrite(archive, tmp_path / "c.skdivae", edit))
+
+
+@pytest.mark.parametrize("name", ["offset_", "n_features_in_", "score_center_"])
+def test_a_fitted_state_with_attributes_missing_is_refused(archive, tmp_path, name):
+    edit = _manifest_edit(lambda m: m["root"]["state"].pop(name))
+    with pytest.raises(UnsafeArchiveError, match="lacks|weights belong"):
+        load(_rewrite(archive, tmp_path / "m.skdivae", edit))
+
+
+@pytest.mark.parametrize("change", [dict(alignment_weight=-1.0), dict(n_threads=0),
+                                    dict(anomaly_score="anything")])
+def test_loaded_parameters_are_validated_by_the_estimators_constraints(archive, tmp_path, change):
+    edit = _manifest_edit(lambda m: m["root"]["params"].update(change))
+    with pytest.raises(UnsafeArchiveError, match="invalid parameters"):
+        load(_rewrite(archive, tmp_path / "p.skdivae", edit))
+
+
+def test_thread_counts_are_bounded_by_the_machine(archive, tmp_path, X):
+    import os
+
+    from skdivae._torch_utils import torch_threads
+
+    with torch_threads(10_000):
+        assert torch.get_num_threads() <= (os.cpu_count() or 1)
+    edit = _manifest_edit(lambda m: m["root"]["params"].update(n_threads=128))
+    est = load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+    assert np.isfinite(est.score_samples(X)).all()
