@@ -81,3 +81,23 @@ def test_rotated_mixture_true_density():
     # the full density adds the padding noise term
     extra = data.log_density(X) - data.log_density_2d(X)
     assert np.all(np.isfinite(extra)) and labels.max() == 2
+
+
+def test_load_mnist_refuses_a_labels_file_given_as_images(tmp_path):
+    labels = np.arange(5)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", labels, 2049)  # labels in place of images
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels, 2049)
+    with pytest.raises(ValueError, match="holds labels .* images .* were expected"):
+        load_mnist(tmp_path, subset="test")
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.r_[np.zeros(19), np.nan], "whole numbers"),
+    (np.r_[np.zeros(19), 0.5], "whole numbers"),
+    (np.r_[np.zeros(19), 2.0], "0 \\(normal\\) or 1"),
+    (np.array(["a"] * 20), "whole numbers"),
+])
+def test_load_adbench_refuses_labels_that_are_not_0_or_1(tmp_path, y, message):
+    np.savez(tmp_path / "bad.npz", X=np.zeros((20, 3)), y=y)
+    with pytest.raises(ValueError, match=message):
+        load_adbench(tmp_path / "bad.npz")

@@ -27,8 +27,9 @@ def _find(directory, stem):
     )
 
 
-def read_idx(path):
-    """Read one idx file (optionally gzip-compressed) into a uint8 array."""
+def read_idx(path, ndim=None):
+    """Read one idx file (optionally gzip-compressed) into a uint8 array; ``ndim`` (3 for
+    images, 1 for labels) refuses a file of the other kind."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
@@ -36,6 +37,12 @@ def read_idx(path):
     magic = int.from_bytes(data[:4], "big")
     if magic not in _IDX_MAGIC:
         raise ValueError(f"{path} is not an idx file of uint8 images or labels (magic {magic}).")
+    if ndim is not None and _IDX_MAGIC[magic] != ndim:
+        kind = {3: "images", 1: "labels"}
+        raise ValueError(
+            f"{path} holds {kind[_IDX_MAGIC[magic]]} (rank {_IDX_MAGIC[magic]}), but "
+            f"{kind[ndim]} (rank {ndim}) were expected; check the file names."
+        )
     ndim = _IDX_MAGIC[magic]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -65,8 +72,8 @@ def load_mnist(data_dir, subset="train"):
     if not directory.is_dir():
         raise FileNotFoundError(f"data directory {directory} does not exist.")
     images_stem, labels_stem = _IDX_FILES[subset]
-    images = read_idx(_find(directory, images_stem))
-    labels = read_idx(_find(directory, labels_stem))
+    images = read_idx(_find(directory, images_stem), ndim=3)
+    labels = read_idx(_find(directory, labels_stem), ndim=1)
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels in {directory}.")
     return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
@@ -92,7 +99,16 @@ def load_adbench(path):
         missing = {"X", "y"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks the array(s) {sorted(missing)}; found {data.files}.")
-        X, y = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(np.int64)
+        X, y_raw = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"])
+    if y_raw.dtype.kind not in "biuf" or (
+        y_raw.dtype.kind == "f" and not (np.isfinite(y_raw).all() and (y_raw == np.round(y_raw)).all())
+    ):
+        raise ValueError(f"{path}: y must hold whole numbers (0 or 1), got dtype {y_raw.dtype} "
+                         "with non-integer or non-finite values.")
+    if not np.isin(y_raw, (0, 1)).all():
+        raise ValueError(f"{path}: y must be 0 (normal) or 1 (anomaly); found "
+                         f"{sorted(np.unique(y_raw).tolist())[:5]}.")
+    y = y_raw.astype(np.int64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"{path}: X must be 2-D and y 1-D of the same length, got {X.shape}, {y.shape}.")
     return X, y
