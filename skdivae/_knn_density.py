@@ -19,6 +19,10 @@ from ._density_math import (
 )
 from ._validation import Interval, RealNotInt, StrOptions
 
+#: Scoring works in chunks of rows whose widest intermediate holds about this many
+#: numbers (8 MiB in float64), as DiVAE's scoring does.
+CHUNK_ELEMENTS = 2**20
+
 
 #: Magnitudes whose squared distances stay representable in float64.
 MAX_ABS_VALUE, MIN_ABS_VALUE = 1e150, 1e-150
@@ -318,12 +322,21 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         return log_density, err, kstar
 
     def _log_density(self, X):
-        Z = X.astype(np.float64, copy=False)
-        if self.pca_ is not None:
-            Z = self.pca_.transform(Z)
-        dist, ind = self.nn_.kneighbors(Z, n_neighbors=self.n_neighbors_)
-        dist = np.maximum(dist, self._dist_floor)
-        log_density, err, _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)
+        """Log-density and error of the rows of ``X``, in chunks of rows whose widest
+        intermediate (the float64 copy, the projection, the neighbour distances and
+        indices) holds about ``CHUNK_ELEMENTS`` numbers, so memory stays bounded
+        whatever the number of rows; each row's values do not depend on the chunking."""
+        width = max(X.shape[1], self.n_neighbors_, 1)
+        step = max(1, CHUNK_ELEMENTS // width)
+        log_density, err = np.empty(X.shape[0]), np.empty(X.shape[0])
+        for start in range(0, X.shape[0], step):
+            rows = slice(start, start + step)
+            Z = X[rows].astype(np.float64, copy=False)
+            if self.pca_ is not None:
+                Z = self.pca_.transform(Z)
+            dist, ind = self.nn_.kneighbors(Z, n_neighbors=self.n_neighbors_)
+            dist = np.maximum(dist, self._dist_floor)
+            log_density[rows], err[rows], _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)
         return log_density, err
 
     def __setstate__(self, state):
