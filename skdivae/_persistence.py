@@ -446,6 +446,28 @@ def _check_architecture(est, tensors, where):
         raise UnsafeArchiveError(
             f"{where}: the weights do not fit the network described by the parameters."
         )
+    # The prior's and the aligner's sizes, against their stored tensors, before anything is
+    # built: a huge setting in a small file must not allocate its module first.
+    def stored_in(prefix):
+        return sum(t.numel() for k, t in tensors.items() if k.startswith(prefix))
+
+    try:
+        prior, aligner = resolve_prior(est.prior), resolve_aligner(est.aligner)
+        needs = {"prior.": 0, "aligner.": 0}
+        if isinstance(prior, GaussianMixturePrior):
+            needs["prior."] = int(prior.n_components) * n_latent
+        elif isinstance(prior, VampPrior):
+            needs["prior."] = int(prior.n_components) * n_features
+        if isinstance(aligner, FlowAligner):
+            needs["aligner."] = int(aligner.n_layers) * int(aligner.hidden_units)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UnsafeArchiveError(f"{where}: invalid prior or aligner ({exc}).") from exc
+    for prefix, need in needs.items():
+        if need > stored_in(prefix):
+            raise UnsafeArchiveError(
+                f"{where}: the {prefix[:-1]} described by the parameters needs at least {need} "
+                f"numbers, but the archive stores {stored_in(prefix)}."
+            )
 
 
 def rebuild_module(est):
@@ -508,7 +530,14 @@ def load(path):
 
 
 def _load(path):
+    cap = inflate_cap(path.stat().st_size)
     with zipfile.ZipFile(path) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+        if declared > cap:
+            raise UnsafeArchiveError(
+                f"{path}: its members would inflate to {declared} bytes, more than the "
+                f"{cap} this {path.stat().st_size}-byte file may hold (see inflate_cap)."
+            )
         listed = zf.namelist()
         names = set(listed)
         if len(names) != len(listed):
@@ -516,7 +545,7 @@ def _load(path):
         if MANIFEST not in names or ARRAYS not in names:
             raise UnsafeArchiveError(f"{path} is not a skdivae archive ({MANIFEST} missing).")
         try:
-            manifest = json.loads(zf.read(MANIFEST), object_pairs_hook=_unique_keys)
+            manifest = json.loads(_read(zf, MANIFEST), object_pairs_hook=_unique_keys)
         except ValueError as exc:
             raise UnsafeArchiveError(f"{path}: {MANIFEST} is not valid JSON ({exc}).") from exc
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -528,7 +557,7 @@ def _load(path):
                 f"{', '.join(map(str, READABLE_VERSIONS))}."
             )
         try:
-            npz = np.load(io.BytesIO(zf.read(ARRAYS)), allow_pickle=False)
+            npz = np.load(io.BytesIO(_read(zf, ARRAYS)), allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise UnsafeArchiveError(f"{path}: {ARRAYS} is not an .npz archive.")
             with npz:
@@ -543,7 +572,7 @@ def _load(path):
             member = f"weights/{i}.safetensors"
             if member not in names:
                 raise UnsafeArchiveError(f"{path}: {member} is missing.")
-            weights.append(zf.read(member))
+            weights.append(_read(zf, member))
     root = manifest.get("root")
     if not isinstance(root, dict) or root.get("__type__") != "estimator":
         raise UnsafeArchiveError(f"{path}: the archive's root is not an estimator.")
@@ -553,6 +582,29 @@ def _load(path):
             f"{path}: arrays of dtype {arrays[bad[0]].dtype} are not allowed ({bad[0]!r})."
         )
     return _Reader(arrays, weights, version).decode(root, "estimator")
+
+
+#: An archive's members may inflate to at most this many bytes in all, or to
+#: ``INFLATE_RATIO`` times the file's size if that is more: a small file cannot make
+#: ``load`` allocate hundreds of megabytes (a zip bomb), while a large model's archive
+#: (weights and arrays of floats compress little) is well inside.
+MIN_INFLATE_CAP, INFLATE_RATIO = 64 * 2**20, 20
+
+
+def inflate_cap(file_size):
+    """The most bytes the members of a ``file_size``-byte archive may inflate to."""
+    return max(MIN_INFLATE_CAP, INFLATE_RATIO * int(file_size))
+
+
+def _read(zf, name):
+    """A member's bytes, read no further than its declared size (a member that inflates
+    beyond what its header declares is refused, not read to the end)."""
+    info = zf.getinfo(name)
+    with zf.open(info) as fh:
+        data = fh.read(info.file_size + 1)
+    if len(data) > info.file_size:
+        raise UnsafeArchiveError(f"{name} inflates beyond its declared size.")
+    return data
 
 
 def _unique_keys(pairs):

@@ -486,3 +486,37 @@ def test_thread_counts_are_bounded_by_the_machine(archive, tmp_path, X):
     edit = _manifest_edit(lambda m: m["root"]["params"].update(n_threads=128))
     est = load(_rewrite(archive, tmp_path / "t.skdivae", edit))
     assert np.isfinite(est.score_samples(X)).all()
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(archive, tmp_path):
+    def bomb(members):
+        members["arrays.npz"] = bytes(80 * 2**20)  # 80 MiB of zeros: about 80 kB deflated
+        return members
+
+    src = _rewrite(archive, tmp_path / "b.skdivae", lambda m: m)
+    with zipfile.ZipFile(src) as zf:
+        members = bomb({n: zf.read(n) for n in zf.namelist()})
+    path = tmp_path / "bomb.skdivae"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    assert path.stat().st_size < 2**20
+    with pytest.raises(UnsafeArchiveError, match="would inflate"):
+        load(path)
+
+
+@pytest.mark.parametrize("param, spec", [
+    ("prior", {"__type__": "estimator", "class": "skdivae.GaussianMixturePrior",
+               "params": {"n_components": 10**9, "kl": "bound"}, "state": {}}),
+    ("prior", {"__type__": "estimator", "class": "skdivae.VampPrior",
+               "params": {"n_components": 10**7, "kl": "bound"}, "state": {}}),
+    ("aligner", {"__type__": "estimator", "class": "skdivae.FlowAligner",
+                 "params": {"n_layers": 10**4, "hidden_units": 10**4, "learning_rate": 0.001,
+                            "update_every": 4, "delta": 1.0}, "state": {}}),
+])
+def test_a_huge_prior_or_aligner_setting_is_refused_before_it_is_built(archive, tmp_path, param, spec):
+    # Refused by the size check, which runs before any module is built (before it, these
+    # settings allocated gigabytes).
+    edit = _manifest_edit(lambda m: m["root"]["params"].update({param: spec}))
+    with pytest.raises(UnsafeArchiveError, match="needs at least"):
+        load(_rewrite(archive, tmp_path / "h.skdivae", edit))
