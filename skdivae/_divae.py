@@ -472,7 +472,7 @@ class DiVAE(
                 f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still "
                 "falling; consider a larger max_iter.",
                 ConvergenceWarning,
-                stacklevel=4,  # the user's call of fit
+                stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
             )
 
         self.module_ = module.cpu().double().eval()

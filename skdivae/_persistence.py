@@ -40,6 +40,7 @@ from sklearn.preprocessing import (
 
 from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
 from ._divae import DiVAE
+from ._scoring import SCORES
 from ._knn_density import KNNLogDensity
 from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
@@ -231,7 +232,13 @@ def save(estimator, path):
                     zf.writestr(f"weights/{i}.safetensors", blob)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
+        # mkstemp's 0600 -> the replaced archive's own mode (a private archive stays
+        # private), or what open() would have given for a new one.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -243,6 +250,7 @@ def save(estimator, path):
 class _Reader:
     def __init__(self, arrays, weights, version=FORMAT_VERSION):
         self.arrays, self.weights, self.version = arrays, weights, version
+        self.used_weights, self.n_estimators = set(), 0
 
     def decode(self, node, where, depth=0):
         if depth > MAX_DEPTH:
@@ -302,6 +310,9 @@ class _Reader:
         return self.arrays[key]
 
     def _estimator(self, node, where, depth):
+        self.n_estimators += 1
+        if self.n_estimators > MAX_ESTIMATORS:
+            raise UnsafeArchiveError(f"{where}: more than {MAX_ESTIMATORS} estimators in one archive.")
         name = node["class"]
         if not isinstance(name, str) or name not in SUPPORTED:
             raise UnsafeArchiveError(
@@ -357,13 +368,18 @@ class _Reader:
 
         if not isinstance(index, int) or not 0 <= index < len(self.weights):
             raise UnsafeArchiveError(f"{where}: weights {index!r} are missing.")
+        if index in self.used_weights:  # each network is built once, from its own weights
+            raise UnsafeArchiveError(f"{where}: weights {index} belong to another network.")
+        self.used_weights.add(index)
         try:
             tensors = load_tensors(self.weights[index])
         except (SafetensorError, ValueError) as exc:
             raise UnsafeArchiveError(f"{where}: unreadable weights ({exc}).") from exc
         _check_architecture(est, tensors, where)
-        bad = [name for name, t in tensors.items()
-               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        odd = [name for name, t in tensors.items() if not t.is_floating_point()]
+        if odd:  # complex or integer tensors would be cast silently by load_state_dict
+            raise UnsafeArchiveError(f"{where}: weights must be real floating point, not {odd[:3]}.")
+        bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
         if bad:
             raise UnsafeArchiveError(f"{where}: non-finite values in the weights {bad[:3]}.")
         module = rebuild_module(est)
@@ -416,8 +432,18 @@ def _check_divae_state(est, where):
     label every row: a zero or non-finite standardisation scale, a non-finite
     threshold or score scale."""
     scale = est.module_.scale
-    if not bool((scale > 0).all()):
+    if not bool((scale > 0).all()) or not bool((scale > 1e-300).all()):
         raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
+    shapes = {"score_center_": (2,), "score_scale_": (2,), "offsets_": (len(SCORES),)}
+    for name, shape in shapes.items():
+        value = getattr(est, name, None)
+        if value is not None and (not isinstance(value, np.ndarray) or value.shape != shape
+                                  or value.dtype.kind != "f"):
+            raise UnsafeArchiveError(f"{where}: {name} must be a float array of shape {shape}.")
+    if not isinstance(est.offset_, (float, np.floating)):
+        raise UnsafeArchiveError(f"{where}: offset_ must be a number.")
+    if isinstance(est.n_features_in_, bool) or not isinstance(est.n_features_in_, (int, np.integer)):
+        raise UnsafeArchiveError(f"{where}: n_features_in_ must be an integer.")
     for name in ("offset_", "offsets_", "score_center_", "score_scale_"):
         value = getattr(est, name, None)
         if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
@@ -517,6 +543,8 @@ def load(path):
     save : Write an archive.
     """
     path = Path(path)
+    if not path.is_file():  # not a device or a FIFO, which would be read without end
+        raise UnsafeArchiveError(f"{path} is not a regular file.")
     if not zipfile.is_zipfile(path):
         raise UnsafeArchiveError(f"{path} is not a skdivae archive (not a zip file).")
     try:
@@ -544,6 +572,11 @@ def _load(path):
             raise UnsafeArchiveError(f"{path}: the archive holds duplicate members.")
         if MANIFEST not in names or ARRAYS not in names:
             raise UnsafeArchiveError(f"{path} is not a skdivae archive ({MANIFEST} missing).")
+        if zf.getinfo(MANIFEST).file_size > MAX_MANIFEST_BYTES:
+            raise UnsafeArchiveError(
+                f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes (arrays belong in "
+                f"{ARRAYS})."
+            )
         try:
             manifest = json.loads(_read(zf, MANIFEST), object_pairs_hook=_unique_keys)
         except ValueError as exc:
@@ -556,8 +589,10 @@ def _load(path):
                 f"{path} has format version {version!r}; this skdivae reads versions "
                 f"{', '.join(map(str, READABLE_VERSIONS))}."
             )
+        raw_arrays = _read(zf, ARRAYS)
+        _check_inner_sizes(raw_arrays, cap, path)
         try:
-            npz = np.load(io.BytesIO(_read(zf, ARRAYS)), allow_pickle=False)
+            npz = np.load(io.BytesIO(raw_arrays), allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise UnsafeArchiveError(f"{path}: {ARRAYS} is not an .npz archive.")
             with npz:
@@ -591,6 +626,26 @@ def _load(path):
 MIN_INFLATE_CAP, INFLATE_RATIO = 64 * 2**20, 20
 
 
+#: Estimators (pipeline steps, priors, aligners, teachers...) one archive may hold.
+MAX_ESTIMATORS = 256
+#: The manifest holds parameters and small fitted values; every array is in ``ARRAYS``.
+MAX_MANIFEST_BYTES = 8 * 2**20
+
+
+def _check_inner_sizes(raw, cap, path):
+    """``ARRAYS`` is itself a zip: its members may not inflate past the same cap."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as inner:
+            declared = sum(info.file_size for info in inner.infolist())
+    except zipfile.BadZipFile as exc:
+        raise UnsafeArchiveError(f"{path}: {ARRAYS} is not an .npz archive.") from exc
+    if declared > cap:
+        raise UnsafeArchiveError(
+            f"{path}: the arrays in {ARRAYS} would inflate to {declared} bytes, more than the "
+            f"{cap} this file may hold (see inflate_cap)."
+        )
+
+
 def inflate_cap(file_size):
     """The most bytes the members of a ``file_size``-byte archive may inflate to."""
     return max(MIN_INFLATE_CAP, INFLATE_RATIO * int(file_size))
@@ -609,8 +664,9 @@ def _read(zf, name):
 
 def _unique_keys(pairs):
     """``json`` object hook: refuse duplicate keys (by default the last one wins)."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise UnsafeArchiveError(f"duplicate key {dup!r} in {MANIFEST}.")
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise UnsafeArchiveError(f"duplicate key {key!r} in {MANIFEST}.")
+        seen.add(key)
     return dict(pairs)

@@ -150,6 +150,17 @@ def test_concurrent_saves_leave_one_valid_archive(X, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.skdivae"]
 
 
+def test_saving_over_a_private_archive_keeps_it_private(X, tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "m.skdivae"
+    save(KNNLogDensity(5).fit(X), path)
+    os.chmod(path, 0o600)
+    save(KNNLogDensity(5).fit(X), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 def test_saved_archive_has_the_usual_file_permissions(X, tmp_path):
     import os
     import stat
@@ -520,3 +531,109 @@ def test_a_huge_prior_or_aligner_setting_is_refused_before_it_is_built(archive, 
     edit = _manifest_edit(lambda m: m["root"]["params"].update({param: spec}))
     with pytest.raises(UnsafeArchiveError, match="needs at least"):
         load(_rewrite(archive, tmp_path / "h.skdivae", edit))
+
+
+def test_a_bomb_inside_the_arrays_member_is_refused(archive, tmp_path):
+    def bomb(members):
+        inner = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(members["arrays.npz"])) as old, \
+                zipfile.ZipFile(inner, "w", compression=zipfile.ZIP_DEFLATED) as new:
+            for n in old.namelist():
+                new.writestr(n, old.read(n))
+            new.writestr("bomb.npy", bytes(80 * 2**20))
+        members["arrays.npz"] = inner.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="arrays in arrays.npz would inflate"):
+        load(_rewrite(archive, tmp_path / "n.skdivae", bomb))
+
+
+def test_an_oversized_manifest_is_refused(archive, tmp_path):
+    def pad(members):
+        manifest = json.loads(members["skdivae.json"])
+        manifest["pad"] = [[]] * (3 * 2**20)
+        members["skdivae.json"] = json.dumps(manifest).encode()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match="larger than"):
+        load(_rewrite(archive, tmp_path / "big.skdivae", pad))
+
+
+def test_duplicate_key_check_is_linear(archive, tmp_path):
+    import time
+
+    def many_keys(members):
+        text = members["skdivae.json"].decode()
+        keys = ",".join(f'"k{i}": 0' for i in range(200_000))
+        members["skdivae.json"] = (text[:-1] + ', "x": {' + keys + ', "k199999": 0}}').encode()
+        return members
+
+    path = _rewrite(archive, tmp_path / "keys.skdivae", many_keys)
+    tic = time.perf_counter()
+    with pytest.raises(UnsafeArchiveError, match="duplicate key 'k199999'"):
+        load(path)
+    assert time.perf_counter() - tic < 10  # quadratic: hours
+
+
+def test_weights_reused_by_several_networks_and_too_many_estimators_are_refused(archive, tmp_path):
+    import copy
+
+    def copies(n, of):
+        def change(manifest):
+            node = copy.deepcopy(manifest["root"] if of == "root" else manifest["root"]["state"][of])
+            manifest["root"]["state"]["history_"] = [node] * n
+        return change
+
+    with pytest.raises(UnsafeArchiveError, match="belong to another network"):
+        load(_rewrite(archive, tmp_path / "c.skdivae", _manifest_edit(copies(2, "root"))))
+    # the kept teacher: an estimator without a network, copied 300 times
+    with pytest.raises(UnsafeArchiveError, match="more than 256 estimators"):
+        load(_rewrite(archive, tmp_path / "d.skdivae", _manifest_edit(copies(300, "density_"))))
+
+
+def test_complex_weights_are_refused(archive, tmp_path):
+    def change(t):
+        v = t["encoder.mlp.0.weight"]
+        v = v.float()
+        t["encoder.mlp.0.weight"] = torch.complex(v, torch.zeros_like(v))  # complex64
+
+    with pytest.raises(UnsafeArchiveError, match="real floating point"):
+        load(_rewrite(archive, tmp_path / "w.skdivae", _weights_edit(change)))
+
+
+@pytest.mark.parametrize("name, value", [
+    ("score_center_", np.zeros(1)), ("score_scale_", np.ones(1)), ("offsets_", np.zeros(1)),
+    ("offsets_", np.zeros((5, 1))), ("offsets_", np.array(["a"] * 5)),
+])
+def test_fitted_arrays_of_the_wrong_shape_or_type_are_refused(archive, tmp_path, name, value):
+    def edit(members):
+        manifest = json.loads(members["skdivae.json"])
+        key = manifest["root"]["state"][name]["key"]
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays[key] = value
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match=f"{name} must be a float array"):
+        load(_rewrite(archive, tmp_path / "s.skdivae", edit))
+
+
+@pytest.mark.parametrize("name, value", [("offset_", "0.5"), ("n_features_in_", "4")])
+def test_fitted_scalars_of_the_wrong_type_are_refused(archive, tmp_path, name, value):
+    edit = _manifest_edit(lambda m: m["root"]["state"].update({name: value}))
+    with pytest.raises(UnsafeArchiveError):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+
+
+def test_only_regular_files_are_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeArchiveError, match="not a regular file"):
+        load(fifo)  # would block for ever
+    with pytest.raises(UnsafeArchiveError, match="not a regular file"):
+        load("/dev/zero")  # would be read without end
