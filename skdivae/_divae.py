@@ -1,11 +1,9 @@
 """DiVAE: a density-informed variational autoencoder as a scikit-learn outlier detector."""
 
-import time
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -14,22 +12,14 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
+from ._build import layer_sizes
+from ._fitting import train_network
 from ._generative import GenerativeMixin
 from ._outputs import ScoringMixin
 from ._scoring import DEFAULT_SCORE, SCORES
-from ._torch_utils import resolve_device, torch_threads
-from ._training import epoch_budget, fit_loop
-from ._training_data import (
-    fit_teacher,
-    holdout_split,
-    standardization,
-    teacher_targets,
-    training_arrays,
-)
+from ._torch_utils import torch_threads
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 
@@ -392,7 +382,6 @@ class DiVAE(
 
     def _fit(self, X):
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
-        n_samples, n_features = X.shape
         hidden = layer_sizes(self.hidden_layer_sizes)
         if isinstance(self.n_components, bool):
             raise ValueError(f"n_components must be a positive int, got {self.n_components!r}.")
@@ -401,72 +390,7 @@ class DiVAE(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
                 "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
             )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
-
-        center, scale = standardization(X, self.standardize)
-        X_std = (X - center) / scale
-        tic = time.perf_counter()
-        if self.verbose:
-            print(f"fitting the density teacher on {n_samples} rows...", flush=True)
-        density = fit_teacher(self.density, X_std, self.n_components, seed)
-        if self.verbose:
-            print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s",
-                  flush=True)
-        target, err = teacher_targets(density, X_std)
-
-        batch_size = min(128, n_samples) if self.batch_size == "auto" else self.batch_size
-        batch_size = min(batch_size, n_samples)
-        prior_spec, aligner_spec = resolve_prior(self.prior), resolve_aligner(self.aligner)
-        generator = torch.Generator().manual_seed(seed)
-        # The network trains on data standardised here, in float64, with identity buffers:
-        # float32 would lose a column's spread around a large mean. The buffers are set to
-        # the real centre and scale (in float64) once training is over.
-        train, valid = training_arrays(X_std, target, err, self.trim_fraction, device), None
-        if self.early_stopping:
-            train, valid = holdout_split(train, rng, self.validation_fraction, device)
-        max_iter = epoch_budget(self.max_iter, train[0].shape[0], batch_size)
-        if self.verbose:
-            print(f"training for up to {max_iter} epochs", flush=True)
-
-        noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
-        module = build_module(
-            n_features=n_features,
-            n_latent=self.n_components,
-            hidden_layer_sizes=hidden,
-            activation=self.activation,
-            prior=prior_spec,
-            aligner=aligner_spec,
-            likelihood=self.likelihood,
-            center=center,
-            scale=scale,
-            density_dim=getattr(density, "n_components_", self.n_components),
-            X_train=train[0],
-            generator=generator,
-            decoder_std=self.decoder_std,
-            data_standardized=True,
-        )
-        module.set_standardization(np.zeros(n_features), np.ones(n_features))
-        module = module.to(device)
-        history, converged = fit_loop(
-            module,
-            train,
-            valid,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            learning_rate_init=self.learning_rate_init,
-            beta=self.beta,
-            alignment_weight=self.alignment_weight if aligner_spec is not None else 0.0,
-            beta_warmup=self.beta_warmup,
-            alignment_warmup=self.alignment_warmup,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            generator=generator,
-            verbose=self.verbose,
-            beta_start=self.beta_start,
-            noise_generator=noise_generator,
-        )
+        fitted, converged, max_iter = train_network(self, X, hidden)
         if not converged and max_iter > 1:
             warnings.warn(
                 f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still "
@@ -474,16 +398,13 @@ class DiVAE(
                 ConvergenceWarning,
                 stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
             )
-
-        self.module_ = module.cpu().double().eval()
-        self.module_.set_standardization(center, scale)
+        density = fitted.pop("density")
+        for name, value in fitted.items():
+            setattr(self, name, value)
         self.density_ = density if self.keep_density else None
         self.density_dim_ = int(getattr(density, "n_components_", self.n_components))
-        self.history_ = history
-        self.loss_curve_ = [h["loss"] for h in history]
-        self.n_iter_ = len(history)
-        self.batch_size_ = batch_size
-        self.device_ = device
+        self.loss_curve_ = [h["loss"] for h in self.history_]
+        self.n_iter_ = len(self.history_)
         self._n_features_out = self.n_components
         return X
 

@@ -1,0 +1,107 @@
+"""How a DiVAE is trained: the standardisation, the density teacher and its targets, the
+network, and the training loop, run in that order from the estimator's parameters.
+:class:`~skdivae.DiVAE` validates the input before and sets the fitted attributes after."""
+
+import time
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from ._build import build_module, resolve_aligner, resolve_prior
+from ._torch_utils import resolve_device
+from ._training import epoch_budget, fit_loop
+from ._training_data import (
+    fit_teacher,
+    holdout_split,
+    standardization,
+    teacher_targets,
+    training_arrays,
+)
+
+
+def train_network(est, X, hidden):
+    """Train the network of DiVAE ``est`` (read only: its parameters) on the validated
+    ``X`` with hidden widths ``hidden``.
+
+    Returns
+    -------
+    fitted : dict
+        ``module_`` (CPU, float64, eval mode, with the real standardisation),
+        ``history_``, ``batch_size_``, ``device_`` and ``density`` (the fitted teacher).
+    converged : bool
+    max_iter : int
+        The epoch budget the loop ran under.
+    """
+    n_samples, n_features = X.shape
+    rng = check_random_state(est.random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    device = resolve_device(est.device)
+
+    center, scale = standardization(X, est.standardize)
+    X_std = (X - center) / scale
+    tic = time.perf_counter()
+    if est.verbose:
+        print(f"fitting the density teacher on {n_samples} rows...", flush=True)
+    density = fit_teacher(est.density, X_std, est.n_components, seed)
+    if est.verbose:
+        print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s",
+              flush=True)
+    target, err = teacher_targets(density, X_std)
+
+    batch_size = min(128, n_samples) if est.batch_size == "auto" else est.batch_size
+    batch_size = min(batch_size, n_samples)
+    prior_spec, aligner_spec = resolve_prior(est.prior), resolve_aligner(est.aligner)
+    generator = torch.Generator().manual_seed(seed)
+    # The network trains on data standardised here, in float64, with identity buffers:
+    # float32 would lose a column's spread around a large mean. The buffers are set to
+    # the real centre and scale (in float64) once training is over.
+    train, valid = training_arrays(X_std, target, err, est.trim_fraction, device), None
+    if est.early_stopping:
+        train, valid = holdout_split(train, rng, est.validation_fraction, device)
+    max_iter = epoch_budget(est.max_iter, train[0].shape[0], batch_size)
+    if est.verbose:
+        print(f"training for up to {max_iter} epochs", flush=True)
+
+    noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    module = build_module(
+        n_features=n_features,
+        n_latent=est.n_components,
+        hidden_layer_sizes=hidden,
+        activation=est.activation,
+        prior=prior_spec,
+        aligner=aligner_spec,
+        likelihood=est.likelihood,
+        center=center,
+        scale=scale,
+        density_dim=getattr(density, "n_components_", est.n_components),
+        X_train=train[0],
+        generator=generator,
+        decoder_std=est.decoder_std,
+        data_standardized=True,
+    )
+    module.set_standardization(np.zeros(n_features), np.ones(n_features))
+    module = module.to(device)
+    history, converged = fit_loop(
+        module,
+        train,
+        valid,
+        batch_size=batch_size,
+        max_iter=max_iter,
+        learning_rate_init=est.learning_rate_init,
+        beta=est.beta,
+        alignment_weight=est.alignment_weight if aligner_spec is not None else 0.0,
+        beta_warmup=est.beta_warmup,
+        alignment_warmup=est.alignment_warmup,
+        tol=est.tol,
+        n_iter_no_change=est.n_iter_no_change,
+        generator=generator,
+        verbose=est.verbose,
+        beta_start=est.beta_start,
+        noise_generator=noise_generator,
+    )
+    module = module.cpu().double().eval()
+    module.set_standardization(center, scale)
+    fitted = {"module_": module, "history_": history, "batch_size_": batch_size,
+              "device_": device, "density": density}
+    return fitted, converged, max_iter
