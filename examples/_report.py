@@ -59,3 +59,21 @@ def write_page(out, filename, text):
     out.mkdir(parents=True, exist_ok=True)
     (out / filename).write_text(text)
     print(f"wrote {out / filename}")
+
+
+def read_jsonl(path):
+    """The records of a JSON-lines cache (one per fit); none if ``path`` is None or absent."""
+    import json
+
+    if path is None or not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_jsonl(handle, record):
+    """Append one record to an open cache and flush it, so a cut-off run loses no fit."""
+    import json
+
+    if handle is not None:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()

@@ -12,6 +12,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.neighbors import NearestNeighbors
 
+from skdivae._scoring import robust_scale
+
 #: Training codes a latent-kNN candidate keeps at most (a random subset past that).
 MAX_CODES = 10_000
 LATENT_K = 5
@@ -28,9 +30,9 @@ def label(cand):
 
 
 def robust_z(train, values):
-    """``(values - median(train)) / IQR(train)``."""
-    q25, q50, q75 = np.percentile(train, [25, 50, 75])
-    return (values - q50) / max(q75 - q25, 1e-12)
+    """``(values - median(train)) / IQR(train)``: DiVAE's own robust scale."""
+    center, scale = robust_scale(train)
+    return (values - center) / scale
 
 
 def tail_rank(train, values):

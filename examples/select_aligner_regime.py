@@ -26,7 +26,6 @@ Every fit is one JSON line in ``--cache``, so a cut-off run resumes.
 """
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.stats import pearsonr
 
-from _report import provenance, write_page
+from _report import append_jsonl, provenance, read_jsonl, write_page
 from skdivae import DiVAE, DirectAligner, GaussianMixturePrior
 from skdivae.datasets import RotatedGaussianMixture
 
@@ -121,7 +120,7 @@ def run_fit(setup, variant, seed, n_train, n_val, arch="paper"):
 
 
 def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups, arch="paper"):
-    records = [json.loads(l) for l in cache.read_text().splitlines()] if cache and cache.is_file() else []
+    records = read_jsonl(cache)
     done = {(r["setup"], r["variant"], r["seed"]) for r in records if "error" not in r}
     tasks = [(s, v, seed) for seed in seeds for v in variants for s in setups
              if (setup_name(s, arch), v, seed) not in done]
@@ -132,9 +131,7 @@ def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups, arch="pape
     )
     for i, rec in enumerate(gen, 1):
         records.append(rec)
-        if out:
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
+        append_jsonl(out, rec)
         print(f"  {i}/{len(tasks)} {rec['setup']} | {rec['variant']} | seed {rec['seed']}: "
               f"{rec.get('pearson', rec.get('error'))} ({rec['time']:.0f} s)", flush=True)
     return records

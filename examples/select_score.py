@@ -29,7 +29,6 @@ Every fit is appended to ``--cache`` (JSON lines), so a cut-off run resumes.
 """
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -38,7 +37,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
 
-from _report import provenance, write_page
+from _report import append_jsonl, provenance, read_jsonl, write_page
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
 from _score_candidates import candidate_scores, label
 
@@ -127,19 +126,13 @@ def run_fit(data, seed, protocol, config, max_iter):
     return rec
 
 
-def read_cache(path):
-    if path is None or not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def key(rec):
     return rec["dataset"], rec["seed"], rec["protocol"], rec["config"]
 
 
 def run_study(datasets, seeds, cache, n_jobs, max_iter, references=True):
     """Every fit not already in ``cache``; returns all records (cached and new)."""
-    records = read_cache(cache)
+    records = read_jsonl(cache)
     done = {key(r) for r in records if "error" not in r}
     names = list(reference_detectors()) if references else []
     tasks = [
@@ -157,9 +150,7 @@ def run_study(datasets, seeds, cache, n_jobs, max_iter, references=True):
     )
     for i, rec in enumerate(results, 1):
         records.append(rec)
-        if out:
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
+        append_jsonl(out, rec)
         if i % 20 == 0 or "error" in rec:
             print(f"  {i}/{len(tasks)} {key(rec)} {rec.get('error', '')}", flush=True)
     return records

@@ -310,6 +310,19 @@ def _weights_edit(change):
     return edit
 
 
+def _arrays_edit(change):
+    """An edit of arrays.npz: ``change(arrays, manifest)`` alters the dict of its arrays."""
+    def edit(members):
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        change(arrays, json.loads(members["skdivae.json"]))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+    return edit
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda t: t["encoder.mlp.0.weight"].fill_(float("nan")), "non-finite values in the weights"),
     (lambda t: t["decoder.0.bias"].fill_(float("inf")), "non-finite values in the weights"),
@@ -328,14 +341,7 @@ def test_a_non_finite_threshold_is_refused(archive, tmp_path, name):
 
 
 def test_missing_array_in_npz_is_refused(archive, tmp_path):
-    def edit(members):
-        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
-            kept = {k: npz[k] for k in npz.files[1:]}
-        buf = io.BytesIO()
-        np.savez(buf, **kept)
-        members["arrays.npz"] = buf.getvalue()
-        return members
-
+    edit = _arrays_edit(lambda arrays, manifest: arrays.pop(next(iter(arrays))))
     with pytest.raises(UnsafeArchiveError, match="missing from arrays.npz"):
         load(_rewrite(archive, tmp_path / "t.skdivae", edit))
 
@@ -459,15 +465,7 @@ def test_object_holding_datetime_and_complex_dtypes_are_refused(archive, tmp_pat
 
 @pytest.mark.parametrize("values", [np.zeros(3, dtype="M8[s]"), np.zeros(3, dtype=complex)])
 def test_datetime_and_complex_arrays_are_refused(archive, tmp_path, values):
-    def edit(members):
-        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        arrays[next(iter(arrays))] = values
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        members["arrays.npz"] = buf.getvalue()
-        return members
-
+    edit = _arrays_edit(lambda arrays, manifest: arrays.update({next(iter(arrays)): values}))
     with pytest.raises(UnsafeArchiveError, match="are not allowed"):
         load(_rewrite(archive, tmp_path / "c.skdivae", edit))
 
@@ -606,17 +604,10 @@ def test_complex_weights_are_refused(archive, tmp_path):
     ("offsets_", np.zeros((5, 1))), ("offsets_", np.array(["a"] * 5)),
 ])
 def test_fitted_arrays_of_the_wrong_shape_or_type_are_refused(archive, tmp_path, name, value):
-    def edit(members):
-        manifest = json.loads(members["skdivae.json"])
-        key = manifest["root"]["state"][name]["key"]
-        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        arrays[key] = value
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        members["arrays.npz"] = buf.getvalue()
-        return members
+    def change(arrays, manifest):
+        arrays[manifest["root"]["state"][name]["key"]] = value
 
+    edit = _arrays_edit(change)
     with pytest.raises(UnsafeArchiveError, match=f"{name} must be a float array"):
         load(_rewrite(archive, tmp_path / "s.skdivae", edit))
 
