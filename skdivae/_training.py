@@ -256,7 +256,7 @@ def _train_epochs(
                 "(at most)",
                 flush=True,
             )
-        if epoch + 1 < warm_end:
+        if epoch < warm_end:  # still warming up: beta or the weight below full
             continue
         if monitored < best - tol:
             best, stall = monitored, 0
@@ -271,7 +271,7 @@ def _train_epochs(
         module.load_state_dict(best_state)
     if not converged:
         key = "valid_loss" if valid is not None else "loss"
-        after_warm = [h[key] for h in history if h["epoch"] >= warm_end]
+        after_warm = [h[key] for h in history if h["epoch"] - 1 >= warm_end]
         # Fewer than 5 epochs after the warm-ups cannot show that the loss settled.
         converged = len(after_warm) >= 5 and not loss_still_falling(
             after_warm[-max(n_iter_no_change, 5):]

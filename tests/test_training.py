@@ -163,3 +163,19 @@ def test_epoch_batches_follow_the_order_across_gather_blocks(monkeypatch, update
             assert log_det is None
         else:  # the slice of its chunk's log-determinants that belongs to these rows
             assert torch.equal(log_det, X[idx, 0])
+
+
+@pytest.mark.parametrize("warmup, warm_epochs", [(4, 4), (0.25, 5)])
+def test_early_stopping_reference_is_the_first_epoch_at_full_weights(warmup, warm_epochs):
+    # With a tolerance no epoch can meet, the first monitored epoch sets the reference and
+    # the next one stops training (n_iter_no_change=1). The reference must be the first
+    # epoch at full beta and full alignment weight, not the last warm-up epoch (cheaper).
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    est = DiVAE(n_components=2, hidden_layer_sizes=(4,), random_state=0, max_iter=20,
+                beta_warmup=warmup, alignment_warmup=warmup, tol=1e9,
+                n_iter_no_change=1).fit(X)
+    reference = est.history_[-2]
+    assert reference["beta"] == pytest.approx(1.0)
+    assert reference["alignment_weight"] == pytest.approx(est.alignment_weight)
+    assert est.history_[-3]["beta"] < 1.0
+    assert est.n_iter_ == warm_epochs + 2
