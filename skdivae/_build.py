@@ -103,6 +103,8 @@ def build_module(
         torch.tensor(scale, dtype=torch.float32),
         decoder_std=decoder_std,
     )
+    if X_train is None:  # a skeleton for stored weights: nothing to start from data
+        return module
     X_std = X_train.cpu().float()
     if not data_standardized:
         X_std = module.standardize(X_std)

@@ -21,6 +21,7 @@ import os
 import tempfile
 import zipfile
 import zlib
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,20 @@ class _Writer:
         if value.dtype.kind not in "biufU":
             raise TypeError(f"{where}: arrays of dtype {value.dtype} cannot be saved.")
         key = f"a{len(self.arrays)}"
-        self.arrays[key] = value
-        return {"__type__": "array", "key": key}
+        # Keep the memory layout, so that outputs computed from the loaded array are
+        # bit-identical (BLAS sums in a layout-dependent order): axes walked backwards
+        # (e.g. a flipped view) are stored forwards and flipped again on load, and a
+        # non-contiguous view laid out column-first is stored in Fortran order.
+        flips = [axis for axis, stride in enumerate(value.strides) if stride < 0]
+        stored = np.flip(value, flips) if flips else value
+        steps = [stride for stride, n in zip(stored.strides, stored.shape) if n > 1]
+        if not stored.flags.c_contiguous and steps == sorted(steps) and len(steps) > 1:
+            stored = np.asfortranarray(stored)
+        self.arrays[key] = stored
+        node = {"__type__": "array", "key": key}
+        if flips:
+            node["flip"] = flips
+        return node
 
     def _estimator(self, est, where):
         cls = type(est)
@@ -284,7 +297,13 @@ class _Reader:
                     raise UnsafeArchiveError(f"{where}: scalar dtype {dtype} is not allowed.")
                 return dtype.type(node["value"])
             if kind == "array":
-                return self._array(node["key"], where)
+                value = self._array(node["key"], where)
+                flips = node.get("flip", [])
+                if not isinstance(flips, list) or any(
+                    type(a) is not int or not 0 <= a < value.ndim for a in flips
+                ) or len(set(flips)) != len(flips):
+                    raise UnsafeArchiveError(f"{where}: malformed array layout {flips!r}.")
+                return np.flip(value, flips) if flips else value
             if kind == "str_array":
                 out = np.empty(len(node["items"]), dtype=object)
                 out[:] = [str(s) for s in node["items"]]
@@ -331,6 +350,9 @@ class _Reader:
             raise UnsafeArchiveError(f"{where}: parameters and state must be mappings.")
         params = {k: self.decode(v, f"{where}.{k}", depth + 1) for k, v in node["params"].items()}
         state = {k: self.decode(v, f"{where}.{k}", depth + 1) for k, v in node["state"].items()}
+        n_jobs, n_cpus = params.get("n_jobs"), os.cpu_count() or 1
+        if isinstance(n_jobs, Integral) and not isinstance(n_jobs, bool) and n_jobs > n_cpus:
+            params["n_jobs"] = n_cpus  # a file cannot make joblib start more workers than CPUs
         if cls is Pipeline and params.get("memory") is not None:
             # A cache folder named by the file would make later refits read joblib pickles.
             raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
@@ -389,7 +411,10 @@ class _Reader:
         bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
         if bad:
             raise UnsafeArchiveError(f"{where}: non-finite values in the weights {bad[:3]}.")
-        module = rebuild_module(est)
+        try:
+            module = rebuild_module(est, tensors)
+        except UnsafeArchiveError as exc:
+            raise UnsafeArchiveError(f"{where}: {exc}") from None
         try:
             module.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
@@ -397,12 +422,17 @@ class _Reader:
         return module.eval()
 
 
-def rebuild_module(est):
-    """A fresh float64 network with the architecture of a fitted DiVAE (weights untrained)."""
+def rebuild_module(est, tensors=None):
+    """A float64 network with the architecture of a fitted DiVAE.
+
+    The network is first laid out on torch's ``meta`` device, which allocates nothing. With
+    ``tensors`` (stored weights), every parameter's and buffer's name and shape must match
+    them exactly before memory is allocated, so a tampered size cannot make the loader
+    build a huge network; the allocated weights are then left for ``load_state_dict`` to
+    fill. Without ``tensors`` the weights are freshly initialised (untrained)."""
     n_features = int(est.n_features_in_)
     density_dim = int(getattr(est, "density_dim_", est.n_components))
-    # build_module draws only from the generator it is given.
-    module = build_module(
+    settings = dict(
         n_features=n_features,
         n_latent=est.n_components,
         hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
@@ -413,11 +443,24 @@ def rebuild_module(est):
         center=np.zeros(n_features),
         scale=np.ones(n_features),
         density_dim=density_dim,
-        X_train=torch.zeros(max(2, est.n_components), n_features),
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0),  # build_module draws only from it
         decoder_std=est.decoder_std,
     )
-    return module.double()
+    if tensors is None:
+        module = build_module(X_train=torch.zeros(max(2, est.n_components), n_features), **settings)
+        return module.double()
+    with torch.device("meta"):
+        skeleton = build_module(X_train=None, **settings)
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    stored = {name: tuple(t.shape) for name, t in tensors.items()}
+    if expected != stored:
+        wrong = sorted(set(expected) ^ set(stored)) or sorted(
+            name for name in expected if expected[name] != stored[name]
+        )
+        raise UnsafeArchiveError(
+            f"the weights do not fit the network described by the parameters ({wrong[:3]})."
+        )
+    return skeleton.to_empty(device="cpu").double()
 
 
 def load(path):
@@ -431,6 +474,9 @@ def load(path):
     -------
     estimator
         The fitted estimator; it gives bit-identical scores to the one saved.
+        An ``n_jobs`` above this machine's CPU count is lowered to it (a file
+        cannot make joblib start more workers than there are CPUs; DiVAE's
+        ``n_threads`` is bounded the same way when it is used).
 
     Raises
     ------

@@ -531,6 +531,48 @@ def test_a_huge_prior_or_aligner_setting_is_refused_before_it_is_built(archive, 
         load(_rewrite(archive, tmp_path / "h.skdivae", edit))
 
 
+def test_a_network_layout_that_differs_from_the_weights_is_refused_before_allocation(
+    archive, tmp_path, monkeypatch
+):
+    # A GMM prior with fewer components than stored passes the size check (it needs less than
+    # the archive holds); the layout, laid out on torch's meta device, must match the stored
+    # names and shapes exactly before any memory is allocated for the network.
+    import torch
+
+    spec = {"__type__": "estimator", "class": "skdivae.GaussianMixturePrior",
+            "params": {"n_components": 2, "kl": "bound"}, "state": {}}
+    edit = _manifest_edit(lambda m: m["root"]["params"].update({"prior": spec}))
+    path = _rewrite(archive, tmp_path / "l.skdivae", edit)
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("memory allocated for a network that does not fit its weights")
+
+    monkeypatch.setattr(torch.nn.Module, "to_empty", no_allocation)
+    with pytest.raises(UnsafeArchiveError, match="do not fit the network"):
+        load(path)
+
+
+@pytest.mark.parametrize("name", ["gmm-flow-combined", "vamp-fixed-decoder"])
+def test_loading_computes_nothing_from_data(name, X, tmp_path, monkeypatch):
+    # A flow aligner fits a PCA of the training data (an n_features x n_features
+    # eigendecomposition) and a VampPrior draws pseudo-inputs from it; a loaded model has
+    # those values in its weights, so load must not recompute them (a tall, thin archive
+    # would otherwise make it decompose a huge matrix).
+    from skdivae._nn.aligners import FlowCorrected
+    from skdivae._nn.priors import Vamp
+
+    est = MODELS[name]().fit(X)
+    save(est, tmp_path / "m.skdivae")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load recomputed a value from data")
+
+    monkeypatch.setattr(FlowCorrected, "set_projection", refuse)
+    monkeypatch.setattr(Vamp, "init_from_data", refuse)
+    loaded = load(tmp_path / "m.skdivae")
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+
+
 def test_a_bomb_inside_the_arrays_member_is_refused(archive, tmp_path):
     def bomb(members):
         inner = io.BytesIO()
@@ -628,3 +670,48 @@ def test_only_regular_files_are_read(tmp_path):
         load(fifo)  # would block for ever
     with pytest.raises(UnsafeArchiveError, match="not a regular file"):
         load("/dev/zero")  # would be read without end
+
+
+@pytest.mark.parametrize("svd_solver", ["randomized", "arpack", "full"])
+def test_a_pca_round_trip_is_bit_identical_whatever_its_memory_layout(svd_solver, tmp_path):
+    # The randomized solver leaves components_ as a column-first strided view and arpack as
+    # a view with its rows reversed; stored as plain C arrays they gave outputs 1 ulp apart.
+    X = np.random.default_rng(0).normal(size=(300, 20))
+    est = make_pipeline(PCA(5, svd_solver=svd_solver, random_state=0), KNNLogDensity(10)).fit(X)
+    save(est, tmp_path / "p.skdivae")
+    loaded = load(tmp_path / "p.skdivae")
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    pca, loaded_pca = est[0], loaded[0]
+    np.testing.assert_array_equal(loaded_pca.transform(X), pca.transform(X))
+    np.testing.assert_array_equal(loaded_pca.inverse_transform(pca.transform(X)),
+                                  pca.inverse_transform(pca.transform(X)))
+
+
+@pytest.mark.parametrize("flip", [[5], [0, 0], ["0"], "0", [True]])
+def test_a_malformed_array_layout_is_refused(tmp_path, flip):
+    X = np.random.default_rng(0).normal(size=(100, 6))
+    save(PCA(2, svd_solver="arpack", random_state=0).fit(X), tmp_path / "p.skdivae")
+
+    def change(manifest):
+        layouts = [node for node in manifest["root"]["state"].values()
+                   if isinstance(node, dict) and "flip" in node]
+        assert layouts, "the arpack PCA stores a flipped components_"
+        layouts[0]["flip"] = flip
+
+    with pytest.raises(UnsafeArchiveError, match="layout"):
+        load(_rewrite(tmp_path / "p.skdivae", tmp_path / "bad.skdivae", _manifest_edit(change)))
+
+
+def test_a_loaded_n_jobs_is_bounded_by_the_cpu_count(tmp_path):
+    import os
+
+    X = np.random.default_rng(0).normal(size=(100, 4))
+    save(KNNLogDensity(10, n_jobs=1).fit(X), tmp_path / "k.skdivae")
+
+    def change(manifest):
+        manifest["root"]["params"]["n_jobs"] = 10**6
+        manifest["root"]["state"]["nn_"]["params"]["n_jobs"] = 10**6
+
+    loaded = load(_rewrite(tmp_path / "k.skdivae", tmp_path / "j.skdivae", _manifest_edit(change)))
+    assert loaded.n_jobs == loaded.nn_.n_jobs == (os.cpu_count() or 1)
+    np.testing.assert_array_equal(loaded.score_samples(X), KNNLogDensity(10).fit(X).score_samples(X))

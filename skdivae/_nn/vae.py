@@ -115,7 +115,10 @@ class VAEModule(nn.Module):
 
     def _note_identity(self):
         # Training runs on data standardised beforehand, with identity buffers: skip the no-ops.
-        self.identity_standardization = bool((self.center == 0).all() and (self.scale == 1).all())
+        # (A skeleton on the meta device holds no values; loading weights notes them again.)
+        self.identity_standardization = not self.center.is_meta and bool(
+            (self.center == 0).all() and (self.scale == 1).all()
+        )
 
     # -- distributions ---------------------------------------------------
     def standardize(self, x):
