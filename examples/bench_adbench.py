@@ -44,7 +44,6 @@ from _adbench import (
 from _detectors import all_detectors
 from _report import package_version, provenance
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 FOCUS, ABLATION = "DiVAE", "DiVAE aligner=None"
 
 
@@ -343,7 +342,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="folder of ADBench .npz files")
     parser.add_argument("--fast", action="store_true", help="two small synthetic data sets")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-rows", type=int, default=10000)
     parser.add_argument("--n-jobs", type=int, default=2)

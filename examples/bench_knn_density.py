@@ -518,11 +518,11 @@ def write_report(path, *, args, sizes, speed, results, text, figure, dadapy_note
 
 
 def main(argv=None):
-    default_out = Path(__file__).resolve().parent.parent / "docs"
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="small sizes, a quick smoke run")
     parser.add_argument(
-        "--out", type=Path, default=default_out, help=f"output folder (default: {default_out})"
+        "--out", type=Path, default=Path("results"),
+        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)"
     )
     parser.add_argument(
         "--no-dadapy", action="store_true", help="skip the DADApy comparison even if installed"

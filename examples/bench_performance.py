@@ -68,7 +68,6 @@ from _report import package_version
 from skdivae import DiVAE, GaussianMixturePrior, VampPrior
 from skdivae._torch_utils import chunk_rows
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 SEED = 0
 N_FEATURES = 50
 TARGETS = {"normal prior": 1.10, "mixture prior": 1.3, "flow aligner": 1.3}
@@ -677,7 +676,8 @@ def main(argv=None):
     parser.add_argument("--probe-epochs", type=int, default=2)
     parser.add_argument("--busy-rows", type=int, default=2_000)
     parser.add_argument("--busy-epochs", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     args = parser.parse_args(argv)
     if args.fast:
         args.train_rows, args.epochs, args.score_rows, args.rounds = 2_000, 2, 20_000, 1

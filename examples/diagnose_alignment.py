@@ -56,7 +56,6 @@ from skdivae import DiVAE, DirectAligner, GaussianMixturePrior, KNNLogDensity
 from skdivae._scoring import robust_scale
 from skdivae.datasets import RotatedGaussianMixture
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAPER = dict(point="sample", reduction="sqrt", scaling="weight", calibration=None)
 NEW = dict(point="mean", reduction="mean", scaling="standardize", calibration="offset")
 
@@ -451,7 +450,8 @@ def report(tab, syn, args, wall):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder of cached fits (default: alignment_cache, or OUT/cache with --fast)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[10])

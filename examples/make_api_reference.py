@@ -16,7 +16,6 @@ import skdivae
 import skdivae.datasets
 import skdivae.model_selection
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 MODULES = [
     ("skdivae", skdivae),
     ("skdivae.datasets", skdivae.datasets),
@@ -71,7 +70,8 @@ def build():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="the same page (it is fast anyway)")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     args = parser.parse_args(argv)
     tic = time.perf_counter()
     text = build()

@@ -35,7 +35,6 @@ from _report import provenance
 from skdivae import DiVAE, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 K, D = 8, 50
 FITS = {
     "no alignment": None,
@@ -177,7 +176,8 @@ def write_markdown(path, results, sizes, settings, wall):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny run (used by the tests)")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--n-train", type=int, default=20_000)
     parser.add_argument("--n-val", type=int, default=4_000)
     parser.add_argument("--epochs", type=int, default=60)

@@ -71,7 +71,6 @@ from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, KNNLogDensity, VampPrior
 from skdivae.datasets import load_mnist
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 PRIORS = ("normal", "gmm (K=10)", "vamp (M=10)")
 LEARNABLE = ("gmm (K=10)", "vamp (M=10)")
 ALIGNERS = ("none", "direct", "flow")
@@ -373,7 +372,8 @@ def main(argv=None):
     parser.add_argument("--fast", action="store_true", help="tiny run on sklearn digits")
     parser.add_argument("--reference-sizes", action="store_true",
                         help="5000 training, 2000 test/OOD images, 30 epochs")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--cache", type=Path, default=None, help="folder caching one file per fit")
     parser.add_argument("--reference-dir", type=Path, default=None,
                         help="folder with the authors' reference CSV (e.g. ../shared/reference)")

@@ -67,7 +67,6 @@ from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 SETUPS = [(8, 50), (4, 50), (12, 30)]
 OOD_SETUP = (4, 50)
 PRIORS = ("normal", "gmm")
@@ -387,7 +386,8 @@ def main(argv=None):
     parser.add_argument("--fast", action="store_true", help="tiny run (used by the tests)")
     parser.add_argument("--reference-sizes", action="store_true",
                         help="n_train 5000, n_val 2000, 30 epochs (the authors' reference runs)")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--cache", type=Path, default=None, help="folder caching one file per fit")
     parser.add_argument("--reference-dir", type=Path, default=None,
                         help="folder with the authors' reference CSV (e.g. ../shared/reference)")

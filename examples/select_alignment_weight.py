@@ -627,12 +627,12 @@ Run on {demo_name} (seed 0, anomaly_score=`{winner}`), it gives:
 
 
 def main(argv=None):
-    default_out = Path(__file__).resolve().parent.parent / "docs"
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--data-dir", type=Path, help="folder with the ADBench .npz files")
     parser.add_argument("--fast", action="store_true", help="quick run on synthetic data")
     parser.add_argument(
-        "--out", type=Path, default=default_out, help=f"output folder (default: {default_out})"
+        "--out", type=Path, default=Path("results"),
+        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)"
     )
     args = parser.parse_args(argv)
     if not args.fast and args.data_dir is None:

@@ -42,7 +42,6 @@ from _report import provenance
 from skdivae import DiVAE
 from skdivae._torch_utils import batched_no_grad
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 SEEDS = (10, 11)
 CANDIDATES = ("sigma", "mean")
 MEAN_RULE, WORST_RULE = -0.001, -0.01
@@ -121,7 +120,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--fast", action="store_true", help="two small synthetic data sets")
     parser.add_argument("--max-rows", type=int, default=10000)
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     args = parser.parse_args(argv)
     if args.fast:
         datasets = [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)]

@@ -36,7 +36,6 @@ from _report import mean_sd, mean_sd_over_seeds, provenance
 from skdivae import DiVAE, FlowAligner, GaussianMixturePrior, KNNLogDensity
 from skdivae.datasets import RotatedGaussianMixture
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 ALIGNERS = {
     "none": None,
     "direct": "direct_paper",  # the paper's formulation
@@ -173,7 +172,8 @@ def write_markdown(path, table, sizes, seeds, wall):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny sizes, for the tests")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--out", type=Path, default=Path("results"),
+                        help="output folder (default: ./results, untracked; pass --out docs to update the shipped pages)")
     parser.add_argument("--n-train", type=int, default=60_000)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits (joblib)")

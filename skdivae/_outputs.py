@@ -106,9 +106,18 @@ class ScoringMixin:
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            As set by ``anomaly_score``: by default the smaller of the ELBO and
-            the aligned log-prior, each as a robust z-score against the
-            training rows; or the ELBO, the log-prior, or their robust sum.
+            As set by ``anomaly_score``:
+
+            - ``"min(elbo,log_prior)"`` (default): the smaller of the ELBO and
+              the aligned log-prior, each as a robust z-score against the
+              training rows (median and interquartile range);
+            - ``"elbo"``: the ELBO in nats, its reconstruction averaged over
+              ``2 * n_components`` sigma points of the posterior;
+            - ``"elbo_at_mean"``: the ELBO with its reconstruction read at the
+              posterior mean only (one decoder pass, faster);
+            - ``"log_prior"``: the aligned log-prior at the posterior mean
+              (the paper's score, in the teacher's units);
+            - ``"elbo+log_prior"``: the sum of the two robust z-scores.
         """
         return self._score_samples(self._validated(X))
 

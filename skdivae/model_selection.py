@@ -79,10 +79,24 @@ def anomaly_roc_auc(estimator, X, y):
     auc : float
         1.0 when every anomaly scores below every normal row.
 
+    Raises
+    ------
+    ValueError
+        If ``y`` holds only anomalies or only normal rows (ROC AUC is undefined).
+
+    Notes
+    -----
+    In a search, split with ``cv=StratifiedKFold(n_splits, shuffle=True)``, not
+    ``cv=3``: an outlier detector is not a classifier, so ``cv=3`` means an
+    unshuffled ``KFold``, and where the anomalies sit together in ``X`` (as in
+    ADBench's files) most folds hold none, every score is NaN and the search
+    silently keeps the first grid value. Stratified folds give each fold its
+    share of anomalies.
+
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn.model_selection import GridSearchCV, KFold
+    >>> from sklearn.model_selection import GridSearchCV, StratifiedKFold
     >>> from skdivae import DiVAE
     >>> from skdivae.model_selection import anomaly_roc_auc
     >>> rng = np.random.default_rng(0)
@@ -90,14 +104,19 @@ def anomaly_roc_auc(estimator, X, y):
     >>> y = np.r_[np.zeros(150), np.ones(10)]  # 1 = anomaly
     >>> search = GridSearchCV(
     ...     DiVAE(max_iter=5, random_state=0), {"alignment_weight": [0.0, 1.0]},
-    ...     scoring=anomaly_roc_auc, cv=KFold(2, shuffle=True, random_state=0),
+    ...     scoring=anomaly_roc_auc, cv=StratifiedKFold(2, shuffle=True, random_state=0),
     ... ).fit(X, y)
     >>> bool(search.best_score_ > 0.5)
     True
     """
     is_anomaly = anomaly_labels(y)
     if is_anomaly.all() or not is_anomaly.any():
-        raise ValueError("anomaly_roc_auc needs both anomalies and normal rows in y.")
+        raise ValueError(
+            "anomaly_roc_auc needs both anomalies and normal rows in y, but this y holds "
+            f"only {'anomalies' if is_anomaly.all() else 'normal rows'}. In a search, split "
+            "with cv=StratifiedKFold(n_splits, shuffle=True, random_state=0) so that every "
+            "fold holds both (cv=3 is an unshuffled KFold for an outlier detector)."
+        )
     return float(roc_auc_score(is_anomaly, -np.asarray(estimator.score_samples(X))))
 
 

@@ -468,3 +468,22 @@ def test_anomaly_roc_auc_reads_both_label_conventions(X):
     ours = GridSearchCV(DiVAE(**FAST), grid, scoring=anomaly_roc_auc, cv=cv).fit(Xa, y01)
     sk = GridSearchCV(DiVAE(**FAST), grid, scoring="roc_auc", cv=cv).fit(Xa, ypm)
     np.testing.assert_allclose(ours.cv_results_["mean_test_score"], sk.cv_results_["mean_test_score"])
+
+
+def test_a_labelled_search_with_unshuffled_folds_says_how_to_split(X):
+    # Anomalies last, as in ADBench's files: cv=3 (an unshuffled KFold for a detector) leaves
+    # folds without anomalies. The scorer's error, which GridSearchCV turns into a warning,
+    # must say what to do; the stratified split the docs recommend scores every fold.
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from skdivae.model_selection import anomaly_roc_auc
+
+    rng = np.random.default_rng(3)
+    Xa = np.vstack([X, rng.uniform(-8, 8, size=(12, 4))])
+    y = np.r_[np.zeros(len(X)), np.ones(12)].astype(int)
+    grid = {"alignment_weight": [0.0, 1.0]}
+    with pytest.warns(UserWarning, match=r"StratifiedKFold\(n_splits, shuffle=True"):
+        GridSearchCV(DiVAE(**FAST), grid, scoring=anomaly_roc_auc, cv=3).fit(Xa, y)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    good = GridSearchCV(DiVAE(**FAST), grid, scoring=anomaly_roc_auc, cv=cv).fit(Xa, y)
+    assert np.isfinite(good.cv_results_["mean_test_score"]).all()
