@@ -182,9 +182,11 @@ class DiVAE(
         replaced, under a lock, and the state restored). An int or a RandomState leaves numpy's global state
         untouched; ``None`` draws one seed from it (as scikit-learn does).
     verbose : int, default=0
-        When positive, say when the density teacher is fitted and print one
-        line per epoch: loss terms, elapsed time and an upper bound on the
-        time left (early stopping may end sooner). Quiet by default.
+        When positive, say when the density teacher is fitted, what the loss
+        terms mean, one line per epoch (loss terms in nats per row, warm-up
+        epochs marked, elapsed time and an upper bound on the time left),
+        why and when training stopped, and when the training rows are scored
+        for the threshold. Quiet by default.
 
     Attributes
     ----------

@@ -24,6 +24,9 @@ class ScoringMixin:
         model thresholds the new score in its own units), ``offset_`` (the fitted
         score's), and the robust scales of the combined scores' parts (``score_center_``,
         ``score_scale_``)."""
+        if getattr(self, "verbose", 0):
+            print(f"scoring the {X.shape[0]} training rows to set the threshold "
+                  f"(contamination={self.contamination})...", flush=True)
         parts = self._score_parts(X)
         self.score_center_, self.score_scale_ = map(
             np.array, zip(*(robust_scale(p) for p in parts))

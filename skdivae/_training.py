@@ -221,6 +221,15 @@ def _train_epochs(
     warm_end = max(beta_warm, align_warm)
     start_time = time.perf_counter()
     converged = False
+    if verbose:
+        print(
+            "per-row terms in nats: loss = recon + beta * kl + lambda * align; recon is the "
+            "negative log-likelihood of a row (below 0 where a Gaussian decoder's density "
+            f"exceeds 1). beta and lambda ramp up over {math.ceil(warm_end)} warm-up epochs, so "
+            "the loss rises while they do; patience starts after them.",
+            flush=True,
+        )
+    stop_reason = f"reached max_iter={max_iter} epochs"
     for epoch in range(max_iter):
         tic = time.perf_counter()
         b = beta * warmup_factor(epoch, beta_warm, beta_start)
@@ -248,8 +257,9 @@ def _train_epochs(
         if verbose:
             elapsed = time.perf_counter() - start_time
             extra = f"  valid {record['valid_loss']:.4f}" if valid is not None else ""
+            phase = "  (warm-up)" if epoch < warm_end else ""
             print(
-                f"epoch {epoch + 1}/{max_iter}  loss {record['loss']:.4f}  recon "
+                f"epoch {epoch + 1}/{max_iter}{phase}  loss {record['loss']:.4f}  recon "
                 f"{record['recon']:.4f}  kl {record['kl']:.4f}  align {record['align']:.4f}"
                 f"{extra}  beta {b:.2f}  lambda {lam:.2f}  "
                 f"elapsed {elapsed:.1f}s  left ~{elapsed / (epoch + 1) * (max_iter - epoch - 1):.0f}s "
@@ -266,7 +276,16 @@ def _train_epochs(
             stall += 1
         if stall >= n_iter_no_change:
             converged = True
+            monitored_name = "validation loss" if valid is not None else "training loss"
+            stop_reason = (
+                f"stopped at epoch {epoch + 1}: the {monitored_name} did not improve by "
+                f"tol={tol:g} for n_iter_no_change={n_iter_no_change} epochs"
+            )
             break
+    if verbose:
+        restored = "; the best epoch's weights restored" if best_state is not None else ""
+        print(f"training {stop_reason}{restored}, in {time.perf_counter() - start_time:.1f}s",
+              flush=True)
     if best_state is not None:
         module.load_state_dict(best_state)
     if not converged:

@@ -179,3 +179,14 @@ def test_early_stopping_reference_is_the_first_epoch_at_full_weights(warmup, war
     assert reference["alignment_weight"] == pytest.approx(est.alignment_weight)
     assert est.history_[-3]["beta"] < 1.0
     assert est.n_iter_ == warm_epochs + 2
+
+
+def test_verbose_explains_warm_up_units_stop_and_threshold(capsys):
+    X = np.random.default_rng(0).normal(size=(80, 3))
+    DiVAE(n_components=2, hidden_layer_sizes=(4,), random_state=0, max_iter=20, verbose=1,
+          tol=1e9, n_iter_no_change=1).fit(X)
+    out = capsys.readouterr().out
+    assert "nats" in out and "negative log-likelihood" in out
+    assert "epoch 1/20  (warm-up)" in out and "epoch 12/20  loss" in out
+    assert "stopped at epoch 12: the training loss did not improve" in out
+    assert "scoring the 80 training rows to set the threshold" in out
