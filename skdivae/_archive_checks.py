@@ -5,11 +5,15 @@ Every refusal is an :class:`UnsafeArchiveError`; ``_persistence`` reads and writ
 format."""
 
 import io
+import json
 import re
 import zipfile
 
 import numpy as np
 from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
 from ._build import layer_sizes, resolve_aligner, resolve_prior
 from ._divae import DiVAE
@@ -67,7 +71,8 @@ def check_divae_state(est, where):
     scale = est.module_.scale
     if not bool((scale > 0).all()) or not bool((scale > 1e-300).all()):
         raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
-    shapes = {"score_center_": (2,), "score_scale_": (2,), "offsets_": (len(SCORES),)}
+    shapes = {"score_center_": (2,), "score_scale_": (2,), "offsets_": (len(SCORES),),
+              "score_quantiles_": (len(SCORES), 1001)}
     for name, shape in shapes.items():
         value = getattr(est, name, None)
         if value is not None and (not isinstance(value, np.ndarray) or value.shape != shape
@@ -77,7 +82,10 @@ def check_divae_state(est, where):
         raise UnsafeArchiveError(f"{where}: offset_ must be a number.")
     if isinstance(est.n_features_in_, bool) or not isinstance(est.n_features_in_, (int, np.integer)):
         raise UnsafeArchiveError(f"{where}: n_features_in_ must be an integer.")
-    for name in ("offset_", "offsets_", "score_center_", "score_scale_"):
+    quantiles = getattr(est, "score_quantiles_", None)
+    if quantiles is not None and not bool((np.diff(quantiles, axis=1) >= 0).all()):
+        raise UnsafeArchiveError(f"{where}: score_quantiles_ must be non-decreasing.")
+    for name in ("offset_", "offsets_", "score_center_", "score_scale_", "score_quantiles_"):
         value = getattr(est, name, None)
         if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
             raise UnsafeArchiveError(f"{where}: {name} is not finite.")
@@ -121,6 +129,17 @@ def check_architecture(est, tensors, where):
             needs["aligner."] = int(aligner.n_layers) * int(aligner.hidden_units)
     except (TypeError, ValueError, AttributeError) as exc:
         raise UnsafeArchiveError(f"{where}: invalid prior or aligner ({exc}).") from exc
+    # Every layer the parameters describe must be among the stored tensors (a weight and
+    # a bias each), so that a long list of tiny layers cannot make the loader lay out
+    # thousands of modules before the names are compared.
+    n_linear = 2 * (len(sizes) + 1)  # encoder and decoder
+    if isinstance(aligner, FlowAligner):
+        n_linear += 2 * int(aligner.n_layers)  # two per coupling layer
+    if 2 * n_linear > len(tensors):
+        raise UnsafeArchiveError(
+            f"{where}: the parameters describe {n_linear} layers, but the archive stores "
+            f"{len(tensors)} tensors."
+        )
     for prefix, need in needs.items():
         if need > stored_in(prefix):
             raise UnsafeArchiveError(
@@ -138,6 +157,42 @@ MIN_INFLATE_CAP, INFLATE_RATIO = 64 * 2**20, 20
 
 #: Estimators (pipeline steps, priors, aligners, teachers...) one archive may hold.
 MAX_ESTIMATORS = 256
+#: Entries (values, lists, mappings) the manifest may hold in all: a fitted model has a few
+#: thousand (its training history: one small mapping per epoch).
+MAX_NODES = 500_000
+#: Arrays in the arrays member, and tensors in one network's weights.
+MAX_ARRAYS, MAX_TENSORS = 10_000, 4_096
+#: How members may be compressed: what ``save`` writes (others, e.g. LZMA, are refused).
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def check_compression(zf, path):
+    """Refuse members compressed otherwise than ``save`` does."""
+    odd = [info.filename for info in zf.infolist() if info.compress_type not in COMPRESSIONS]
+    if odd:
+        raise UnsafeArchiveError(
+            f"{path}: member {odd[0]!r} is compressed with a method this loader does not read."
+        )
+
+
+def count_tensors(raw, where):
+    """Read a safetensors header (8-byte length, then JSON) and refuse more than
+    :data:`MAX_TENSORS` tensors before any is materialised."""
+    if len(raw) < 8:
+        raise UnsafeArchiveError(f"{where}: unreadable weights (no header).")
+    size = int.from_bytes(raw[:8], "little")
+    if size > len(raw) - 8:
+        raise UnsafeArchiveError(f"{where}: unreadable weights (header past the end).")
+    try:
+        header = json.loads(raw[8:8 + size], object_pairs_hook=unique_keys)
+    except ValueError as exc:
+        raise UnsafeArchiveError(f"{where}: unreadable weights header ({exc}).") from exc
+    if not isinstance(header, dict):
+        raise UnsafeArchiveError(f"{where}: unreadable weights header.")
+    n = len(header) - ("__metadata__" in header)
+    if n > MAX_TENSORS:
+        raise UnsafeArchiveError(f"{where}: {n} tensors in one network's weights (at most "
+                                 f"{MAX_TENSORS}).")
 #: The manifest holds parameters and small fitted values; every array is in the arrays member.
 MAX_MANIFEST_BYTES = 8 * 2**20
 
@@ -147,9 +202,13 @@ def check_inner_sizes(raw, cap, path, member):
     inflate past the same cap."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as inner:
-            declared = sum(info.file_size for info in inner.infolist())
+            infos = inner.infolist()
+            check_compression(inner, f"{path}: {member}")
     except zipfile.BadZipFile as exc:
         raise UnsafeArchiveError(f"{path}: {member} is not an .npz archive.") from exc
+    if len(infos) > MAX_ARRAYS:
+        raise UnsafeArchiveError(f"{path}: {member} holds more than {MAX_ARRAYS} arrays.")
+    declared = sum(info.file_size for info in infos)
     if declared > cap:
         raise UnsafeArchiveError(
             f"{path}: the arrays in {member} would inflate to {declared} bytes, more than the "
@@ -181,3 +240,73 @@ def unique_keys(pairs):
             raise UnsafeArchiveError(f"duplicate key {key!r} in the manifest.")
         seen.add(key)
     return dict(pairs)
+
+
+def _shape_of(value):
+    return value.shape if isinstance(value, np.ndarray) and value.dtype.kind == "f" else None
+
+
+def _expected_shapes(est):
+    """Shapes a loaded scaler's, PCA's or GaussianMixture's fitted arrays must have,
+    from its own sizes (``None``: the attribute may also be absent or ``None``)."""
+    n = getattr(est, "n_features_in_", None)
+    if isinstance(est, (StandardScaler, MinMaxScaler, RobustScaler, MaxAbsScaler)):
+        names = ("mean_", "var_", "scale_", "min_", "data_min_", "data_max_", "data_range_",
+                 "center_", "max_abs_")
+        return {name: (n,) for name in names}
+    if isinstance(est, PCA):
+        c = getattr(est, "n_components_", None)
+        return {"mean_": (n,), "components_": (c, n), "explained_variance_": (c,),
+                "explained_variance_ratio_": (c,), "singular_values_": (c,)}
+    if isinstance(est, GaussianMixture):
+        k = est.n_components
+        cov = {"full": (k, n, n), "tied": (n, n), "diag": (k, n), "spherical": (k,)}[
+            est.covariance_type]
+        return {"weights_": (k,), "means_": (k, n), "covariances_": cov,
+                "precisions_": cov, "precisions_cholesky_": cov}
+    return {}
+
+
+def check_fitted_shapes(est, where):
+    """Refuse a loaded estimator whose fitted arrays disagree with its sizes (a scale of
+    length 1 would broadcast over every feature and give finite, wrong answers)."""
+    n = getattr(est, "n_features_in_", None)
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise UnsafeArchiveError(f"{where}: n_features_in_ must be a positive integer.")
+    for name, shape in _expected_shapes(est).items():
+        value = getattr(est, name, None)
+        if value is not None and _shape_of(value) != tuple(shape):
+            raise UnsafeArchiveError(
+                f"{where}: {name} must be a float array of shape {tuple(shape)}."
+            )
+    if isinstance(est, KNNLogDensity) and hasattr(est, "nn_"):
+        _check_knn_state(est, where)
+
+
+def _check_knn_state(est, where):
+    nn = est.nn_
+    if not isinstance(nn, NearestNeighbors) or not hasattr(nn, "n_samples_fit_"):
+        raise UnsafeArchiveError(f"{where}: nn_ must be a fitted NearestNeighbors.")
+    if nn.metric != "minkowski" or nn.p != 2:
+        raise UnsafeArchiveError(f"{where}: nn_ must use Euclidean distances.")
+    pca = getattr(est, "pca_", None)
+    if pca is not None and not isinstance(pca, PCA):
+        raise UnsafeArchiveError(f"{where}: pca_ must be a PCA or None.")
+    n_fit, k = nn.n_samples_fit_, est.n_neighbors_
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_fit:
+        raise UnsafeArchiveError(f"{where}: n_neighbors_ must be an integer in [1, {n_fit}].")
+    dim = est.intrinsic_dim_
+    if isinstance(dim, bool) or not isinstance(dim, (float, int, np.number)) or not (
+        np.isfinite(dim) and dim > 0
+    ):
+        raise UnsafeArchiveError(f"{where}: intrinsic_dim_ must be a positive number.")
+    floor = getattr(est, "_dist_floor", 0.0)
+    if np.ndim(floor) != 0 or not (np.isfinite(floor) and floor >= 0):
+        raise UnsafeArchiveError(f"{where}: _dist_floor must be a non-negative number.")
+    fit_dist = getattr(est, "_fit_dist", None)
+    if fit_dist is not None and (
+        _shape_of(fit_dist) is None or fit_dist.ndim != 2 or fit_dist.shape[0] != n_fit
+        or fit_dist.shape[1] < k
+    ):
+        raise UnsafeArchiveError(f"{where}: _fit_dist must be a float array with one row "
+                                 "per indexed sample.")

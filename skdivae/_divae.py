@@ -143,8 +143,14 @@ class DiVAE(
         as on discrete data, are broken by row order, so they never widen the
         cut). 0.05 won the defaults study (``docs/defaults.md``); 0 trains on
         all.
-    contamination : float in (0, 0.5], default=0.1
-        Share of training points flagged as outliers; sets ``offset_``.
+    contamination : float in (0, 0.5] or "auto", default=0.1
+        Share of training points flagged as outliers; sets the threshold
+        (``offset_``). ``"auto"`` flags rows below Tukey's lower fence of the
+        training scores, ``Q1 - 1.5 * (Q3 - Q1)`` (about 0.35 % of a Gaussian
+        sample; more where the training scores have a heavy low tail), as
+        IsolationForest and LOF offer ``"auto"``. It may be changed with
+        ``set_params`` after fit: thresholds come from a summary of the
+        training scores (``score_quantiles_``), not from a refit.
     batch_size : int or "auto", default="auto"
         Mini-batch size; "auto" is ``min(128, n_samples)``.
     learning_rate_init : float, default=1e-3
@@ -208,13 +214,19 @@ class DiVAE(
         Epochs run.
     offset_ : float
         Threshold on :meth:`score_samples` set by ``contamination``, for the
-        ``anomaly_score`` of the fit.
+        ``anomaly_score`` and ``contamination`` of the fit;
+        :meth:`decision_function` follows the current ones.
     offsets_ : ndarray of shape (5,)
         The same threshold for every ``anomaly_score`` (in the order
         ``"log_prior"``, ``"elbo"``, ``"elbo_at_mean"``, ``"elbo+log_prior"``,
         ``"min(elbo,log_prior)"``); :meth:`decision_function` reads the
         current score's, so ``set_params(anomaly_score=...)`` after fit
         thresholds correctly without a refit.
+    score_quantiles_ : ndarray of shape (5, 1001)
+        Quantiles 0, 0.001, ..., 1 of each ``anomaly_score`` over the training
+        rows (same order as ``offsets_``): what re-thresholding after
+        ``set_params(contamination=...)`` and :meth:`predict_proba` read,
+        instead of the training rows.
     score_center_, score_scale_ : ndarray of shape (2,)
         Median and interquartile range of the training rows' ELBO and
         log-prior at the posterior mean: the robust scales of the combined
@@ -260,7 +272,7 @@ class DiVAE(
         "anomaly_score": [StrOptions(set(SCORES))],
         "keep_density": ["boolean"],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
-        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right"), StrOptions({"auto"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],

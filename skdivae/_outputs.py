@@ -3,6 +3,7 @@ the scores and labels built from that. Mixed into :class:`~skdivae.DiVAE`,
 which provides ``module_`` and the parameters."""
 
 import functools
+from numbers import Real
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -12,6 +13,25 @@ from ._scoring import COMBINED, SCORES, combine, robust_scale
 from ._torch_utils import batched_no_grad, chunk_rows, torch_threads
 
 
+#: Levels of the summary of the training scores kept at fit (``score_quantiles_``):
+#: 0, 0.001, ..., 1. A contamination on this grid gets exactly the threshold a refit
+#: would set; between grid points the quantiles are interpolated.
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
+
+#: ``contamination="auto"``: flag rows below Tukey's lower fence of the training
+#: scores, Q1 - FENCE * (Q3 - Q1) (about 0.35 % of a Gaussian sample).
+FENCE = 1.5
+
+
+def threshold_from_quantiles(quantiles, contamination):
+    """The threshold that flags a ``contamination`` share of the training rows (or the
+    lower Tukey fence for ``"auto"``), from their quantiles at :data:`QUANTILE_LEVELS`."""
+    if isinstance(contamination, str) and contamination == "auto":
+        q1, q3 = np.interp([0.25, 0.75], QUANTILE_LEVELS, quantiles)
+        return float(q1 - FENCE * (q3 - q1))
+    return float(np.interp(contamination, QUANTILE_LEVELS, quantiles))
+
+
 class ScoringMixin:
     """``score_samples``, ``decision_function``, ``predict`` and ``score`` for a fitted
     DiVAE, and ``_set_offset``, the threshold that fit derives from them. ``transform``
@@ -19,11 +39,12 @@ class ScoringMixin:
 
     def _set_offset(self, X):
         """Score the training data with every ``anomaly_score`` (with the scoring threads)
-        and set the thresholds ``contamination`` implies: ``offsets_`` (one per score, in
-        the order of ``SCORES``, so that ``set_params(anomaly_score=...)`` on a fitted
-        model thresholds the new score in its own units), ``offset_`` (the fitted
-        score's), and the robust scales of the combined scores' parts (``score_center_``,
-        ``score_scale_``)."""
+        and keep a summary of each score's distribution there (``score_quantiles_``, one
+        row per score in the order of ``SCORES``), from which ``contamination`` sets the
+        thresholds: ``offsets_`` (one per score), ``offset_`` (the fitted score's). So
+        ``set_params(anomaly_score=...)`` or ``set_params(contamination=...)`` on a
+        fitted model thresholds correctly without a refit. Also sets the robust scales
+        of the combined scores' parts (``score_center_``, ``score_scale_``)."""
         if getattr(self, "verbose", 0):
             print(f"scoring the {X.shape[0]} training rows to set the threshold "
                   f"(contamination={self.contamination})...", flush=True)
@@ -31,7 +52,7 @@ class ScoringMixin:
         self.score_center_, self.score_scale_ = map(
             np.array, zip(*(robust_scale(p) for p in parts))
         )
-        offsets = []
+        quantiles = []
         for name, method in SCORES.items():
             if method is None:
                 scores = combine(parts, self.score_center_, self.score_scale_, name)
@@ -45,18 +66,28 @@ class ScoringMixin:
                     "data; try a smaller learning_rate_init or alignment_weight, or scaling "
                     "the input."
                 )
-            offsets.append(float(np.percentile(scores, 100.0 * self.contamination)))
-        self.offsets_ = np.array(offsets)
+            quantiles.append(np.quantile(scores, QUANTILE_LEVELS))
+        self.score_quantiles_ = np.array(quantiles)
+        self.offsets_ = np.array(
+            [threshold_from_quantiles(q, self.contamination) for q in self.score_quantiles_]
+        )
         self.offset_ = float(self.offsets_[list(SCORES).index(self.anomaly_score)])
         return self
 
     def _current_offset(self):
-        """The threshold of the current ``anomaly_score`` (``offset_`` for models saved
-        before ``offsets_`` existed)."""
+        """The threshold of the current ``anomaly_score`` and ``contamination`` (for models
+        saved before ``score_quantiles_`` existed: the thresholds set at fit)."""
+        index = list(SCORES).index(self.anomaly_score)
+        c = self.contamination
+        if not (isinstance(c, str) and c == "auto") and not (
+            isinstance(c, Real) and not isinstance(c, bool) and 0 < c <= 0.5
+        ):  # set_params after fit is not validated by fit
+            raise ValueError(f"contamination must be 'auto' or a float in (0, 0.5], got {c!r}.")
+        quantiles = getattr(self, "score_quantiles_", None)
+        if quantiles is not None:
+            return threshold_from_quantiles(quantiles[index], self.contamination)
         offsets = getattr(self, "offsets_", None)
-        if offsets is None:
-            return self.offset_
-        return float(offsets[list(SCORES).index(self.anomaly_score)])
+        return self.offset_ if offsets is None else float(offsets[index])
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -125,13 +156,14 @@ class ScoringMixin:
         return self._score_samples(self._validated(X))
 
     def decision_function(self, X):
-        """``score_samples(X)`` minus the threshold of the current ``anomaly_score``:
-        negative for outliers.
+        """``score_samples(X)`` minus the threshold of the current ``anomaly_score``
+        and ``contamination``: negative for outliers.
 
-        The threshold is ``offset_`` for the score the model was fitted with;
-        every score's threshold is set at fit (``offsets_``), so switching
-        ``anomaly_score`` with ``set_params`` on a fitted model keeps flagging
-        a ``contamination`` share of the training rows.
+        The threshold is ``offset_`` for the score and share the model was
+        fitted with; thresholds come from a summary of the training scores
+        (``score_quantiles_``), so switching ``anomaly_score`` or
+        ``contamination`` with ``set_params`` on a fitted model thresholds the
+        current score at the current share, without a refit.
 
         Parameters
         ----------
@@ -158,6 +190,43 @@ class ScoringMixin:
         """
         # ``>= 0`` rather than ``< 0``: a row whose score is not a number is an outlier.
         return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def predict_proba(self, X):
+        """Probability-like outlier scores, calibrated on the training rows.
+
+        The outlier column is the share of training rows that score higher
+        (look more normal) than the row: 0.5 for a row at the training median,
+        near 1 for a row below every training row. It follows the current
+        ``anomaly_score`` and ranks rows as :meth:`score_samples` does
+        (inverted). The columns follow PyOD's order: normal, then outlier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            ``[:, 0]``: share of training rows scoring at or below the row;
+            ``[:, 1]``: the share scoring above it (1 where the score is not a
+            number).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdivae import DiVAE
+        >>> rows = np.random.default_rng(0).normal(size=(200, 3))
+        >>> proba = DiVAE(max_iter=10, random_state=0).fit(rows).predict_proba(
+        ...     np.array([[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]))
+        >>> bool(proba[1, 1] > 0.99 and proba[0, 1] < 0.9)
+        True
+        """
+        scores = self.score_samples(X)
+        check_is_fitted(self, "score_quantiles_")
+        quantiles = self.score_quantiles_[list(SCORES).index(self.anomaly_score)]
+        below = np.interp(scores, quantiles, QUANTILE_LEVELS)  # share at or below
+        below = np.where(np.isnan(scores), 0.0, below)
+        return np.column_stack([below, 1.0 - below])
 
     def score(self, X, y=None):
         """Mean per-sample ELBO, without the alignment term (higher is better).

@@ -17,6 +17,7 @@ strictly. Nothing in an archive is executed.
 
 import io
 import json
+import lzma
 import os
 import tempfile
 import zipfile
@@ -41,9 +42,13 @@ from sklearn.preprocessing import (
 from ._archive_checks import (
     MAX_ESTIMATORS,
     MAX_MANIFEST_BYTES,
+    MAX_NODES,
+    check_compression,
+    count_tensors,
     UnsafeArchiveError,
     check_architecture,
     check_divae_state,
+    check_fitted_shapes,
     check_inner_sizes,
     check_state_names,
     divae_required_state,
@@ -270,9 +275,12 @@ def save(estimator, path):
 class _Reader:
     def __init__(self, arrays, weights, version=FORMAT_VERSION):
         self.arrays, self.weights, self.version = arrays, weights, version
-        self.used_weights, self.n_estimators = set(), 0
+        self.used_weights, self.used_arrays, self.n_estimators, self.n_nodes = set(), set(), 0, 0
 
     def decode(self, node, where, depth=0):
+        self.n_nodes += 1
+        if self.n_nodes > MAX_NODES:  # a small manifest of many tiny entries
+            raise UnsafeArchiveError(f"{where}: more than {MAX_NODES} entries in the manifest.")
         if depth > MAX_DEPTH:
             raise UnsafeArchiveError(f"{where}: entries nested deeper than {MAX_DEPTH} levels.")
         if node is None or isinstance(node, (bool, str, int, float)):
@@ -331,8 +339,11 @@ class _Reader:
         raise UnsafeArchiveError(f"{where}: unknown entry type {kind!r}.")
 
     def _array(self, key, where):
-        if key not in self.arrays:
+        if not isinstance(key, str) or key not in self.arrays:
             raise UnsafeArchiveError(f"{where}: array {key!r} is missing from {ARRAYS}.")
+        if key in self.used_arrays:  # each stored array is one value (no amplification)
+            raise UnsafeArchiveError(f"{where}: array {key!r} is used twice.")
+        self.used_arrays.add(key)
         return self.arrays[key]
 
     def _estimator(self, node, where, depth):
@@ -366,7 +377,13 @@ class _Reader:
         except TypeError as exc:
             raise UnsafeArchiveError(f"{where}: parameters do not fit {name} ({exc}).") from exc
         if cls is NearestNeighbors:
-            return est.fit(state["_fit_X"]) if "_fit_X" in state else est
+            if "_fit_X" not in state:
+                return est
+            fit_X = state["_fit_X"]
+            if not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2 or fit_X.dtype.kind != "f":
+                # (a bool or int array would grow 8-fold when the index is rebuilt)
+                raise UnsafeArchiveError(f"{where}: _fit_X must be a 2-D float array.")
+            return est.fit(fit_X)
         check_state_names(cls, state, where)
         if getattr(est, "memory", None) is not None:
             raise UnsafeArchiveError(f"{where}: a Pipeline with memory= is not loaded.")
@@ -389,6 +406,8 @@ class _Reader:
         if fitted_divae:
             est.module_ = self._module(est, node["weights"], where)
             check_divae_state(est, where)
+        else:
+            check_fitted_shapes(est, where)
         return est
 
     def _module(self, est, index, where):
@@ -400,6 +419,7 @@ class _Reader:
         if index in self.used_weights:  # each network is built once, from its own weights
             raise UnsafeArchiveError(f"{where}: weights {index} belong to another network.")
         self.used_weights.add(index)
+        count_tensors(self.weights[index], where)  # from the header, before reading them
         try:
             tensors = load_tensors(self.weights[index])
         except (SafetensorError, ValueError) as exc:
@@ -498,7 +518,8 @@ def load(path):
         return _load(path)
     except UnsafeArchiveError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError,
+            NotImplementedError,
             RecursionError, MemoryError, OSError, ValueError, TypeError, KeyError,
             AttributeError, IndexError, OverflowError) as exc:
         raise UnsafeArchiveError(f"{path}: unreadable archive ({type(exc).__name__}: {exc}).") from exc
@@ -507,6 +528,7 @@ def load(path):
 def _load(path):
     cap = inflate_cap(path.stat().st_size)
     with zipfile.ZipFile(path) as zf:
+        check_compression(zf, path)
         declared = sum(info.file_size for info in zf.infolist())
         if declared > cap:
             raise UnsafeArchiveError(
@@ -563,4 +585,9 @@ def _load(path):
         raise UnsafeArchiveError(
             f"{path}: arrays of dtype {arrays[bad[0]].dtype} are not allowed ({bad[0]!r})."
         )
-    return _Reader(arrays, weights, version).decode(root, "estimator")
+    reader = _Reader(arrays, weights, version)
+    est = reader.decode(root, "estimator")
+    unused = sorted(set(arrays) - reader.used_arrays)
+    if unused:
+        raise UnsafeArchiveError(f"{path}: {ARRAYS} holds arrays nothing uses ({unused[:3]}).")
+    return est

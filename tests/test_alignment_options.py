@@ -207,3 +207,47 @@ def test_default_teacher_is_knn_with_thirty_neighbours_on_the_latent_dimension()
     est = DiVAE(**FAST, keep_density=True).fit(X)
     assert est.density_.method == "knn" and est.density_.n_neighbors == 30
     assert est.density_.n_components_ == est.n_components
+
+
+@pytest.mark.parametrize("anomaly_score", ["elbo", "min(elbo,log_prior)"])
+def test_contamination_can_be_changed_after_fit_without_a_refit(anomaly_score):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(anomaly_score=anomaly_score, **FAST).fit(X)
+    for share in (0.05, 0.2, 0.013):
+        direct = clone(est).set_params(contamination=share).fit(X)
+        est.set_params(contamination=share)
+        np.testing.assert_allclose(est.decision_function(X), direct.decision_function(X),
+                                   atol=1e-9 if share != 0.013 else 0.05)
+        assert np.mean(est.predict(X) == -1) == pytest.approx(share, abs=0.01)
+    with pytest.raises(ValueError, match="contamination must be"):
+        est.set_params(contamination=0.9).predict(X)
+
+
+def test_contamination_auto_flags_rows_below_the_tukey_fence():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(400, 4)), rng.uniform(-9, 9, size=(8, 4))])
+    est = DiVAE(contamination="auto", **FAST).fit(X)
+    train = est.score_samples(X)
+    q1, q3 = np.percentile(train, [25, 75])
+    assert est.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1), rel=1e-6)
+    flagged = est.predict(X) == -1
+    assert 0 < flagged.mean() < 0.1
+    assert flagged[-8:].mean() > flagged[:-8].mean()
+
+
+def test_predict_proba_is_the_share_of_training_rows_scoring_higher():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 4)), rng.uniform(-8, 8, size=(20, 4))])
+    est = DiVAE(**FAST).fit(X)
+    proba = est.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    scores = est.score_samples(X)
+    higher = (scores[None, :] > scores[:, None]).mean(axis=1)
+    # (the summary interpolates between order statistics: within one row of the exact share)
+    np.testing.assert_allclose(proba[:, 1], higher, atol=1 / len(X) + 1e-3)
+    order = np.argsort(scores)
+    assert (np.diff(proba[order, 1]) <= 1e-12).all()  # lower score, higher outlier share
+    far = est.predict_proba(np.full((1, 4), 1e3))
+    assert far[0, 1] == 1.0

@@ -236,11 +236,13 @@ def test_verbose_prints_one_line_per_epoch(data):
     with redirect_stdout(buffer):
         DiVAE(**{**FAST, "max_iter": 3}, verbose=1).fit(data[0])
     lines = buffer.getvalue().strip().splitlines()
-    assert len(lines) == 3 + 3
+    # teacher (2 lines), budget, what the terms mean, 3 epochs, why it stopped, threshold
+    assert len(lines) == 3 + 1 + 3 + 2
     assert "fitting the density teacher on 440 rows" in lines[0]
     assert "teacher KNNLogDensity fitted in" in lines[1]
     assert "training for up to 3 epochs" in lines[2]
-    assert all(w in lines[3] for w in ["epoch 1/3", "recon", "kl", "align", "elapsed", "left ~"])
+    assert all(w in lines[4] for w in ["epoch 1/3", "recon", "kl", "align", "elapsed", "left ~"])
+    assert "reached max_iter=3" in lines[7] and "scoring the 440 training rows" in lines[8]
 
 
 def test_quiet_by_default(data):
@@ -374,6 +376,7 @@ def test_rows_whose_decision_is_not_a_number_are_outliers(data):
     est = DiVAE(**FAST).fit(data[0])
     est.offset_ = float("nan")  # every decision is NaN
     est.offsets_ = np.full_like(est.offsets_, np.nan)
+    est.score_quantiles_ = np.full_like(est.score_quantiles_, np.nan)
     assert (est.predict(data[0]) == -1).all()
 
 

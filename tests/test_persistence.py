@@ -527,7 +527,7 @@ def test_a_huge_prior_or_aligner_setting_is_refused_before_it_is_built(archive, 
     # Refused by the size check, which runs before any module is built (before it, these
     # settings allocated gigabytes).
     edit = _manifest_edit(lambda m: m["root"]["params"].update({param: spec}))
-    with pytest.raises(UnsafeArchiveError, match="needs at least"):
+    with pytest.raises(UnsafeArchiveError, match="needs at least|describe .* layers"):
         load(_rewrite(archive, tmp_path / "h.skdivae", edit))
 
 
@@ -624,11 +624,18 @@ def test_weights_reused_by_several_networks_and_too_many_estimators_are_refused(
             manifest["root"]["state"]["history_"] = [node] * n
         return change
 
-    with pytest.raises(UnsafeArchiveError, match="belong to another network"):
+    # (a copied DiVAE reuses the stored arrays too: either refusal comes first)
+    with pytest.raises(UnsafeArchiveError, match="belong to another network|used twice"):
         load(_rewrite(archive, tmp_path / "c.skdivae", _manifest_edit(copies(2, "root"))))
-    # the kept teacher: an estimator without a network, copied 300 times
-    with pytest.raises(UnsafeArchiveError, match="more than 256 estimators"):
+    # the kept teacher: an estimator without a network, copied 300 times, reuses arrays
+    with pytest.raises(UnsafeArchiveError, match="used twice"):
         load(_rewrite(archive, tmp_path / "d.skdivae", _manifest_edit(copies(300, "density_"))))
+    # 300 estimators that hold no arrays
+    prior = {"__type__": "estimator", "class": "skdivae.StandardNormalPrior", "params": {},
+             "state": {}}
+    edit = _manifest_edit(lambda m: m["root"]["state"].update(history_=[prior] * 300))
+    with pytest.raises(UnsafeArchiveError, match="more than 256 estimators"):
+        load(_rewrite(archive, tmp_path / "e.skdivae", edit))
 
 
 def test_complex_weights_are_refused(archive, tmp_path):
@@ -715,3 +722,111 @@ def test_a_loaded_n_jobs_is_bounded_by_the_cpu_count(tmp_path):
     loaded = load(_rewrite(tmp_path / "k.skdivae", tmp_path / "j.skdivae", _manifest_edit(change)))
     assert loaded.n_jobs == loaded.nn_.n_jobs == (os.cpu_count() or 1)
     np.testing.assert_array_equal(loaded.score_samples(X), KNNLogDensity(10).fit(X).score_samples(X))
+
+
+# ---- a third attacker review: small files that cost much, and inconsistent fitted arrays
+def _state_key(manifest, name):
+    return manifest["root"]["state"][name]["key"]
+
+
+def test_many_tiny_layers_are_refused_before_they_are_laid_out(archive, tmp_path):
+    # 5 000 one-unit layers from a file of a few kB: each layer must be among the stored
+    # tensors before anything is laid out (before, 20 000 layers took 13 s of CPU).
+    params = _manifest_edit(lambda m: m["root"]["params"].update(hidden_layer_sizes=[1] * 5000))
+
+    def few_tensors(t):  # enough numbers in all, the first layer and centre as required
+        n_features = t["center"].shape[0]
+        t.clear()
+        t.update({"center": torch.zeros(n_features), "pad": torch.zeros(40_000),
+                  "encoder.mlp.0.weight": torch.zeros(1, n_features)})
+
+    def edit(members):
+        return _weights_edit(few_tensors)(params(members))
+
+    with pytest.raises(UnsafeArchiveError, match="describe 10002 layers"):
+        load(_rewrite(archive, tmp_path / "deep.skdivae", edit))
+
+
+def test_arrays_are_used_once_and_all_used(archive, tmp_path):
+    def reuse(manifest):
+        manifest["root"]["state"]["spare_"] = {"__type__": "array",
+                                               "key": _state_key(manifest, "score_center_")}
+
+    with pytest.raises(UnsafeArchiveError, match="used twice"):
+        load(_rewrite(archive, tmp_path / "r.skdivae", _manifest_edit(reuse)))
+
+    def extra(arrays, manifest):
+        arrays["unused"] = np.zeros(3)
+
+    with pytest.raises(UnsafeArchiveError, match="arrays nothing uses"):
+        load(_rewrite(archive, tmp_path / "u.skdivae", _arrays_edit(extra)))
+
+
+def test_counts_of_entries_arrays_and_tensors_are_capped(archive, tmp_path, monkeypatch):
+    import skdivae._archive_checks as checks
+    import skdivae._persistence as persistence
+
+    monkeypatch.setattr(persistence, "MAX_NODES", 50)
+    with pytest.raises(UnsafeArchiveError, match="more than 50 entries"):
+        load(archive)
+    monkeypatch.undo()
+    monkeypatch.setattr(checks, "MAX_ARRAYS", 2)
+    with pytest.raises(UnsafeArchiveError, match="more than 2 arrays"):
+        load(archive)
+    monkeypatch.undo()
+    monkeypatch.setattr(checks, "MAX_TENSORS", 5)
+    with pytest.raises(UnsafeArchiveError, match="at most 5"):
+        load(archive)
+
+
+def test_a_member_compressed_otherwise_than_save_does_is_refused(archive, tmp_path):
+    path = tmp_path / "lzma.skdivae"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            method = zipfile.ZIP_LZMA if info.filename == "skdivae.json" else zipfile.ZIP_DEFLATED
+            dst.writestr(info.filename, src.read(info.filename), compress_type=method)
+    with pytest.raises(UnsafeArchiveError, match="compressed with a method"):
+        load(path)
+
+
+def test_a_nearest_neighbors_index_is_rebuilt_from_float_rows_only(tmp_path):
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    save(KNNLogDensity(5).fit(X), tmp_path / "k.skdivae")
+
+    def to_bool(arrays, manifest):
+        key = manifest["root"]["state"]["nn_"]["state"]["_fit_X"]["key"]
+        arrays[key] = arrays[key] > 0  # an index rebuilt from it would be 8 times larger
+
+    with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float array"):
+        load(_rewrite(tmp_path / "k.skdivae", tmp_path / "b.skdivae", _arrays_edit(to_bool)))
+
+
+def _fitted(est, tmp_path):
+    X = np.random.default_rng(0).normal(size=(80, 4))
+    save(est.fit(X), tmp_path / "m.skdivae")
+    return tmp_path / "m.skdivae"
+
+
+@pytest.mark.parametrize("est, name, message", [
+    (StandardScaler(), "scale_", "scale_ must be a float array of shape"),
+    (PCA(2), "explained_variance_", "explained_variance_ must be a float array"),
+    (GaussianMixture(3, random_state=0), "weights_", "weights_ must be a float array"),
+    (KNNLogDensity(5, method="pak"), "_fit_dist", "_fit_dist must be a float array"),
+])
+def test_fitted_arrays_that_disagree_with_the_sizes_are_refused(est, name, message, tmp_path):
+    # A length-1 array would broadcast over every feature and score finite, wrong values.
+    path = _fitted(est, tmp_path)
+
+    def shrink(arrays, manifest):
+        key = manifest["root"]["state"][name]["key"]
+        arrays[key] = arrays[key][:1]
+
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(_rewrite(path, tmp_path / "bad.skdivae", _arrays_edit(shrink)))
+
+
+def test_a_teacher_with_a_negative_intrinsic_dimension_is_refused(tmp_path):
+    path = _fitted(KNNLogDensity(5, n_components=2), tmp_path)
+    edit = _manifest_edit(lambda m: m["root"]["state"].update(intrinsic_dim_=-1.0))
+    with pytest.raises(UnsafeArchiveError, match="intrinsic_dim_ must be a positive number"):
+        load(_rewrite(path, tmp_path / "bad.skdivae", edit))
