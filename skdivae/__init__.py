@@ -4,6 +4,7 @@ from ._blockwise import score_blockwise
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._persistence import UnsafeArchiveError, load, save
+from ._residuals import feature_residuals
 from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
@@ -21,5 +22,6 @@ __all__ = [
     "load",
     "UnsafeArchiveError",
     "score_blockwise",
+    "feature_residuals",
     "__version__",
 ]

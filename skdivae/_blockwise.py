@@ -1,10 +1,14 @@
 """Apply a fitted estimator's per-row methods block by block to dask collections."""
 
+import functools
+
 import numpy as np
+
+from ._residuals import feature_residuals, residual_names
 
 #: Methods that give one value per row, and those that give one row per row.
 ROW_VALUES = ("score_samples", "decision_function", "predict")
-ROW_ARRAYS = ("transform",)
+ROW_ARRAYS = ("transform", "feature_residuals")
 
 
 def score_blockwise(estimator, X, method="score_samples"):
@@ -22,8 +26,10 @@ def score_blockwise(estimator, X, method="score_samples"):
             or array-like
         Chunks may split rows in any way; columns are gathered into one chunk.
         Anything else is passed to the method directly (in memory).
-    method : {"score_samples", "decision_function", "predict", "transform"}, \
-            default="score_samples"
+    method : {"score_samples", "decision_function", "predict", "transform", \
+            "feature_residuals"}, default="score_samples"
+        ``"feature_residuals"`` works on a DiVAE or a Pipeline ending in one
+        (:func:`~skdivae.feature_residuals`).
 
     Returns
     -------
@@ -47,9 +53,12 @@ def score_blockwise(estimator, X, method="score_samples"):
         raise ValueError(
             f"method must be one of {ROW_VALUES + ROW_ARRAYS}, got {method!r}."
         )
-    if not hasattr(estimator, method):
+    if method == "feature_residuals":  # also through a Pipeline ending in a DiVAE
+        func = functools.partial(feature_residuals, estimator)
+    elif not hasattr(estimator, method):
         raise AttributeError(f"{type(estimator).__name__} has no method {method!r}.")
-    func = getattr(estimator, method)
+    else:
+        func = getattr(estimator, method)
     kind = _dask_kind(X)
     if kind is None:
         return func(X)
@@ -73,11 +82,18 @@ def _dask_kind(X):
     raise TypeError(f"score_blockwise takes a dask array or DataFrame, got {type(X).__name__}.")
 
 
-def _output_width(estimator, func, first_rows):
-    """Columns of ``transform``'s output: from the fitted estimator, else from the first
-    rows (``first_rows()`` is only called then)."""
+def _output_names(estimator, method):
+    """Column names of a row-array method's output, from the fitted estimator."""
+    if method == "feature_residuals":
+        return list(residual_names(estimator))
+    return list(estimator.get_feature_names_out())
+
+
+def _output_width(estimator, func, first_rows, method="transform"):
+    """Columns of a row-array method's output: from the fitted estimator, else from the
+    first rows (``first_rows()`` is only called then)."""
     try:
-        return len(estimator.get_feature_names_out())
+        return len(_output_names(estimator, method))
     except (AttributeError, ValueError, TypeError):
         return np.shape(func(first_rows()))[1]
 
@@ -97,7 +113,8 @@ def _blockwise_array(estimator, func, method, X):
         raise ValueError(f"expected a 2-D dask array, got {X.ndim} dimension(s).")
     X = X.rechunk({1: -1})
     if method in ROW_ARRAYS:
-        width = _output_width(estimator, func, lambda: np.asarray(X.compute_chunk_sizes()[:1]))
+        width = _output_width(estimator, func, lambda: np.asarray(X.compute_chunk_sizes()[:1]),
+                              method)
         return X.map_blocks(
             _rowwise(func, method, width), chunks=(X.chunks[0], (width,)), dtype=float
         )
@@ -110,9 +127,9 @@ def _blockwise_frame(estimator, func, method, X):
     import pandas as pd
 
     if method in ROW_ARRAYS:
-        width = _output_width(estimator, func, lambda: X.head(1, npartitions=-1))
+        width = _output_width(estimator, func, lambda: X.head(1, npartitions=-1), method)
         try:
-            columns = list(estimator.get_feature_names_out())
+            columns = _output_names(estimator, method)
         except (AttributeError, ValueError, TypeError):
             columns = list(range(width))
         meta = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})

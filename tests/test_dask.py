@@ -117,3 +117,23 @@ def test_blockwise_handles_empty_partitions_and_unknown_chunks(fitted, X, method
     sel = arr[arr[:, 0] > 1.0]  # unknown chunk sizes
     out = score_blockwise(fitted, sel, method).compute(scheduler="sync")
     np.testing.assert_allclose(out, getattr(fitted, method)(X[X[:, 0] > 1.0]), rtol=1e-12, atol=1e-12)
+
+
+def test_blockwise_feature_residuals_through_a_pipeline(X):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skdivae import feature_residuals
+
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    model = make_pipeline(StandardScaler(), DiVAE(**FAST)).fit(frame)
+    expected = model[-1].feature_residuals(model[:-1].transform(frame))
+    np.testing.assert_array_equal(feature_residuals(model, frame), expected)
+    lazy = score_blockwise(model, da.from_array(X, chunks=(50, 2)), "feature_residuals")
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), expected, rtol=1e-12, atol=1e-12)
+    out = score_blockwise(model, dd.from_pandas(frame, npartitions=3), "feature_residuals")
+    out = out.compute(scheduler="sync")
+    assert list(out.columns) == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="Pipeline ending in one"):
+        feature_residuals(make_pipeline(StandardScaler()).fit(X), X)

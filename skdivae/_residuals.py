@@ -1,0 +1,63 @@
+"""Which features drive a score, for a fitted DiVAE on its own or at the end of a Pipeline."""
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+
+def _final_step(estimator):
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not hasattr(final, "feature_residuals"):
+        raise TypeError(
+            f"feature_residuals needs a fitted DiVAE, or a Pipeline ending in one; got "
+            f"{type(final).__name__}."
+        )
+    return final
+
+
+def feature_residuals(estimator, X):
+    """Per-feature reconstruction residuals of a DiVAE, also through a ``Pipeline``.
+
+    ``DiVAE.feature_residuals`` on the rows as the final step sees them: a
+    Pipeline's earlier steps transform ``X`` first (without slicing it by
+    hand), so the residuals are in the units of the features entering the
+    DiVAE (e.g. standardised ones after a ``StandardScaler``);
+    :func:`residual_names` names their columns.
+
+    Parameters
+    ----------
+    estimator : fitted DiVAE, or fitted Pipeline whose last step is a DiVAE
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    residuals : ndarray of shape (n_samples, n_features_in_ of the DiVAE)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skdivae import DiVAE, feature_residuals
+    >>> rows = np.random.default_rng(0).normal(size=(200, 3))
+    >>> model = make_pipeline(StandardScaler(), DiVAE(max_iter=10, random_state=0)).fit(rows)
+    >>> int(np.argmax(np.abs(feature_residuals(model, [[0.0, 0.0, 9.0]]))))
+    2
+    """
+    final = _final_step(estimator)
+    if isinstance(estimator, Pipeline) and len(estimator) > 1:
+        X = estimator[:-1].transform(X)
+    return final.feature_residuals(X)
+
+
+def residual_names(estimator):
+    """Names of :func:`feature_residuals`' columns: the features entering the DiVAE."""
+    final = _final_step(estimator)
+    if isinstance(estimator, Pipeline) and len(estimator) > 1:
+        try:
+            return np.asarray(estimator[:-1].get_feature_names_out(), dtype=object)
+        except (AttributeError, ValueError, TypeError):
+            pass
+    names = getattr(final, "feature_names_in_", None)
+    if names is not None:
+        return np.asarray(names, dtype=object)
+    return np.asarray([f"x{i}" for i in range(final.n_features_in_)], dtype=object)
