@@ -176,10 +176,13 @@ class DiVAE(
         and restored after, in the calling thread. ``"auto"``
         trains with one thread, since mini-batches of a small network gain
         little from more and slow down many times over when another process
-        keeps a core busy (``docs/performance.md``), and scores with torch's
-        current setting, where large chunks do gain. An int uses that many
-        for both, at most the number of CPUs; ``None`` leaves torch's setting
-        alone.
+        keeps a core busy (``docs/performance.md``), and scores rows in
+        chunks of 1 024 side by side on every available CPU, one torch thread
+        each: as fast as torch's threads on a quiet machine, and a busy core
+        only slows the chunks it takes. The chunks do not depend on the number
+        of CPUs, so scores are bit-identical however busy the machine. An int
+        uses that many threads for both (chunk after chunk), at most the
+        number of CPUs; ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batches, the reparameterisation noise and the density
         teacher, through local generators, so fits in several threads give the

@@ -10,7 +10,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._nn.workspace import Workspace
 from ._scoring import COMBINED, SCORES, combine, robust_scale
-from ._torch_utils import batched_no_grad, chunk_rows, torch_threads
+from ._torch_utils import (
+    PARALLEL_CHUNK_ROWS,
+    available_cpus,
+    batched_no_grad,
+    chunk_rows,
+    parallel_no_grad,
+    torch_threads,
+)
 
 
 #: Levels of the summary of the training scores kept at fit (``score_quantiles_``):
@@ -103,13 +110,25 @@ class ScoringMixin:
     def _apply(self, method, X):
         fn = getattr(self.module_, method)
         points = 1
+
+        def make_fn():
+            return fn
+
         if method == "elbo":
             # The decoder at 2L sigma points per row: smaller chunks, and its large
-            # intermediates in buffers reused from chunk to chunk.
+            # intermediates in buffers reused from chunk to chunk (one set per thread).
             points = 2 * self.n_components
-            fn = functools.partial(fn, workspace=Workspace())
-        with torch_threads(None if self.n_threads == "auto" else self.n_threads):
-            return batched_no_grad(fn, X, chunk_rows(self.module_, points))
+
+            def make_fn():
+                return functools.partial(fn, workspace=Workspace())
+
+        rows = chunk_rows(self.module_, points)
+        if self.n_threads == "auto":  # chunks side by side, one torch thread each
+            return parallel_no_grad(
+                make_fn, X, min(rows, PARALLEL_CHUNK_ROWS), available_cpus()
+            )
+        with torch_threads(self.n_threads):
+            return batched_no_grad(make_fn(), X, rows)
 
     def _score_parts(self, X):
         return [self._apply(method, X) for method in COMBINED]

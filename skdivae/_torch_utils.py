@@ -2,6 +2,7 @@
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -58,6 +59,49 @@ def batched_no_grad(fn, X, batch_size=4096):
     with torch.no_grad():
         for batch in gen_batches(X.shape[0], batch_size):
             outputs.append(fn(as_tensor(X[batch], dtype=torch.float64)).numpy())
+    return np.concatenate(outputs, axis=0)
+
+
+#: Rows per chunk when chunks are scored side by side (``n_threads="auto"``). Fixed, so
+#: that the chunks, and with them the last bits of every score, depend neither on the
+#: number of workers nor on how busy the machine is.
+PARALLEL_CHUNK_ROWS = 1024
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity where the OS says, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def parallel_no_grad(make_fn, X, batch_size, workers):
+    """:func:`batched_no_grad` with the chunks spread over ``workers`` threads, each
+    running ``make_fn()`` (one per thread, for per-thread buffers) with one torch thread.
+
+    Each chunk is computed alone, so the output is bit-identical to the serial
+    ``batched_no_grad(make_fn(), X, batch_size)`` with one torch thread, whatever the
+    number of workers. A core kept busy by another process only slows the chunks that
+    land on it, whereas torch's own threads wait for the slowest one at every
+    operation (5-15 times slower scoring with one of two cores busy).
+    """
+    batches = list(gen_batches(X.shape[0], batch_size))
+    with torch_threads(1):
+        if workers <= 1 or len(batches) <= 1:
+            return batched_no_grad(make_fn(), X, batch_size)
+        local = threading.local()
+
+        def run(batch):
+            fn = getattr(local, "fn", None)
+            if fn is None:
+                fn = local.fn = make_fn()
+            with torch.no_grad():  # grad mode is per thread
+                return fn(as_tensor(X[batch], dtype=torch.float64)).numpy()
+
+        # Threads started here inherit the one torch thread set above.
+        with ThreadPoolExecutor(min(workers, len(batches))) as pool:
+            outputs = list(pool.map(run, batches))
     return np.concatenate(outputs, axis=0)
 
 
