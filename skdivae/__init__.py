@@ -5,10 +5,10 @@ from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._persistence import UnsafeArchiveError, load, save
 from ._residuals import feature_residuals
+from ._version import __version__
 from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "DiVAE",

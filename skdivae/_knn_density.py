@@ -339,10 +339,6 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             log_density[rows], err[rows], _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)
         return log_density, err
 
-    def __setstate__(self, state):
-        # Pickles from before ``max_samples`` existed indexed every row.
-        super().__setstate__({"max_samples": None, **state})
-
     def transform(self, X):
         """Log-density and its standard error at new points.
 

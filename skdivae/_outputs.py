@@ -109,18 +109,12 @@ class ScoringMixin:
 
     def _apply(self, method, X):
         fn = getattr(self.module_, method)
-        points = 1
+        # The ELBO runs the decoder at 2L sigma points per row: smaller chunks, and its
+        # large intermediates in buffers reused from chunk to chunk (one set per thread).
+        points = 2 * self.n_components if method == "elbo" else 1
 
         def make_fn():
-            return fn
-
-        if method == "elbo":
-            # The decoder at 2L sigma points per row: smaller chunks, and its large
-            # intermediates in buffers reused from chunk to chunk (one set per thread).
-            points = 2 * self.n_components
-
-            def make_fn():
-                return functools.partial(fn, workspace=Workspace())
+            return functools.partial(fn, workspace=Workspace()) if method == "elbo" else fn
 
         rows = chunk_rows(self.module_, points)
         if self.n_threads == "auto":  # chunks side by side, one torch thread each

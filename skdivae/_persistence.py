@@ -237,7 +237,7 @@ def save(estimator, path):
     """
     writer = _Writer()
     root = writer.encode(estimator, "estimator")
-    from . import __version__
+    from ._version import __version__
 
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "skdivae_version": __version__,
                 "root": root, "n_weights": len(writer.weights)}

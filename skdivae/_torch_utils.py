@@ -19,17 +19,6 @@ def resolve_device(device):
     return torch.device(device)
 
 
-@contextmanager
-def torch_seed(seed, device=None):
-    """Seed torch inside the block only; the global RNG states (CPU, and the CUDA
-    device in use) are restored after."""
-    device = None if device is None else torch.device(device)
-    cuda = [] if device is None or device.type != "cuda" else [device.index or 0]
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
-
-
 def as_tensor(X, dtype=torch.float32, device="cpu"):
     """Copy a numpy array into a tensor (copying also handles read-only memmaps; views
     with negative strides, such as ``X[::-1]``, are made contiguous first)."""

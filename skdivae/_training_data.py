@@ -11,7 +11,6 @@ from sklearn.base import clone
 from ._knn_density import KNNLogDensity
 from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor
-from ._validation import training_targets
 
 #: The default density teacher (docs/alignment.md): plain kNN, 30 neighbours.
 TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
@@ -86,6 +85,19 @@ def fit_teacher(density, X_std, n_components, seed):
         # Small data: the neighbour count is clamped, which is expected here.
         warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")
         return density.fit(X_std)
+
+
+def training_targets(density, X):
+    """Density targets for the training rows of ``X`` and their standard errors.
+
+    Uses the leave-one-out values a :class:`~skdivae.KNNLogDensity` stores at
+    fit time; for any other estimator, ``score_samples(X)`` with unit errors.
+    """
+    log_density = getattr(density, "log_density_", None)
+    if log_density is not None and len(log_density) == X.shape[0]:
+        return np.asarray(log_density, float), np.asarray(density.log_density_err_, float)
+    target = np.asarray(density.score_samples(X), dtype=float)
+    return target, np.ones_like(target)
 
 
 def teacher_targets(density, X_std):

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 
 from ._nn.aligners import Direct, FlowCorrected
 from ._nn.flow import CouplingFlow
+from ._validation import Interval, StrOptions, validate
 
 __all__ = ["DirectAligner", "FlowAligner"]
 
@@ -65,6 +66,15 @@ class DirectAligner(BaseEstimator):
     'sqrt'
     """
 
+    _parameter_constraints = {
+        "point": [StrOptions({"mean", "sample"})],
+        "reduction": [StrOptions({"mean", "sqrt"})],
+        "scaling": [StrOptions({"standardize", "weight"})],
+        "calibration": [StrOptions({"offset", "affine"}), None],
+        "per_feature": ["boolean"],
+        "delta": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(
         self,
         point=POINT,
@@ -92,13 +102,14 @@ class DirectAligner(BaseEstimator):
 
     def build(self, *, n_latent, n_features, n_components):
         """Create the torch module (``n_components``: dimension of rho's space)."""
+        self._validate_params()
         return Direct(
-            _positive(self.delta, "delta"),
-            point=_option(self.point, "point", ("mean", "sample")),
-            reduction=_option(self.reduction, "reduction", ("mean", "sqrt")),
-            scaling=_option(self.scaling, "scaling", ("standardize", "weight")),
-            calibration=_option(self.calibration, "calibration", ("offset", "affine", None)),
-            multiplier=float(n_features) if _option(self.per_feature, "per_feature", (True, False)) else 1.0,
+            float(self.delta),
+            point=self.point,
+            reduction=self.reduction,
+            scaling=self.scaling,
+            calibration=self.calibration,
+            multiplier=float(n_features) if self.per_feature else 1.0,
         )
 
 
@@ -141,6 +152,14 @@ class FlowAligner(BaseEstimator):
     3
     """
 
+    _parameter_constraints = {
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "hidden_units": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "update_every": [Interval(Integral, 1, None, closed="left")],
+        "delta": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __init__(self, n_layers=5, hidden_units=16, learning_rate=1e-3, update_every=4, delta=1.0):
         self.n_layers = n_layers
         self.hidden_units = hidden_units
@@ -150,35 +169,16 @@ class FlowAligner(BaseEstimator):
 
     def build(self, *, n_latent, n_features, n_components):
         """Create the torch module; its PCA buffers are set from the data in ``fit``."""
-        n_layers = _positive_int(self.n_layers, "n_layers")
-        hidden = _positive_int(self.hidden_units, "hidden_units")
-        flow = CouplingFlow(n_latent, n_layers, hidden)
+        validate(self, integers=("n_layers", "hidden_units", "update_every"))
+        flow = CouplingFlow(n_latent, self.n_layers, self.hidden_units)
         return FlowCorrected(
             flow,
             n_latent,
             n_features,
-            delta=_positive(self.delta, "delta"),
-            learning_rate=_positive(self.learning_rate, "learning_rate"),
-            update_every=_positive_int(self.update_every, "update_every"),
+            delta=float(self.delta),
+            learning_rate=float(self.learning_rate),
+            update_every=self.update_every,
         )
-
-
-def _option(value, name, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {options}, got {value!r}.")
-    return value
-
-
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    return float(value)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 #: Shorthand strings accepted by ``DiVAE(aligner=...)``.

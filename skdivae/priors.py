@@ -10,24 +10,12 @@ from numbers import Integral
 
 from sklearn.base import BaseEstimator
 
+from ._validation import Interval, StrOptions, validate
+
 from ._nn.kl import KL_ESTIMATORS
 from ._nn.priors import GaussianMixture, StandardNormal, Vamp
 
 __all__ = ["StandardNormalPrior", "GaussianMixturePrior", "VampPrior"]
-
-
-def _count(n_components):
-    """A positive int number of components, or a ``ValueError`` naming the value."""
-    if isinstance(n_components, bool) or not isinstance(n_components, Integral) or n_components < 1:
-        raise ValueError(f"n_components must be a positive int, got {n_components!r}.")
-    return int(n_components)
-
-
-def _kl(kl):
-    """A valid KL estimator name, or a ``ValueError`` naming the value."""
-    if not isinstance(kl, str) or kl not in KL_ESTIMATORS:
-        raise ValueError(f"kl must be one of {', '.join(map(repr, KL_ESTIMATORS))}, got {kl!r}.")
-    return kl
 
 
 class StandardNormalPrior(BaseEstimator):
@@ -80,17 +68,19 @@ class GaussianMixturePrior(BaseEstimator):
     torch.Size([4, 2])
     """
 
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "kl": [StrOptions(set(KL_ESTIMATORS))],
+    }
+
     def __init__(self, n_components=10, kl="bound"):
         self.n_components = n_components
         self.kl = kl
 
-    def __setstate__(self, state):
-        # Pickles from before ``kl`` existed were trained with the Monte Carlo KL.
-        super().__setstate__({"kl": "monte_carlo", **state})
-
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        return GaussianMixture(n_latent, _count(self.n_components), kl_estimator=_kl(self.kl))
+        validate(self, integers=("n_components",))
+        return GaussianMixture(n_latent, self.n_components, kl_estimator=self.kl)
 
 
 class VampPrior(BaseEstimator):
@@ -113,17 +103,19 @@ class VampPrior(BaseEstimator):
     torch.Size([8, 5])
     """
 
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "kl": [StrOptions(set(KL_ESTIMATORS))],
+    }
+
     def __init__(self, n_components=50, kl="bound"):
         self.n_components = n_components
         self.kl = kl
 
-    def __setstate__(self, state):
-        # Pickles from before ``kl`` existed were trained with the Monte Carlo KL.
-        super().__setstate__({"kl": "monte_carlo", **state})
-
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        return Vamp(n_latent, n_features, _count(self.n_components), kl_estimator=_kl(self.kl))
+        validate(self, integers=("n_components",))
+        return Vamp(n_latent, n_features, self.n_components, kl_estimator=self.kl)
 
 
 #: Shorthand strings accepted by ``DiVAE(prior=...)``.

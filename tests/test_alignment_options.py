@@ -85,9 +85,9 @@ def test_mean_point_makes_the_alignment_term_independent_of_the_sample():
 
 def test_bad_aligner_option_is_refused_in_fit():
     X = np.random.default_rng(0).normal(size=(40, 3))
-    with pytest.raises(ValueError, match="calibration must be one of"):
+    with pytest.raises(ValueError, match="'calibration' parameter of DirectAligner"):
         DiVAE(aligner=DirectAligner(calibration="scale"), **FAST).fit(X)
-    with pytest.raises(ValueError, match="point must be one of"):
+    with pytest.raises(ValueError, match="'point' parameter of DirectAligner"):
         DiVAE(aligner=DirectAligner(point="median"), **FAST).fit(X)
 
 

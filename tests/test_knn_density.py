@@ -238,17 +238,6 @@ def test_max_samples_out_of_range_is_a_clear_error(bad):
         KNNLogDensity(5, max_samples=bad).fit(X)
 
 
-def test_pickle_from_before_max_samples_loads():
-    X = np.random.default_rng(0).normal(size=(100, 2))
-    est = KNNLogDensity(5).fit(X)
-    state = est.__getstate__()
-    del state["max_samples"], state["sample_indices_"]
-    old = KNNLogDensity.__new__(KNNLogDensity)
-    old.__setstate__(state)
-    assert old.get_params()["max_samples"] is None
-    np.testing.assert_array_equal(old.transform(X), est.transform(X))
-
-
 def test_scoring_in_chunks_gives_the_same_values(monkeypatch):
     import skdivae._knn_density as module
 

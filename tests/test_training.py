@@ -190,3 +190,13 @@ def test_verbose_explains_warm_up_units_stop_and_threshold(capsys):
     assert "epoch 1/20  (warm-up)" in out and "epoch 12/20  loss" in out
     assert "stopped at epoch 12: the training loss did not improve" in out
     assert "scoring the 80 training rows to set the threshold" in out
+
+
+def test_the_automatic_budget_does_not_warn_but_a_chosen_one_does(monkeypatch):
+    # Same data and epochs: max_iter="auto" (here 10 epochs) with the loss still falling
+    # is silent, while max_iter=10 set by the user warns (docs/convergence.md).
+    import skdivae._training as training
+
+    monkeypatch.setattr(training, "AUTO_EPOCHS", 10)
+    assert _warnings(max_iter="auto") == []
+    assert len(_warnings(max_iter=10)) == 1
