@@ -4,7 +4,7 @@ from ._blockwise import score_blockwise
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._persistence import UnsafeArchiveError, load, save
-from ._residuals import feature_residuals
+from ._residuals import feature_residuals, residual_names
 from ._version import __version__
 from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
@@ -23,5 +23,6 @@ __all__ = [
     "UnsafeArchiveError",
     "score_blockwise",
     "feature_residuals",
+    "residual_names",
     "__version__",
 ]

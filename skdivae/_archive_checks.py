@@ -30,7 +30,7 @@ class UnsafeArchiveError(ValueError):
 #: Fitted state besides the public ``name_`` attributes, per class: the private names
 #: their ``fit`` sets. Any other state key in an archive is refused.
 PRIVATE_STATE = {
-    DiVAE: {"_n_features_out"},
+    DiVAE: {"_n_features_out", "_legacy_thresholds"},
     KNNLogDensity: {"_dist_floor", "_fit_dist"},
     PCA: {"_fit_svd_solver"},
 }

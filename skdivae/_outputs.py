@@ -6,6 +6,7 @@ import functools
 from numbers import Real
 
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._nn.workspace import Workspace
@@ -93,11 +94,24 @@ class ScoringMixin:
         quantiles = getattr(self, "score_quantiles_", None)
         if quantiles is not None:
             return threshold_from_quantiles(quantiles[index], self.contamination)
+        # A model saved by an older skdivae: thresholds only for what it was fitted with.
         offsets = getattr(self, "offsets_", None)
+        fitted_share, fitted_score = getattr(self, "_legacy_thresholds", (c, self.anomaly_score))
+        if c != fitted_share or (offsets is None and self.anomaly_score != fitted_score):
+            raise ValueError(
+                "this model was saved by an older skdivae, which kept thresholds only for "
+                f"contamination={fitted_share!r}"
+                + ("" if offsets is not None else f" and anomaly_score={fitted_score!r}")
+                + ": set them back, or refit to change them after fit."
+            )
         return self.offset_ if offsets is None else float(offsets[index])
 
     def _validated(self, X):
         check_is_fitted(self)
+        # Parameters changed with set_params after fit are checked as fit checks them.
+        self._validate_params()
+        if isinstance(self.n_threads, bool):
+            raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
@@ -118,9 +132,10 @@ class ScoringMixin:
 
         rows = chunk_rows(self.module_, points)
         if self.n_threads == "auto":  # chunks side by side, one torch thread each
-            return parallel_no_grad(
-                make_fn, X, min(rows, PARALLEL_CHUNK_ROWS), available_cpus()
-            )
+            # As many workers as CPUs, but no more than torch's own setting, so that a
+            # limit set by the user, OMP_NUM_THREADS or joblib's workers is respected.
+            workers = min(available_cpus(), torch.get_num_threads())
+            return parallel_no_grad(make_fn, X, min(rows, PARALLEL_CHUNK_ROWS), workers)
         with torch_threads(self.n_threads):
             return batched_no_grad(make_fn(), X, rows)
 
@@ -205,13 +220,17 @@ class ScoringMixin:
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def predict_proba(self, X):
-        """Probability-like outlier scores, calibrated on the training rows.
+        """Outlier probabilities calibrated on the training rows and the threshold.
 
-        The outlier column is the share of training rows that score higher
-        (look more normal) than the row: 0.5 for a row at the training median,
-        near 1 for a row below every training row. It follows the current
-        ``anomaly_score`` and ranks rows as :meth:`score_samples` does
-        (inverted). The columns follow PyOD's order: normal, then outlier.
+        From the row's rank among the training scores: the outlier column is 1
+        for a row that scores below every training row, 0.5 at the threshold
+        (the ``contamination`` quantile, or the fence for ``"auto"``) and 0
+        above every training row, linear in the training rank in between. So
+        ``predict`` flags a row exactly when its outlier probability is above
+        0.5, and the column ranks rows as :meth:`score_samples` does
+        (inverted; ties saturate at 0 or 1 outside the training range). The
+        columns follow PyOD's order: normal, then outlier. It follows the
+        current ``anomaly_score`` and ``contamination``.
 
         Parameters
         ----------
@@ -220,9 +239,8 @@ class ScoringMixin:
         Returns
         -------
         proba : ndarray of shape (n_samples, 2)
-            ``[:, 0]``: share of training rows scoring at or below the row;
-            ``[:, 1]``: the share scoring above it (1 where the score is not a
-            number).
+            ``[:, 0]``: probability that the row is normal; ``[:, 1]``: that it
+            is an outlier (1 where the score is not a number).
 
         Examples
         --------
@@ -231,15 +249,23 @@ class ScoringMixin:
         >>> rows = np.random.default_rng(0).normal(size=(200, 3))
         >>> proba = DiVAE(max_iter=10, random_state=0).fit(rows).predict_proba(
         ...     np.array([[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]))
-        >>> bool(proba[1, 1] > 0.99 and proba[0, 1] < 0.9)
+        >>> bool(proba[1, 1] > 0.99 and proba[0, 1] < 0.5)
         True
         """
         scores = self.score_samples(X)
-        check_is_fitted(self, "score_quantiles_")
-        quantiles = self.score_quantiles_[list(SCORES).index(self.anomaly_score)]
-        below = np.interp(scores, quantiles, QUANTILE_LEVELS)  # share at or below
-        below = np.where(np.isnan(scores), 0.0, below)
-        return np.column_stack([below, 1.0 - below])
+        quantiles = getattr(self, "score_quantiles_", None)
+        if quantiles is None:
+            raise ValueError(
+                "this model was saved by an older skdivae without a summary of its training "
+                "scores (score_quantiles_); refit it to use predict_proba."
+            )
+        quantiles = quantiles[list(SCORES).index(self.anomaly_score)]
+        rank = np.interp(scores, quantiles, QUANTILE_LEVELS)  # share scoring at or below
+        cut = float(np.clip(np.interp(self._current_offset(), quantiles, QUANTILE_LEVELS),
+                            1e-9, 1 - 1e-9))
+        outlier = np.where(rank <= cut, 1.0 - 0.5 * rank / cut, 0.5 * (1.0 - rank) / (1.0 - cut))
+        outlier = np.where(np.isnan(scores), 1.0, outlier)
+        return np.column_stack([1.0 - outlier, outlier])
 
     def score(self, X, y=None):
         """Mean per-sample ELBO, without the alignment term (higher is better).

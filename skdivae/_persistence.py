@@ -166,6 +166,8 @@ class _Writer:
                 f"{', '.join(sorted(c.__name__ for c in _NAMES))}. Keep it out of the model, "
                 "or save with joblib/pickle and load only files you trust."
             )
+        if hasattr(est, "_parameter_constraints"):
+            est._validate_params()  # an archive that load would refuse is not written
         params = est.get_params(deep=False)
         node = {
             "__type__": "estimator",
@@ -406,6 +408,9 @@ class _Reader:
         if fitted_divae:
             est.module_ = self._module(est, node["weights"], where)
             check_divae_state(est, where)
+            if "score_quantiles_" not in state and "_legacy_thresholds" not in state:
+                # Saved by an older skdivae: its thresholds hold for these settings only.
+                est._legacy_thresholds = (est.contamination, est.anomaly_score)
         else:
             check_fitted_shapes(est, where)
         return est

@@ -54,9 +54,11 @@ def residual_names(estimator):
     final = _final_step(estimator)
     if isinstance(estimator, Pipeline) and len(estimator) > 1:
         try:
-            return np.asarray(estimator[:-1].get_feature_names_out(), dtype=object)
+            names = estimator[:-1].get_feature_names_out()
         except (AttributeError, ValueError, TypeError):
-            pass
+            names = None
+        if names is not None:  # (None through "passthrough" steps)
+            return np.asarray(names, dtype=object)
     names = getattr(final, "feature_names_in_", None)
     if names is not None:
         return np.asarray(names, dtype=object)

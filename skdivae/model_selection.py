@@ -111,13 +111,25 @@ def anomaly_roc_auc(estimator, X, y):
     """
     is_anomaly = anomaly_labels(y)
     if is_anomaly.all() or not is_anomaly.any():
+        values = set(np.unique(np.asarray(y)).tolist())
+        holds = ("only the label 1 (all anomalies as 0/1 labels, all normal rows as -1/+1 "
+                 "labels)" if values == {1} else
+                 f"only {'anomalies' if is_anomaly.all() else 'normal rows'}")
         raise ValueError(
-            "anomaly_roc_auc needs both anomalies and normal rows in y, but this y holds "
-            f"only {'anomalies' if is_anomaly.all() else 'normal rows'}. In a search, split "
-            "with cv=StratifiedKFold(n_splits, shuffle=True, random_state=0) so that every "
-            "fold holds both (cv=3 is an unshuffled KFold for an outlier detector)."
+            f"anomaly_roc_auc needs both anomalies and normal rows in y, but this y holds "
+            f"{holds}. In a search, split with cv=StratifiedKFold(n_splits, shuffle=True, "
+            "random_state=0) so that every fold holds both (cv=3 is an unshuffled KFold for "
+            "an outlier detector)."
         )
-    return float(roc_auc_score(is_anomaly, -np.asarray(estimator.score_samples(X))))
+    anomaly = -np.asarray(estimator.score_samples(X), dtype=float)
+    # A row whose score overflowed (NaN or -inf) is as anomalous as can be (as predict
+    # treats it); +inf is as normal as can be.
+    finite = anomaly[np.isfinite(anomaly)]
+    top = finite.max() + 1.0 if finite.size else 1.0
+    bottom = finite.min() - 1.0 if finite.size else -1.0
+    anomaly = np.where(np.isnan(anomaly) | (anomaly == np.inf), top, anomaly)
+    anomaly = np.where(anomaly == -np.inf, bottom, anomaly)
+    return float(roc_auc_score(is_anomaly, anomaly))
 
 
 def _final_step(estimator, X):

@@ -220,7 +220,7 @@ def test_contamination_can_be_changed_after_fit_without_a_refit(anomaly_score):
         np.testing.assert_allclose(est.decision_function(X), direct.decision_function(X),
                                    atol=1e-9 if share != 0.013 else 0.05)
         assert np.mean(est.predict(X) == -1) == pytest.approx(share, abs=0.01)
-    with pytest.raises(ValueError, match="contamination must be"):
+    with pytest.raises(ValueError, match="'contamination' parameter of DiVAE"):
         est.set_params(contamination=0.9).predict(X)
 
 
@@ -236,18 +236,30 @@ def test_contamination_auto_flags_rows_below_the_tukey_fence():
     assert flagged[-8:].mean() > flagged[:-8].mean()
 
 
-def test_predict_proba_is_the_share_of_training_rows_scoring_higher():
+def test_predict_proba_is_anchored_at_the_threshold():
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(300, 4)), rng.uniform(-8, 8, size=(20, 4))])
     est = DiVAE(**FAST).fit(X)
-    proba = est.predict_proba(X)
-    assert proba.shape == (len(X), 2)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    scores = est.score_samples(X)
-    higher = (scores[None, :] > scores[:, None]).mean(axis=1)
-    # (the summary interpolates between order statistics: within one row of the exact share)
-    np.testing.assert_allclose(proba[:, 1], higher, atol=1 / len(X) + 1e-3)
-    order = np.argsort(scores)
-    assert (np.diff(proba[order, 1]) <= 1e-12).all()  # lower score, higher outlier share
-    far = est.predict_proba(np.full((1, 4), 1e3))
-    assert far[0, 1] == 1.0
+    for share in (0.1, 0.03, "auto"):
+        est.set_params(contamination=share)
+        proba = est.predict_proba(X)
+        assert proba.shape == (len(X), 2)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        # predict flags a row exactly when its outlier probability is above one half
+        np.testing.assert_array_equal(est.predict(X) == -1, proba[:, 1] > 0.5)
+        scores = est.score_samples(X)
+        order = np.argsort(scores)
+        assert (np.diff(proba[order, 1]) <= 1e-12).all()  # lower score, more outlying
+    assert est.predict_proba(np.full((1, 4), 1e3))[0, 1] == 1.0
+
+
+def test_scores_that_overflow_count_as_the_most_anomalous_in_the_scorer():
+    from skdivae.model_selection import anomaly_roc_auc
+
+    class Fixed:
+        def score_samples(self, X):
+            return np.array([0.0, 1.0, 2.0, -np.inf, np.nan])
+
+    assert anomaly_roc_auc(Fixed(), np.zeros((5, 1)), [0, 0, 0, 1, 1]) == 1.0
+    with pytest.raises(ValueError, match="only the label 1"):
+        anomaly_roc_auc(Fixed(), np.zeros((5, 1)), [1, 1, 1, 1, 1])

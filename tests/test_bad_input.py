@@ -489,3 +489,15 @@ def test_a_labelled_search_with_unshuffled_folds_says_how_to_split(X):
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     good = GridSearchCV(DiVAE(**FAST), grid, scoring=anomaly_roc_auc, cv=cv).fit(Xa, y)
     assert np.isfinite(good.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"anomaly_score": "ELBO"}, "'anomaly_score' parameter"),
+    ({"n_threads": "two"}, "'n_threads' parameter"),
+    ({"n_threads": 0}, "'n_threads' parameter"),
+    ({"n_threads": True}, "n_threads must be"),
+])
+def test_parameters_set_after_fit_are_validated_when_scoring(X, params, message):
+    est = DiVAE(**FAST).fit(X).set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        est.score_samples(X)

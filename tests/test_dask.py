@@ -139,3 +139,13 @@ def test_blockwise_feature_residuals_through_a_pipeline(X):
     np.testing.assert_allclose(out.to_numpy(), expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="Pipeline ending in one"):
         feature_residuals(make_pipeline(StandardScaler()).fit(X), X)
+
+
+def test_residual_names_through_passthrough_steps():
+    from sklearn.pipeline import Pipeline
+
+    from skdivae import residual_names
+
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(120, 3)), columns=["a", "b", "c"])
+    model = Pipeline([("keep", "passthrough"), ("det", DiVAE(**FAST))]).fit(frame)
+    assert list(residual_names(model)) == ["a", "b", "c"]

@@ -830,3 +830,47 @@ def test_a_teacher_with_a_negative_intrinsic_dimension_is_refused(tmp_path):
     edit = _manifest_edit(lambda m: m["root"]["state"].update(intrinsic_dim_=-1.0))
     with pytest.raises(UnsafeArchiveError, match="intrinsic_dim_ must be a positive number"):
         load(_rewrite(path, tmp_path / "bad.skdivae", edit))
+
+
+def _without(path, dst, names):
+    """An archive as an older skdivae wrote it: without the fitted ``names``."""
+    def edit(members):
+        manifest = json.loads(members["skdivae.json"])
+        keys = [manifest["root"]["state"].pop(name)["key"] for name in names]
+        members["skdivae.json"] = json.dumps(manifest).encode()
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            arrays = {k: npz[k] for k in npz.files if k not in keys}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+    return _rewrite(path, dst, edit)
+
+
+def test_an_older_archive_refuses_thresholds_it_cannot_set(X, tmp_path):
+    # Before score_quantiles_ (and before offsets_), an archive kept thresholds for the
+    # fitted contamination (and score) only: other settings must be refused, not ignored.
+    est = DiVAE(**FAST).fit(X)
+    save(est, tmp_path / "m.skdivae")
+    old = load(_without(tmp_path / "m.skdivae", tmp_path / "old.skdivae", ["score_quantiles_"]))
+    np.testing.assert_array_equal(old.predict(X), est.predict(X))
+    old.set_params(anomaly_score="elbo")  # offsets_ holds every score's threshold
+    np.testing.assert_array_equal(old.predict(X), est.set_params(anomaly_score="elbo").predict(X))
+    with pytest.raises(ValueError, match="older skdivae.*contamination=0.1"):
+        old.set_params(contamination=0.3).predict(X)
+    with pytest.raises(ValueError, match="older skdivae.*score_quantiles_"):
+        old.set_params(contamination=0.1).predict_proba(X)
+    save(old, tmp_path / "again.skdivae")  # the restriction survives another round trip
+    with pytest.raises(ValueError, match="older skdivae"):
+        load(tmp_path / "again.skdivae").set_params(contamination=0.3).predict(X)
+    older = load(_without(tmp_path / "m.skdivae", tmp_path / "older.skdivae",
+                          ["score_quantiles_", "offsets_"]))
+    with pytest.raises(ValueError, match="anomaly_score='min"):
+        older.set_params(anomaly_score="elbo").predict(X)
+
+
+def test_save_refuses_parameters_that_load_would_refuse(X, tmp_path):
+    est = DiVAE(**FAST).fit(X).set_params(contamination=0.9)
+    with pytest.raises(ValueError, match="'contamination' parameter"):
+        save(est, tmp_path / "bad.skdivae")
+    assert not (tmp_path / "bad.skdivae").exists()

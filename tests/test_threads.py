@@ -108,3 +108,17 @@ def test_auto_scoring_is_bit_identical_whatever_the_number_of_workers(monkeypatc
     for workers in (2, 5):
         for a, b in zip(results[1], results[workers]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_auto_scoring_respects_a_lower_torch_setting(monkeypatch, small_tabular):
+    import skdivae._outputs as outputs
+
+    seen = []
+    real = outputs.parallel_no_grad
+    monkeypatch.setattr(outputs, "parallel_no_grad",
+                        lambda make_fn, X, rows, workers: (seen.append(workers),
+                                                           real(make_fn, X, rows, workers))[1])
+    est = DiVAE(**FAST).fit(small_tabular)
+    with torch_threads(1):  # e.g. OMP_NUM_THREADS=1, or inside a joblib worker
+        est.score_samples(small_tabular)
+    assert seen and seen[-1] == 1
