@@ -3,7 +3,9 @@
 from ._blockwise import score_blockwise
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
-from ._persistence import UnsafeArchiveError, load, save
+from ._archive_checks import UnsafeArchiveError
+from ._archive_reader import load
+from ._archive_writer import save
 from ._residuals import feature_residuals, residual_names
 from ._version import __version__
 from .aligners import DirectAligner, FlowAligner

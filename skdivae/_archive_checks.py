@@ -1,8 +1,8 @@
 """What a loaded archive may hold, checked before anything in it is used or built: how
 far its members may inflate, which state names an estimator may receive, what a fitted
 DiVAE's state must look like, and whether a network's parameters fit its stored weights.
-Every refusal is an :class:`UnsafeArchiveError`; ``_persistence`` reads and writes the
-format."""
+Every refusal is an :class:`UnsafeArchiveError`; ``_archive_reader`` and
+``_archive_writer`` read and write the format."""
 
 import io
 import json

@@ -769,7 +769,7 @@ def test_arrays_are_used_once_and_all_used(archive, tmp_path):
 
 def test_counts_of_entries_arrays_and_tensors_are_capped(archive, tmp_path, monkeypatch):
     import skdivae._archive_checks as checks
-    import skdivae._persistence as persistence
+    import skdivae._archive_reader as persistence
 
     monkeypatch.setattr(persistence, "MAX_NODES", 50)
     with pytest.raises(UnsafeArchiveError, match="more than 50 entries"):

@@ -1,0 +1,190 @@
+"""Writing an archive (:func:`save`): every object encoded as JSON, arrays into one npz
+member, each DiVAE's weights as safetensors; the file replaced atomically."""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.neighbors import NearestNeighbors
+
+from ._archive_format import ARRAYS, FORMAT, FORMAT_VERSION, MANIFEST, NAMES
+
+class _Writer:
+    def __init__(self):
+        self.arrays, self.weights = {}, []
+
+    def encode(self, value, where):
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, np.generic):
+            return value
+        if isinstance(value, np.generic):
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{where}: numpy scalar of dtype {value.dtype} cannot be saved.")
+            return {"__type__": "scalar", "dtype": value.dtype.str, "value": value.item()}
+        if isinstance(value, np.ndarray):
+            return self._array(value, where)
+        if isinstance(value, (list, tuple)):
+            items = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return items if isinstance(value, list) else {"__type__": "tuple", "items": items}
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise TypeError(f"{where}: only dicts with string keys can be saved.")
+            return {"__type__": "dict",
+                    "items": [[k, self.encode(v, f"{where}[{k!r}]")] for k, v in value.items()]}
+        if isinstance(value, np.dtype):
+            return {"__type__": "dtype", "name": value.str}
+        if isinstance(value, torch.device):
+            return {"__type__": "device", "name": str(value)}
+        if isinstance(value, np.random.RandomState):
+            name, keys, pos, has_gauss, cached = value.get_state()
+            return {"__type__": "random_state", "keys": self._array(keys, where), "pos": pos,
+                    "has_gauss": has_gauss, "cached": cached}
+        if isinstance(value, BaseEstimator):
+            return self._estimator(value, where)
+        raise TypeError(
+            f"{where}: an object of type {type(value).__name__} cannot be saved without pickle."
+        )
+
+    def _array(self, value, where):
+        if value.dtype.kind == "O":
+            if all(isinstance(v, str) for v in value.ravel()):
+                return {"__type__": "str_array", "shape": list(value.shape),
+                        "items": value.ravel().tolist()}
+            raise TypeError(f"{where}: an object array cannot be saved without pickle.")
+        if value.dtype.kind not in "biufU":
+            raise TypeError(f"{where}: arrays of dtype {value.dtype} cannot be saved.")
+        key = f"a{len(self.arrays)}"
+        # Keep the memory layout, so that outputs computed from the loaded array are
+        # bit-identical (BLAS sums in a layout-dependent order): axes walked backwards
+        # (e.g. a flipped view) are stored forwards and flipped again on load, and a
+        # non-contiguous view laid out column-first is stored in Fortran order.
+        flips = [axis for axis, stride in enumerate(value.strides) if stride < 0]
+        stored = np.flip(value, flips) if flips else value
+        steps = [stride for stride, n in zip(stored.strides, stored.shape) if n > 1]
+        if not stored.flags.c_contiguous and steps == sorted(steps) and len(steps) > 1:
+            stored = np.asfortranarray(stored)
+        self.arrays[key] = stored
+        node = {"__type__": "array", "key": key}
+        if flips:
+            node["flip"] = flips
+        return node
+
+    def _estimator(self, est, where):
+        cls = type(est)
+        if cls not in NAMES:
+            raise TypeError(
+                f"{where}: {cls.__name__} cannot be saved safely; the supported estimators are "
+                f"{', '.join(sorted(c.__name__ for c in NAMES))}. Keep it out of the model, "
+                "or save with joblib/pickle and load only files you trust."
+            )
+        if hasattr(est, "_parameter_constraints"):
+            est._validate_params()  # an archive that load would refuse is not written
+        params = est.get_params(deep=False)
+        node = {
+            "__type__": "estimator",
+            "class": NAMES[cls],
+            "params": {k: self.encode(v, f"{where}.{k}") for k, v in params.items()},
+        }
+        state = {k: v for k, v in vars(est).items() if k not in params}
+        if isinstance(est, NearestNeighbors) and "_fit_X" in state:
+            # Only the data: the search tree is rebuilt by fitting on it again.
+            state = {"_fit_X": state["_fit_X"]}
+        if "module_" in state:
+            buffer = io.BytesIO()
+            module = state.pop("module_")
+            from safetensors.torch import save
+
+            buffer.write(save({k: v.contiguous() for k, v in module.state_dict().items()}))
+            node["weights"] = len(self.weights)
+            self.weights.append(buffer.getvalue())
+        node["state"] = {k: self.encode(v, f"{where}.{k}") for k, v in state.items()}
+        return node
+
+
+def _umask():
+    """The process's umask, read without changing it (``os.umask`` sets it, which races
+    with other threads); 0o022 where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def save(estimator, path):
+    """Save a fitted estimator to ``path`` in a format that runs no code when loaded.
+
+    Parameters
+    ----------
+    estimator : DiVAE, KNNLogDensity or Pipeline
+        A fitted estimator built from the classes in ``skdivae._archive_format.SUPPORTED``
+        (skdivae's estimators, priors and aligners; ``Pipeline``, the standard
+        scalers, ``PCA``, ``GaussianMixture`` and ``NearestNeighbors`` from
+        scikit-learn). A DiVAE's ``density`` must be one of them too.
+    path : str or path-like
+        Where to write the archive (a zip file).
+
+    Raises
+    ------
+    TypeError
+        If the estimator holds an object that cannot be stored without pickle;
+        the message names it. Nothing is written then.
+
+    See Also
+    --------
+    load : Read the archive back.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from skdivae import KNNLogDensity, save, load
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> kd = KNNLogDensity(10).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "density.skdivae")
+    >>> save(kd, path)
+    >>> bool(np.array_equal(load(path).score_samples(X), kd.score_samples(X)))
+    True
+    """
+    writer = _Writer()
+    root = writer.encode(estimator, "estimator")
+    from ._version import __version__
+
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "skdivae_version": __version__,
+                "root": root, "n_weights": len(writer.weights)}
+    arrays = io.BytesIO()
+    np.savez(arrays, **writer.arrays)
+    # Written to a temporary file beside the target, flushed to disk, then moved over it in
+    # one step: a failed or concurrent save never leaves a truncated archive at ``path``.
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".skdivae-", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(MANIFEST, json.dumps(manifest))
+                zf.writestr(ARRAYS, arrays.getvalue())
+                for i, blob in enumerate(writer.weights):
+                    zf.writestr(f"weights/{i}.safetensors", blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # mkstemp's 0600 -> the replaced archive's own mode (a private archive stays
+        # private), or what open() would have given for a new one.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
