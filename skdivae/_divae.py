@@ -381,10 +381,16 @@ class DiVAE(
             self._forget_fit()
             raise
 
-    @_fit_context(prefer_skip_nested_validation=False)
-    def _validated_fit(self, X):
+    def _validate_params(self):
+        """The parameter constraints, plus what they cannot say: ``n_threads`` is not a
+        boolean (``Interval(Integral, ...)`` lets ``True`` pass as 1). fit, scoring after
+        ``set_params`` and ``load`` all come through here."""
+        super()._validate_params()
         if isinstance(self.n_threads, bool):
             raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def _validated_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             X = self._fit(X)
         return self._set_offset(X)

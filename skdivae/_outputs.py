@@ -3,7 +3,6 @@ the scores and labels built from that. Mixed into :class:`~skdivae.DiVAE`,
 which provides ``module_`` and the parameters."""
 
 import functools
-from numbers import Real
 
 import numpy as np
 import torch
@@ -86,11 +85,7 @@ class ScoringMixin:
         """The threshold of the current ``anomaly_score`` and ``contamination`` (for models
         saved before ``score_quantiles_`` existed: the thresholds set at fit)."""
         index = list(SCORES).index(self.anomaly_score)
-        c = self.contamination
-        if not (isinstance(c, str) and c == "auto") and not (
-            isinstance(c, Real) and not isinstance(c, bool) and 0 < c <= 0.5
-        ):  # set_params after fit is not validated by fit
-            raise ValueError(f"contamination must be 'auto' or a float in (0, 0.5], got {c!r}.")
+        c = self.contamination  # (validated with every parameter when scoring)
         quantiles = getattr(self, "score_quantiles_", None)
         if quantiles is not None:
             return threshold_from_quantiles(quantiles[index], self.contamination)
@@ -110,8 +105,6 @@ class ScoringMixin:
         check_is_fitted(self)
         # Parameters changed with set_params after fit are checked as fit checks them.
         self._validate_params()
-        if isinstance(self.n_threads, bool):
-            raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(

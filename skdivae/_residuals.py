@@ -4,8 +4,18 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 
-def _final_step(estimator):
-    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+def final_step(estimator, X=None):
+    """``(last step, X as that step sees it)`` of a Pipeline (``X`` run through the
+    earlier steps), or ``(estimator, X)`` for anything else."""
+    if not isinstance(estimator, Pipeline):
+        return estimator, X
+    if X is not None and len(estimator) > 1:
+        X = estimator[:-1].transform(X)
+    return estimator[-1], X
+
+
+def _divae_step(estimator):
+    final, _ = final_step(estimator)
     if not hasattr(final, "feature_residuals"):
         raise TypeError(
             f"feature_residuals needs a fitted DiVAE, or a Pipeline ending in one; got "
@@ -43,15 +53,14 @@ def feature_residuals(estimator, X):
     >>> int(np.argmax(np.abs(feature_residuals(model, [[0.0, 0.0, 9.0]]))))
     2
     """
-    final = _final_step(estimator)
-    if isinstance(estimator, Pipeline) and len(estimator) > 1:
-        X = estimator[:-1].transform(X)
+    _divae_step(estimator)  # a clear error when no DiVAE ends it
+    final, X = final_step(estimator, X)
     return final.feature_residuals(X)
 
 
 def residual_names(estimator):
     """Names of :func:`feature_residuals`' columns: the features entering the DiVAE."""
-    final = _final_step(estimator)
+    final = _divae_step(estimator)
     if isinstance(estimator, Pipeline) and len(estimator) > 1:
         try:
             names = estimator[:-1].get_feature_names_out()

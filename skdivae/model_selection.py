@@ -11,9 +11,9 @@ forgetting the ELBO. See ``docs/model_selection.md`` for how well it picks.
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline
 
 from ._divae import DiVAE
+from ._residuals import final_step
 
 __all__ = ["density_agreement_score", "anomaly_roc_auc", "anomaly_labels"]
 
@@ -132,12 +132,6 @@ def anomaly_roc_auc(estimator, X, y):
     return float(roc_auc_score(is_anomaly, anomaly))
 
 
-def _final_step(estimator, X):
-    if isinstance(estimator, Pipeline):
-        return estimator[-1], estimator[:-1].transform(X)
-    return estimator, X
-
-
 def density_agreement_score(estimator, X, y=None):
     """Held-out agreement of a fitted DiVAE with its density teacher (higher is better).
 
@@ -184,7 +178,7 @@ def density_agreement_score(estimator, X, y=None):
     >>> sorted(search.best_params_)
     ['alignment_weight']
     """
-    model, X = _final_step(estimator, X)
+    model, X = final_step(estimator, X)
     if not isinstance(model, DiVAE):
         raise TypeError(
             "density_agreement_score scores a DiVAE or a Pipeline ending in one, got "
