@@ -42,7 +42,7 @@ from ._archive_format import (
     READABLE_VERSIONS,
     SUPPORTED,
 )
-from ._build import build_module, layer_sizes, resolve_aligner, resolve_prior
+from ._build import build_network
 from ._divae import DiVAE
 from .priors import GaussianMixturePrior, VampPrior
 
@@ -228,26 +228,16 @@ def rebuild_module(est, tensors=None):
     build a huge network; the allocated weights are then left for ``load_state_dict`` to
     fill. Without ``tensors`` the weights are freshly initialised (untrained)."""
     n_features = int(est.n_features_in_)
-    density_dim = int(getattr(est, "density_dim_", est.n_components))
     settings = dict(
         n_features=n_features,
-        n_latent=est.n_components,
-        hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
-        activation=est.activation,
-        prior=resolve_prior(est.prior),
-        aligner=resolve_aligner(est.aligner),
-        likelihood=est.likelihood,
-        center=np.zeros(n_features),
-        scale=np.ones(n_features),
-        density_dim=density_dim,
-        generator=torch.Generator().manual_seed(0),  # build_module draws only from it
-        decoder_std=est.decoder_std,
+        density_dim=int(getattr(est, "density_dim_", est.n_components)),
+        generator=torch.Generator().manual_seed(0),  # the builder draws only from it
     )
     if tensors is None:
-        module = build_module(X_train=torch.zeros(max(2, est.n_components), n_features), **settings)
-        return module.double()
+        X_train = torch.zeros(max(2, est.n_components), n_features)
+        return build_network(est, X_train=X_train, **settings).double()
     with torch.device("meta"):
-        skeleton = build_module(X_train=None, **settings)
+        skeleton = build_network(est, X_train=None, **settings)
     expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
     stored = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != stored:

@@ -1,13 +1,13 @@
 """Turn DiVAE's parameters into a fresh, untrained torch module."""
 
 import math
-import threading
 from numbers import Integral
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._nn.contracts import GLOBAL_RNG_LOCK
 from ._nn.mlp import make_mlp
 from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS
@@ -39,21 +39,16 @@ def resolve_aligner(aligner):
     return ALIGNERS[aligner]() if isinstance(aligner, str) else aligner
 
 
-_GLOBAL_RNG_LOCK = threading.Lock()
-
-
 @torch.no_grad()
-def reset_parameters(module, generator):
-    """Draw initial weights from ``generator``: linear layers as torch initialises them
-    (weights and biases uniform in +-1/sqrt(fan_in)), or zero where a layer is marked
-    ``zero_init``; modules with an ``init_random(generator)`` method use it."""
+def reset_linear_layers(module, generator):
+    """Draw the initial weights of ``module``'s linear layers from ``generator``, as torch
+    initialises them (weights and biases uniform in +-1/sqrt(fan_in)), or zero where a
+    layer is marked ``zero_init``."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             bound = 0.0 if getattr(m, "zero_init", False) else 1.0 / math.sqrt(m.in_features)
             m.weight.uniform_(-bound, bound, generator=generator)
             m.bias.uniform_(-bound, bound, generator=generator)
-        elif hasattr(m, "init_random"):
-            m.init_random(generator)
 
 
 def build_module(
@@ -77,7 +72,7 @@ def build_module(
     ``generator``, so concurrent builds in several threads give the same weights
     as serial ones. torch's layers draw from the global RNG while being built;
     that happens under a lock with the global state saved and restored."""
-    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         # torch's layers draw their first weights from the global RNG while being
         # built; those draws are replaced below and the global state restored.
         encoder = Encoder(
@@ -88,11 +83,16 @@ def build_module(
         aligner_module = (
             None
             if aligner is None
-            else aligner.build(n_latent=n_latent, n_features=n_features, n_components=density_dim)
+            else aligner.build(
+                n_latent=n_latent, n_features=n_features, density_dim=density_dim
+            )
         )
-    for part in (encoder, decoder, prior_module, aligner_module):
+    reset_linear_layers(encoder, generator)
+    reset_linear_layers(decoder, generator)
+    for part in (prior_module, aligner_module):
         if part is not None:
-            reset_parameters(part, generator)
+            reset_linear_layers(part, generator)
+            part.init_random(generator)
     module = VAEModule(
         encoder,
         decoder,
@@ -108,8 +108,34 @@ def build_module(
     X_std = X_train.cpu().float()
     if not data_standardized:
         X_std = module.standardize(X_std)
-    if hasattr(prior_module, "init_from_data"):
-        prior_module.init_from_data(X_std, generator)
-    if hasattr(aligner_module, "set_projection"):
-        aligner_module.set_projection(X_std)
+    prior_module.init_from_data(X_std, generator)
+    if aligner_module is not None:
+        aligner_module.init_from_data(X_std, generator)
     return module
+
+
+def build_network(est, *, n_features, density_dim, X_train, generator, center=None,
+                  scale=None, data_standardized=False):
+    """The untrained network of a DiVAE with ``est``'s parameters: the one builder that
+    ``fit`` and ``load`` share.
+
+    ``density_dim`` is the dimension of the teacher's space (what the flow aligner's
+    projection keeps); ``center`` / ``scale`` default to the identity; ``X_train`` is
+    ``None`` for a skeleton that stored weights will fill (see :func:`build_module`).
+    """
+    return build_module(
+        n_features=n_features,
+        n_latent=est.n_components,
+        hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
+        activation=est.activation,
+        prior=resolve_prior(est.prior),
+        aligner=resolve_aligner(est.aligner),
+        likelihood=est.likelihood,
+        center=np.zeros(n_features) if center is None else center,
+        scale=np.ones(n_features) if scale is None else scale,
+        density_dim=density_dim,
+        X_train=X_train,
+        generator=generator,
+        decoder_std=est.decoder_std,
+        data_standardized=data_standardized,
+    )

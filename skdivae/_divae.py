@@ -17,7 +17,7 @@ from sklearn.utils.validation import validate_data
 from ._build import layer_sizes
 from ._fitting import train_network
 from ._generative import GenerativeMixin
-from ._outputs import ScoringMixin
+from ._outputs import OutputsMixin
 from ._scoring import DEFAULT_SCORE, SCORES
 from ._torch_utils import torch_threads
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
@@ -25,7 +25,7 @@ from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 class DiVAE(
     GenerativeMixin,
-    ScoringMixin,
+    OutputsMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     OutlierMixin,
@@ -49,7 +49,7 @@ class DiVAE(
     n_components : int, default=8
         Dimension of the latent space (and, by default, of rho's PCA space,
         capped at the number of features); evidence for the default in
-        ``docs/defaults.md``. Use 2 to plot the latent space.
+        ``docs/results/defaults.md``. Use 2 to plot the latent space.
     hidden_layer_sizes : tuple of int, default=(64, 64)
         Widths of the encoder's hidden layers; the decoder mirrors them.
     activation : {"relu", "tanh", "elu", "logistic"}, default="relu"
@@ -69,15 +69,15 @@ class DiVAE(
     alignment_weight : float, default=1.0
         Weight ``lambda`` of the alignment penalty after warm-up; 0 trains
         the plain VAE. How it moves detection and the log-prior's agreement
-        with the true density: ``docs/alignment.md``, ``docs/adbench.md``.
+        with the true density: ``docs/alignment.md``, ``docs/results/adbench.md``.
     density : estimator or None, default=None
         The density teacher, fitted on the (standardised) training data.
         ``None`` means ``KNNLogDensity(30, method="knn",
         n_components=min(n_components, n_features), max_samples=100_000)``
-        (the teacher study, ``docs/teacher.md``): past 100 000 rows its
+        (the teacher study, ``docs/results/teacher.md``): past 100 000 rows its
         neighbour index holds a random 100 000 of them and the other rows are
         queried against it, so a million-row fit takes minutes
-        (``docs/performance.md``). Any
+        (``docs/results/performance.md``). Any
         estimator with ``fit`` and ``score_samples`` works (KernelDensity,
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
         ``log_density_err_`` are used when present, else ``score_samples``
@@ -117,11 +117,11 @@ class DiVAE(
         reconstructed *or* when it falls where the aligned density is low; it
         is the score that alignment raises most, and it was the default until
         the score study, rerun after a training fix, no longer adopted it
-        (``docs/score_study.md``; its separation of out-of-distribution data:
-        ``docs/score_inversion.md``). The others: the same ELBO
+        (``docs/results/score_study.md``; its separation of out-of-distribution data:
+        ``docs/results/score_inversion.md``). The others: the same ELBO
         with its reconstruction term at the posterior mean only (one decoder
         pass per row instead of ``2 * n_components``, several times faster,
-        for scoring very many rows, ``docs/elbo_points.md``); the aligned
+        for scoring very many rows, ``docs/results/elbo_points.md``); the aligned
         log-prior alone (``log p_Z(mu(x))`` plus the aligner's learned offset:
         a log-density in rho's units; the paper's score); or the sum of the two
         robust z-scores. Every score is calibrated at fit, so ``set_params``
@@ -139,7 +139,7 @@ class DiVAE(
         Exactly ``floor((n_samples - 1) * trim_fraction) + 1`` rows are left
         out (the rows at or below that quantile of the teacher's values; ties,
         as on discrete data, are broken by row order, so they never widen the
-        cut). Evidence for the default: ``docs/defaults.md``; 0 trains on
+        cut). Evidence for the default: ``docs/results/defaults.md``; 0 trains on
         all.
     contamination : float in (0, 0.5] or "auto", default=0.1
         Share of training points flagged as outliers; sets the threshold
@@ -157,11 +157,11 @@ class DiVAE(
         Maximum number of epochs. ``"auto"`` is 100 epochs, capped so that
         training takes at most 200 000 mini-batch steps (at least 10 epochs):
         the same as 100 up to 256 000 training rows at batch 128, and 25
-        epochs for a million rows (``docs/performance.md``). A fit that uses
+        epochs for a million rows (``docs/results/performance.md``). A fit that uses
         up an int ``max_iter`` with its loss still falling warns
         (``ConvergenceWarning``); with ``"auto"`` it does not, since on the
         development sets training three times longer did not make such fits
-        better detectors (``docs/convergence.md``).
+        better detectors (``docs/results/convergence.md``).
     tol : float, default=1e-4
         Improvement of the monitored loss that resets the patience counter.
     early_stopping : bool, default=False
@@ -178,7 +178,7 @@ class DiVAE(
         and restored after, in the calling thread. ``"auto"``
         trains with one thread, since mini-batches of a small network gain
         little from more and slow down many times over when another process
-        keeps a core busy (``docs/performance.md``), and scores rows in
+        keeps a core busy (``docs/results/performance.md``), and scores rows in
         chunks of 1 024 side by side on every available CPU, one torch thread
         each: as fast as torch's threads on a quiet machine, and a busy core
         only slows the chunks it takes. The chunks do not depend on the number
@@ -403,7 +403,7 @@ class DiVAE(
 
     def _fit(self, X):
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
-        hidden = layer_sizes(self.hidden_layer_sizes)
+        layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it, before any work
         if isinstance(self.n_components, bool):
             raise ValueError(f"n_components must be a positive int, got {self.n_components!r}.")
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
@@ -411,10 +411,10 @@ class DiVAE(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
                 "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
             )
-        fitted, converged, max_iter = train_network(self, X, hidden)
+        fitted, converged, max_iter = train_network(self, X)
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
-        # lowered the mean ROC AUC of the fits that would have warned (docs/convergence.md).
+        # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
         if not converged and max_iter > 1 and self.max_iter != "auto":
             warnings.warn(
                 f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still "

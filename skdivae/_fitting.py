@@ -8,21 +8,21 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from ._build import build_module, resolve_aligner, resolve_prior
+from ._build import build_network
 from ._torch_utils import resolve_device
 from ._training import epoch_budget, fit_loop
 from ._training_data import (
-    fit_teacher,
+    fit_density,
     holdout_split,
     standardization,
-    teacher_targets,
+    density_targets,
     training_arrays,
 )
 
 
-def train_network(est, X, hidden):
+def train_network(est, X):
     """Train the network of DiVAE ``est`` (read only: its parameters) on the validated
-    ``X`` with hidden widths ``hidden``.
+    ``X``.
 
     Returns
     -------
@@ -43,15 +43,14 @@ def train_network(est, X, hidden):
     tic = time.perf_counter()
     if est.verbose:
         print(f"fitting the density teacher on {n_samples} rows...", flush=True)
-    density = fit_teacher(est.density, X_std, est.n_components, seed)
+    density = fit_density(est.density, X_std, est.n_components, seed)
     if est.verbose:
         print(f"teacher {type(density).__name__} fitted in {time.perf_counter() - tic:.1f}s",
               flush=True)
-    target, err = teacher_targets(density, X_std)
+    target, err = density_targets(density, X_std)
 
     batch_size = min(128, n_samples) if est.batch_size == "auto" else est.batch_size
     batch_size = min(batch_size, n_samples)
-    prior_spec, aligner_spec = resolve_prior(est.prior), resolve_aligner(est.aligner)
     generator = torch.Generator().manual_seed(seed)
     # The network trains on data standardised here, in float64, with identity buffers:
     # float32 would lose a column's spread around a large mean. The buffers are set to
@@ -64,20 +63,14 @@ def train_network(est, X, hidden):
         print(f"training for up to {max_iter} epochs", flush=True)
 
     noise_generator = torch.Generator(device=device).manual_seed(seed + 1)
-    module = build_module(
+    module = build_network(
+        est,
         n_features=n_features,
-        n_latent=est.n_components,
-        hidden_layer_sizes=hidden,
-        activation=est.activation,
-        prior=prior_spec,
-        aligner=aligner_spec,
-        likelihood=est.likelihood,
-        center=center,
-        scale=scale,
         density_dim=getattr(density, "n_components_", est.n_components),
         X_train=train[0],
         generator=generator,
-        decoder_std=est.decoder_std,
+        center=center,
+        scale=scale,
         data_standardized=True,
     )
     module.set_standardization(np.zeros(n_features), np.ones(n_features))
@@ -90,7 +83,7 @@ def train_network(est, X, hidden):
         max_iter=max_iter,
         learning_rate_init=est.learning_rate_init,
         beta=est.beta,
-        alignment_weight=est.alignment_weight if aligner_spec is not None else 0.0,
+        alignment_weight=est.alignment_weight if module.aligner is not None else 0.0,
         beta_warmup=est.beta_warmup,
         alignment_warmup=est.alignment_warmup,
         tol=est.tol,

@@ -1,6 +1,6 @@
 """DiVAE's generative side: decoding latent points, sampling the learned prior, and the
 per-feature residuals that explain a row's score. Mixed into :class:`~skdivae.DiVAE`,
-which provides ``module_`` (``_apply`` and ``_validated`` come from ``_outputs.ScoringMixin``)."""
+which provides ``module_`` (``_apply`` and ``_validated`` come from ``_outputs.OutputsMixin``)."""
 
 from numbers import Integral
 

@@ -50,7 +50,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         over the k* shells, error ``sqrt((4k*+2)/((k*-1)k*))`` (the authors'
         choice). kNN is the default: on the ADBench development sets it is
         the better detector and the better alignment target for DiVAE
-        (``docs/teacher.md``, ``docs/alignment_diagnosis.md``).
+        (``docs/results/teacher.md``, ``docs/results/alignment_diagnosis.md``).
     n_components : int, float or None, default=None
         PCA projection applied before the estimate, with :class:`PCA`'s
         meaning (a float in (0, 1) keeps that share of variance). ``None``
@@ -77,7 +77,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         tree, and the estimate is that of an ``m``-point sample (wider balls
         for the same ``n_neighbors``). :class:`~skdivae.DiVAE`'s default
         teacher uses 100 000, which keeps a million-row fit to minutes
-        (``docs/performance.md``).
+        (``docs/results/performance.md``).
     n_jobs : int, default=None
         Parallel jobs of the neighbour search.
     random_state : int, RandomState instance or None, default=None

@@ -39,7 +39,7 @@ def threshold_from_quantiles(quantiles, contamination):
     return float(np.interp(contamination, QUANTILE_LEVELS, quantiles))
 
 
-class ScoringMixin:
+class OutputsMixin:
     """``score_samples``, ``decision_function``, ``predict`` and ``score`` for a fitted
     DiVAE, and ``_set_offset``, the threshold that fit derives from them. ``transform``
     stays on DiVAE itself, where scikit-learn's ``set_output`` wraps it."""
@@ -163,11 +163,11 @@ class ScoringMixin:
         scores : ndarray of shape (n_samples,)
             As set by ``anomaly_score``:
 
-            - ``"min(elbo,log_prior)"`` (default): the smaller of the ELBO and
-              the aligned log-prior, each as a robust z-score against the
-              training rows (median and interquartile range);
-            - ``"elbo"``: the ELBO in nats, its reconstruction averaged over
-              ``2 * n_components`` sigma points of the posterior;
+            - ``"elbo"`` (default): the ELBO in nats, its reconstruction
+              averaged over ``2 * n_components`` sigma points of the posterior;
+            - ``"min(elbo,log_prior)"``: the smaller of the ELBO and the
+              aligned log-prior, each as a robust z-score against the training
+              rows (median and interquartile range);
             - ``"elbo_at_mean"``: the ELBO with its reconstruction read at the
               posterior mean only (one decoder pass, faster);
             - ``"log_prior"``: the aligned log-prior at the posterior mean
@@ -268,7 +268,7 @@ class ScoringMixin:
         no ``scoring`` is given. It is *not* a way to choose
         ``alignment_weight``: alignment is a constraint the ELBO does not
         reward, so the mean ELBO falls as the weight rises and a search with it
-        picks weight 0 on most data sets (``docs/score_study.md``). No
+        picks weight 0 on most data sets (``docs/results/score_study.md``). No
         label-free criterion tried there chose the weight better than keeping
         the default 1; with anomaly labels, search with
         ``scoring=skdivae.model_selection.anomaly_roc_auc``.

@@ -6,7 +6,7 @@ import numpy as np
 #: The score that reads the aligned prior as well: a row is as normal as the *less* normal
 #: of its two parts (robust z-scores of the ELBO and the aligned log-prior).
 MIN_SCORE = "min(elbo,log_prior)"
-#: The default score: the ELBO (docs/score_study.md: after the early-stopping fix the
+#: The default score: the ELBO (docs/results/score_study.md: after the early-stopping fix the
 #: study's rule, written before its run, no longer adopts MIN_SCORE).
 DEFAULT_SCORE = "elbo"
 #: ``anomaly_score`` -> the ``VAEModule`` method that computes it (None: combined).

@@ -35,9 +35,7 @@ def chunk_rows(module, points=1):
     the network passes per row (``points``), within [256, 16384]."""
     widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
     widths.append(int(module.center.shape[0]))
-    components = getattr(module.prior, "logits", getattr(module.prior, "pseudo_inputs", None))
-    if components is not None:  # a mixture prior: (rows, K, L) intermediates
-        widths.append(components.shape[0] * int(module.encoder.n_latent))
+    widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
     widest = max(widths)
     return int(min(16384, max(256, CHUNK_ELEMENTS // (points * widest))))
 

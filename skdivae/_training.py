@@ -64,7 +64,7 @@ def make_optimizers(module, learning_rate_init):
     its likelihood, the VAE and prior only by the DiVAE objective.
     """
     aligner = module.aligner
-    own = list(aligner.parameters()) if hasattr(aligner, "auxiliary_loss") else []
+    own = [] if aligner is None else list(aligner.own_parameters())
     own_ids = {id(p) for p in own}
     fused = _fused_adam_ok(module)
     rest = [p for p in module.parameters() if id(p) not in own_ids]
@@ -72,8 +72,7 @@ def make_optimizers(module, learning_rate_init):
     aux = None
     if own:
         try:
-            aux = FlatAdam(own, lr=getattr(aligner, "learning_rate", learning_rate_init),
-                           fused=fused)
+            aux = FlatAdam(own, lr=aligner.learning_rate or learning_rate_init, fused=fused)
         except Exception:
             main.release()
             raise
@@ -97,13 +96,14 @@ def _rows(tensors, start, stop):
 
 
 def _run_epoch(
-    module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta, lam, noise
+    module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta,
+    alignment_weight, noise
 ):
     """One pass over the data, in the mini-batches of ``order``. With an auxiliary (flow)
     optimiser, the flow takes one step on the union of ``update_every`` consecutive
     mini-batches, whose VAE steps then reuse its detached log-determinants."""
     optimizer, aux_optimizer = optimizers
-    update_every = getattr(module.aligner, "update_every", 1) if aux_optimizer else 1
+    update_every = module.aligner.update_every if aux_optimizer else 1
     chunk_rows = batch_size * update_every
     n_features = X.shape[1] if X.dim() > 1 else 1
     block_rows = chunk_rows * max(1, BLOCK_ELEMENTS // (n_features * chunk_rows))
@@ -124,7 +124,7 @@ def _run_epoch(
             for start in range(0, chunk[0].shape[0], batch_size):
                 xb, tb, wb, ew, ld = _rows((*chunk, log_det), start, start + batch_size)
                 terms = module.loss(
-                    xb, tb, wb, beta=beta, align_weight=lam, log_det=ld, elbo_weight=ew,
+                    xb, tb, wb, beta=beta, alignment_weight=alignment_weight, log_det=ld, elbo_weight=ew,
                     generator=noise,
                 )
                 terms["aux"] = aux
@@ -143,13 +143,13 @@ def _run_epoch(
 
 
 @torch.no_grad()
-def _evaluate(module, X, target, weight, elbo_weight, beta, lam, batch_size, noise):
+def _evaluate(module, X, target, weight, elbo_weight, beta, alignment_weight, batch_size, noise):
     total, n = 0.0, 0
     for start in range(0, X.shape[0], batch_size):
         sl = slice(start, start + batch_size)
         ew = None if elbo_weight is None else elbo_weight[sl]
         terms = module.loss(
-            X[sl], target[sl], weight[sl], beta=beta, align_weight=lam, elbo_weight=ew,
+            X[sl], target[sl], weight[sl], beta=beta, alignment_weight=alignment_weight, elbo_weight=ew,
             generator=noise,
         )
         total += float(terms["loss"]) * X[sl].shape[0]
@@ -223,22 +223,22 @@ def _train_epochs(
     converged = False
     if verbose:
         print(
-            "per-row terms in nats: loss = recon + beta * kl + lambda * align; recon is the "
+            "per-row terms in nats: loss = recon + beta * kl + alignment_weight * align; recon is the "
             "negative log-likelihood of a row (below 0 where a Gaussian decoder's density "
-            f"exceeds 1). beta and lambda ramp up over {math.ceil(warm_end)} warm-up epochs, so "
+            f"exceeds 1). beta and alignment_weight ramp up over {math.ceil(warm_end)} warm-up epochs, so "
             "the loss rises while they do; patience starts after them.",
             flush=True,
         )
     stop_reason = f"reached max_iter={max_iter} epochs"
     for epoch in range(max_iter):
         tic = time.perf_counter()
-        b = beta * warmup_factor(epoch, beta_warm, beta_start)
-        lam = alignment_weight * warmup_factor(epoch, align_warm)
+        epoch_beta = beta * warmup_factor(epoch, beta_warm, beta_start)
+        epoch_alignment_weight = alignment_weight * warmup_factor(epoch, align_warm)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
         record = _run_epoch(
-            module, optimizers, X, target, weight, elbo_weight, order, batch_size, b, lam,
-            noise_generator,
+            module, optimizers, X, target, weight, elbo_weight, order, batch_size, epoch_beta,
+            epoch_alignment_weight, noise_generator,
         )
         if record is None:
             raise TrainingDiverged(
@@ -246,11 +246,13 @@ def _train_epochs(
                 "learning_rate_init, scaling the input (e.g. StandardScaler), a smaller "
                 "alignment_weight, or likelihood='gaussian' for data outside [0, 1]."
             )
-        record.update(epoch=epoch + 1, beta=b, alignment_weight=lam)
+        record.update(epoch=epoch + 1, beta=epoch_beta, alignment_weight=epoch_alignment_weight)
         module.eval()
         monitored = record["loss"]
         if valid is not None:
-            record["valid_loss"] = _evaluate(module, *valid, b, lam, batch_size, noise_generator)
+            record["valid_loss"] = _evaluate(
+                module, *valid, epoch_beta, epoch_alignment_weight, batch_size, noise_generator
+            )
             monitored = record["valid_loss"]
         record["time"] = time.perf_counter() - tic
         history.append(record)
@@ -261,7 +263,7 @@ def _train_epochs(
             print(
                 f"epoch {epoch + 1}/{max_iter}{phase}  loss {record['loss']:.4f}  recon "
                 f"{record['recon']:.4f}  kl {record['kl']:.4f}  align {record['align']:.4f}"
-                f"{extra}  beta {b:.2f}  lambda {lam:.2f}  "
+                f"{extra}  beta {epoch_beta:.2f}  alignment_weight {epoch_alignment_weight:.2f}  "
                 f"elapsed {elapsed:.1f}s  left ~{elapsed / (epoch + 1) * (max_iter - epoch - 1):.0f}s "
                 "(at most)",
                 flush=True,

@@ -13,11 +13,11 @@ from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor
 
 #: The default density teacher (docs/alignment.md): plain kNN, 30 neighbours.
-TEACHER_METHOD, TEACHER_NEIGHBORS = "knn", 30
+DENSITY_METHOD, DENSITY_NEIGHBORS = "knn", 30
 #: Rows the default teacher's neighbour index holds at most; the others are queried
 #: against it (a leave-one-out query of a million rows in 8 PCA dimensions takes well
 #: over ten minutes on one core; against 100 000 indexed rows, about one).
-TEACHER_MAX_SAMPLES = 100_000
+DENSITY_MAX_SAMPLES = 100_000
 
 
 #: Largest magnitude and smallest spread DiVAE trains on: the network runs in float32
@@ -67,16 +67,16 @@ def standardization(X, enabled):
     return center, np.where(constant, 1.0, std)
 
 
-def fit_teacher(density, X_std, n_components, seed):
-    """Fit ``density`` (``None``: the default kNN teacher on ``n_components`` PCA
-    dimensions, capped by the data) on the standardised training data."""
+def fit_density(density, X_std, n_latent, seed):
+    """Fit ``density`` (``None``: the default kNN teacher on ``n_latent`` PCA dimensions,
+    the latent size, capped by the data) on the standardised training data."""
     if density is None:
-        n_dim = min(n_components, X_std.shape[1], X_std.shape[0])
+        n_dim = min(n_latent, X_std.shape[1], X_std.shape[0])
         density = KNNLogDensity(
-            TEACHER_NEIGHBORS,
-            method=TEACHER_METHOD,
+            DENSITY_NEIGHBORS,
+            method=DENSITY_METHOD,
             n_components=n_dim,
-            max_samples=TEACHER_MAX_SAMPLES,
+            max_samples=DENSITY_MAX_SAMPLES,
             random_state=seed,
         )
     else:
@@ -100,7 +100,7 @@ def training_targets(density, X):
     return target, np.ones_like(target)
 
 
-def teacher_targets(density, X_std):
+def density_targets(density, X_std):
     """The teacher's training log-densities and errors; a clear error if not usable."""
     target, err = training_targets(density, X_std)
     target, err = np.asarray(target, dtype=float), np.asarray(err, dtype=float)

@@ -1,7 +1,10 @@
 """Aligners of :class:`~skdivae.DiVAE`: how the log-prior is pulled towards rho.
 
 Like the priors, aligners are parameter objects whose ``build`` creates a
-fresh torch module inside ``fit``.
+fresh torch module inside ``fit``. To write an aligner of your own: a
+parameter object whose ``build(*, n_latent, n_features, density_dim)``
+returns an :class:`AlignerModule` subclass (``predict_log_density`` and
+``penalty``; the other hooks have defaults).
 """
 
 from numbers import Integral, Real
@@ -9,10 +12,11 @@ from numbers import Integral, Real
 from sklearn.base import BaseEstimator
 
 from ._nn.aligners import Direct, FlowCorrected
+from ._nn.contracts import AlignerModule
 from ._nn.flow import CouplingFlow
 from ._validation import Interval, StrOptions, validate
 
-__all__ = ["DirectAligner", "FlowAligner"]
+__all__ = ["DirectAligner", "FlowAligner", "AlignerModule"]
 
 # Defaults of DirectAligner (chosen in docs/alignment.md).
 POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "mean", "standardize", "offset", False
@@ -26,7 +30,7 @@ class DirectAligner(BaseEstimator):
     calibration), with the teacher's ``rho_i`` and its standard error
     ``err_i``. Its gradient reaches the encoder, every learnable prior
     parameter and the calibration. The defaults are the formulation chosen
-    by ``examples/diagnose_alignment.py`` (``docs/alignment.md``); the
+    by ``benchmarks/diagnose_alignment.py`` (``docs/alignment.md``); the
     paper's exact formulation is ``DirectAligner.paper()``, also available
     as ``DiVAE(aligner="direct_paper")``.
 
@@ -60,7 +64,7 @@ class DirectAligner(BaseEstimator):
     Examples
     --------
     >>> from skdivae.aligners import DirectAligner
-    >>> DirectAligner(delta=0.5).build(n_latent=2, n_features=4, n_components=2).delta
+    >>> DirectAligner(delta=0.5).build(n_latent=2, n_features=4, density_dim=2).delta
     0.5
     >>> DirectAligner.paper().get_params()["reduction"]
     'sqrt'
@@ -100,8 +104,9 @@ class DirectAligner(BaseEstimator):
             per_feature=False, delta=delta,
         )
 
-    def build(self, *, n_latent, n_features, n_components):
-        """Create the torch module (``n_components``: dimension of rho's space)."""
+    def build(self, *, n_latent, n_features, density_dim):
+        """Create the torch module (``density_dim``: the dimension of the space rho is
+        estimated in)."""
         self._validate_params()
         return Direct(
             float(self.delta),
@@ -139,7 +144,7 @@ class FlowAligner(BaseEstimator):
         The flow takes one step on the union of this many consecutive VAE
         mini-batches (so it sees every sample once per epoch, like the VAE),
         and those VAE steps reuse its log-determinants. 1 steps the flow with
-        every mini-batch, as the paper does; see ``docs/flow_aligner.md`` for
+        every mini-batch, as the paper does; see ``docs/results/flow_aligner.md`` for
         the cost and the effect of the choice.
     delta : float, default=1.0
         Huber threshold (nats).
@@ -147,7 +152,7 @@ class FlowAligner(BaseEstimator):
     Examples
     --------
     >>> from skdivae.aligners import FlowAligner
-    >>> module = FlowAligner(n_layers=3).build(n_latent=2, n_features=4, n_components=2)
+    >>> module = FlowAligner(n_layers=3).build(n_latent=2, n_features=4, density_dim=2)
     >>> len(module.flow.layers)
     3
     """
@@ -167,7 +172,7 @@ class FlowAligner(BaseEstimator):
         self.update_every = update_every
         self.delta = delta
 
-    def build(self, *, n_latent, n_features, n_components):
+    def build(self, *, n_latent, n_features, density_dim):
         """Create the torch module; its PCA buffers are set from the data in ``fit``."""
         validate(self, integers=("n_layers", "hidden_units", "update_every"))
         flow = CouplingFlow(n_latent, self.n_layers, self.hidden_units)

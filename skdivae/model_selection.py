@@ -5,7 +5,7 @@ A held-out ELBO (``DiVAE.score``) tends to prefer ``alignment_weight=0``
 (14 of 16 runs on the development benchmark): the alignment term is a
 constraint the ELBO does not reward. The scorer here asks instead how well a
 fitted model agrees with the data-space density on *held-out* data, without
-forgetting the ELBO. See ``docs/model_selection.md`` for how well it picks.
+forgetting the ELBO. See ``docs/results/model_selection.md`` for how well it picks.
 """
 
 import numpy as np
@@ -155,7 +155,7 @@ def density_agreement_score(estimator, X, y=None):
     benchmark, with the current defaults, it picked the largest weight of the
     grid ``(0, 0.3, 1, 3, 10)`` in 14 of 16 runs, for a mean regret of 0.028
     ROC AUC against 0.014 for the held-out ELBO and 0.011 for the fixed
-    default weight 1 (``docs/model_selection.md``). It is therefore no better
+    default weight 1 (``docs/results/model_selection.md``). It is therefore no better
     a pick than the default there; keep the grid's upper end at a weight you
     would accept, and prefer labelled folds when you have them.
 
@@ -186,22 +186,8 @@ def density_agreement_score(estimator, X, y=None):
     >>> sorted(search.best_params_)
     ['alignment_weight']
     """
-    model, X = final_step(estimator, X)
-    if not isinstance(model, DiVAE):
-        raise TypeError(
-            "density_agreement_score scores a DiVAE or a Pipeline ending in one, got "
-            f"{type(model).__name__}."
-        )
-    if np.shape(X)[0] < 2:
-        raise ValueError(
-            f"density_agreement_score needs at least 2 held-out rows to rank, got {np.shape(X)[0]}."
-        )
-    log_prior, elbo, rho = model._diagnostic_scores(X)
-    if rho is None:
-        raise ValueError(
-            "density_agreement_score needs the fitted density teacher: fit DiVAE with "
-            "keep_density=True."
-        )
+    model, X = _fitted_divae(estimator, X, "density_agreement_score")
+    log_prior, elbo, rho = _held_out_scores(model, X, "density_agreement_score")
     agree_prior = spearmanr(log_prior, rho)[0]
     agree_elbo = spearmanr(elbo, rho)[0]
     return float(np.nan_to_num(0.5 * (agree_prior + agree_elbo), nan=-1.0))
@@ -282,19 +268,20 @@ def prior_agreement_score(estimator, X, y=None):
     True
     """
     model, X = _fitted_divae(estimator, X, "prior_agreement_score")
-    log_prior, rho = _held_out_prior_and_rho(model, X, "prior_agreement_score")
+    log_prior, _, rho = _held_out_scores(model, X, "prior_agreement_score")
     return float(np.nan_to_num(spearmanr(log_prior, rho)[0], nan=-1.0))
 
 
-def _held_out_prior_and_rho(model, X, who):
+def _held_out_scores(model, X, who):
+    """log-prior, ELBO and the teacher's log-density of held-out rows (at least 2)."""
     if np.shape(X)[0] < 2:
         raise ValueError(f"{who} needs at least 2 held-out rows to rank, got {np.shape(X)[0]}.")
-    log_prior, _, rho = model._diagnostic_scores(X)
+    log_prior, elbo, rho = model._diagnostic_scores(X)
     if rho is None:
         raise ValueError(
             f"{who} needs the fitted density teacher: fit DiVAE with keep_density=True."
         )
-    return log_prior, rho
+    return log_prior, elbo, rho
 
 
 def label_free_scoring():
@@ -330,8 +317,8 @@ class AgreementWithinELBOBudget:
 
     On the development benchmark, on seeds that chose it and on seeds that
     report, its mean regret against the best weight in hindsight was below
-    that of keeping the default weight 1 (``docs/score_study.md``;
-    the search as written below: ``docs/label_free_weight.md``).
+    that of keeping the default weight 1 (``docs/results/score_study.md``;
+    the search as written below: ``docs/results/label_free_weight.md``).
 
     Parameters
     ----------

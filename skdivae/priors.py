@@ -4,6 +4,11 @@ A prior object holds only its settings; ``DiVAE.fit`` calls its ``build``
 method to create a fresh torch module, so the object itself is never
 changed and works in ``clone``, ``get_params`` and ``GridSearchCV``
 (``prior__n_components``).
+
+To write a prior of your own: a parameter object like these, whose
+``build(*, n_latent, n_features)`` returns a :class:`PriorModule` subclass
+(``forward(encoder)`` returns the torch distribution; the other hooks have
+defaults). ``docs/user_guide.md`` shows one in full.
 """
 
 from numbers import Integral
@@ -12,10 +17,11 @@ from sklearn.base import BaseEstimator
 
 from ._validation import Interval, StrOptions, validate
 
+from ._nn.contracts import PriorModule
 from ._nn.kl import KL_ESTIMATORS
 from ._nn.priors import GaussianMixture, StandardNormal, Vamp
 
-__all__ = ["StandardNormalPrior", "GaussianMixturePrior", "VampPrior"]
+__all__ = ["StandardNormalPrior", "GaussianMixturePrior", "VampPrior", "PriorModule"]
 
 
 class StandardNormalPrior(BaseEstimator):
@@ -59,7 +65,7 @@ class GaussianMixturePrior(BaseEstimator):
         the cost of ``"bound"``. ``"monte_carlo"``: the average of
         ``log q(z) - log p(z)`` over 50 draws (the authors' estimator, the
         slowest). Accuracy in ``tests/test_kl_bound.py``, timings in
-        ``docs/performance.md``.
+        ``docs/results/performance.md``.
 
     Examples
     --------

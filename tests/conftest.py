@@ -1,6 +1,11 @@
-"""Shared test settings: a --device option (as zuko's suite has) and isolated torch seeding."""
+"""Shared test settings: a --device option (as zuko's suite has), isolated torch seeding, fast
+DiVAE settings and the small data set most model tests fit."""
 
 import pytest
+
+#: DiVAE settings for tests that need a fitted model quickly, not a good one (a 2-D latent
+#: space, one hidden layer of 16, 4 epochs). Test modules import it: ``from .conftest import FAST``.
+FAST = dict(n_components=2, max_iter=4, hidden_layer_sizes=(16,), random_state=0)
 
 
 def pytest_addoption(parser):
@@ -44,6 +49,12 @@ def small_tabular():
 
     rng = np.random.default_rng(0)
     return np.vstack([rng.normal(size=(200, 4)), rng.uniform(-6, 6, size=(10, 4))])
+
+
+@pytest.fixture(scope="module")
+def X(small_tabular):
+    """The rows a test module fits unless it defines its own ``X``: ``small_tabular``."""
+    return small_tabular
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,7 +35,7 @@ def test_paper_formulation_is_named_and_reachable_by_string():
 
 def test_standardized_mean_penalty_is_huber_of_residual_over_error():
     module = DirectAligner(reduction="mean", scaling="standardize", calibration=None,
-                           per_feature=False).build(n_latent=2, n_features=4, n_components=2)
+                           per_feature=False).build(n_latent=2, n_features=4, density_dim=2)
     pred = torch.tensor([0.0, 0.3, 5.0], dtype=torch.float64)
     target = torch.zeros(3, dtype=torch.float64)
     err = torch.tensor([1.0, 0.1, 0.5], dtype=torch.float64)
@@ -48,10 +48,10 @@ def test_paper_penalty_unchanged_and_per_feature_multiplies():
     pred = torch.tensor([0.5, 0.0], dtype=torch.float64)
     target = torch.zeros(2, dtype=torch.float64)
     w = precision_weight(torch.tensor([0.1, 1.0], dtype=torch.float64))
-    paper = DirectAligner.paper().build(n_latent=2, n_features=7, n_components=2)
+    paper = DirectAligner.paper().build(n_latent=2, n_features=7, density_dim=2)
     assert paper.penalty(pred, target, w).item() == pytest.approx(np.sqrt(10 * 0.125 / 2))
     scaled = clone(DirectAligner.paper()).set_params(per_feature=True)
-    module = scaled.build(n_latent=2, n_features=7, n_components=2)
+    module = scaled.build(n_latent=2, n_features=7, density_dim=2)
     assert module.penalty(pred, target, w).item() == pytest.approx(7 * np.sqrt(10 * 0.125 / 2))
 
 
@@ -157,7 +157,7 @@ def _robust_z_parts(est, X):
 def test_the_min_score_is_the_smaller_robust_z_score_of_elbo_and_log_prior():
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(200, 4)), rng.uniform(-8, 8, size=(20, 4))])
-    assert DiVAE().anomaly_score == "elbo"  # the default (docs/score_study.md)
+    assert DiVAE().anomaly_score == "elbo"  # the default (docs/results/score_study.md)
     est = DiVAE(**FAST, anomaly_score="min(elbo,log_prior)").fit(X)
     z_elbo, z_prior = _robust_z_parts(est, X)
     np.testing.assert_allclose(est.score_samples(X), np.minimum(z_elbo, z_prior))

@@ -20,17 +20,9 @@ from joblib import parallel_backend  # noqa: E402
 
 from skdivae import DiVAE, KNNLogDensity, score_blockwise  # noqa: E402
 
-FAST = dict(n_components=2, max_iter=6, hidden_layer_sizes=(16,), random_state=0)
+from .conftest import FAST  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _quiet(no_convergence_warnings):
-    yield
-
-
-@pytest.fixture(scope="module")
-def X(small_tabular):
-    return small_tabular
+pytestmark = pytest.mark.usefixtures("no_convergence_warnings")
 
 
 @pytest.fixture(scope="module")

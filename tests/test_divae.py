@@ -64,7 +64,7 @@ def test_fit_returns_self_and_fitted_attributes(data):
 
 
 def test_default_latent_size_and_teacher_dimension_capped_at_n_features(data):
-    # The default latent (8, chosen in docs/defaults.md) exceeds these 5 features:
+    # The default latent (8, chosen in docs/results/defaults.md) exceeds these 5 features:
     # the teacher's PCA is capped at the data's dimension, the latent is not.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -360,15 +360,15 @@ def test_elbo_at_mean_is_the_elbo_with_one_decoder_pass(data, prior, monkeypatch
 
 def test_default_teacher_indexes_every_row_below_its_cap(monkeypatch):
     from skdivae import _training_data
-    from skdivae._training_data import TEACHER_MAX_SAMPLES, fit_teacher
+    from skdivae._training_data import DENSITY_MAX_SAMPLES, fit_density
 
     X = np.random.default_rng(0).normal(size=(400, 5))
     est = DiVAE(max_iter=2, keep_density=True, random_state=0).fit(X)
-    assert est.density_.max_samples == TEACHER_MAX_SAMPLES
+    assert est.density_.max_samples == DENSITY_MAX_SAMPLES
     assert est.density_.sample_indices_ is None
     # Past the cap the index holds a subsample and every row still gets a target.
-    monkeypatch.setattr(_training_data, "TEACHER_MAX_SAMPLES", 100)
-    teacher = fit_teacher(None, X, 3, seed=0)
+    monkeypatch.setattr(_training_data, "DENSITY_MAX_SAMPLES", 100)
+    teacher = fit_density(None, X, 3, seed=0)
     assert teacher.sample_indices_.shape == (100,) and teacher.log_density_.shape == (400,)
 
 

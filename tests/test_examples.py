@@ -1,4 +1,5 @@
-"""Every example script runs end to end in its --fast mode (and writes into a temporary folder)."""
+"""Every script of benchmarks/, examples/ and tools/ runs end to end in its --fast mode (and
+writes into a temporary folder)."""
 
 import os
 import subprocess
@@ -7,27 +8,29 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted(
-    p for p in (Path(__file__).resolve().parent.parent / "examples").glob("*.py")
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(
+    p for folder in ("benchmarks", "examples", "tools") for p in (ROOT / folder).glob("*.py")
     if not p.name.startswith("_")
 )
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs_fast(script, tmp_path):
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_script_runs_fast(script, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
         [sys.executable, str(script), "--fast", "--out", str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip(), "an example should print what it found"
+    assert result.stdout.strip(), "a script should print what it found"
 
 
 def test_mnist_fit_times_reach_the_performance_page(tmp_path):
     """paper_mnist.py writes one CSV line per fit; bench_performance.py --mnist-fits reads
     them back into its seconds-per-fit table (no fit cache needed)."""
-    sys.path.insert(0, str(EXAMPLES[0].parent))
+    sys.path.insert(0, str(BENCHMARKS))
     try:
         from bench_performance import mnist_lines
         from paper_mnist import write_fit_times

@@ -83,7 +83,7 @@ def test_aligned_log_density_is_density_of_pca_coordinates():
     u = aligner.coordinates(X)
     assert torch.allclose(u.std(0), torch.ones(2, dtype=torch.float64), atol=1e-6)
     z = torch.randn(200, 2, dtype=torch.float64)
-    pred = aligner.predict_log_density(z, module.prior_distribution(), X)
+    pred = aligner.predict_log_density(module.prior_distribution().log_prob(z), X)
     sd = aligner.u_scale
     expected = module.prior_distribution().log_prob(z) - torch.log(sd).sum()
     assert torch.allclose(pred, expected)

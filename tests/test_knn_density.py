@@ -14,8 +14,7 @@ from skdivae._density_math import (
     pak_log_density,
     twonn_dimension,
 )
-
-from .density_cases import gaussian_mixture, standard_normal
+from skdivae.datasets._known_densities import gaussian_mixture, standard_normal
 
 N = 20_000
 CASES = [

@@ -28,17 +28,9 @@ from skdivae import (
     save,
 )
 
-FAST = dict(n_components=2, max_iter=4, hidden_layer_sizes=(16,), random_state=0)
+from .conftest import FAST
 
-
-@pytest.fixture(autouse=True)
-def _quiet(no_convergence_warnings):
-    yield
-
-
-@pytest.fixture(scope="module")
-def X(small_tabular):
-    return small_tabular
+pytestmark = pytest.mark.usefixtures("no_convergence_warnings")
 
 
 MODELS = {
@@ -572,7 +564,7 @@ def test_loading_computes_nothing_from_data(name, X, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("load recomputed a value from data")
 
-    monkeypatch.setattr(FlowCorrected, "set_projection", refuse)
+    monkeypatch.setattr(FlowCorrected, "init_from_data", refuse)
     monkeypatch.setattr(Vamp, "init_from_data", refuse)
     loaded = load(tmp_path / "m.skdivae")
     np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))

@@ -124,7 +124,7 @@ class _RecordingModule(torch.nn.Module):
         self.chunks.append(x.clone())
         return (self.w * 0.0).sum(), x[:, 0].clone()
 
-    def loss(self, x, target, weight, beta, align_weight, log_det, elbo_weight, generator):
+    def loss(self, x, target, weight, beta, alignment_weight, log_det, elbo_weight, generator):
         self.batches.append([None if t is None else t.clone()
                              for t in (x, target, weight, elbo_weight, log_det)])
         total = (self.w * x).sum() + 0.0 * self.w
@@ -194,7 +194,7 @@ def test_verbose_explains_warm_up_units_stop_and_threshold(capsys):
 
 def test_the_automatic_budget_does_not_warn_but_a_chosen_one_does(monkeypatch):
     # Same data and epochs: max_iter="auto" (here 10 epochs) with the loss still falling
-    # is silent, while max_iter=10 set by the user warns (docs/convergence.md).
+    # is silent, while max_iter=10 set by the user warns (docs/results/convergence.md).
     import skdivae._training as training
 
     monkeypatch.setattr(training, "AUTO_EPOCHS", 10)

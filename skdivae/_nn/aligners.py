@@ -1,7 +1,10 @@
-"""Alignment of the log-prior with the density teacher rho."""
+"""Alignment of the log-prior with the density teacher rho: the penalties and the two
+:class:`~skdivae._nn.contracts.AlignerModule` subclasses."""
 
 import torch
 from torch import nn
+
+from .contracts import AlignerModule
 
 #: Smallest standard error used in the precision weights ``1 / max(err, 1e-3)``.
 MIN_ERR = 1e-3
@@ -39,7 +42,7 @@ def alignment_penalty(pred, target, err, delta=1.0):
     return weighted_penalty(pred, target, precision_weight(err), delta)
 
 
-class Direct(nn.Module):
+class Direct(AlignerModule):
     """Direct aligner: the aligned log-density is (a calibration of) ``log p_Z(z)``.
 
     Parameters
@@ -88,8 +91,8 @@ class Direct(nn.Module):
             log_prior = torch.exp(self.log_slope) * log_prior
         return log_prior + self.offset
 
-    def predict_log_density(self, z, prior_dist, x_std=None, log_det=None):
-        return self.calibrate(prior_dist.log_prob(z))
+    def predict_log_density(self, log_prior, x_std=None, log_det=None):
+        return self.calibrate(log_prior)
 
     def penalty(self, pred, target, weight):
         """Penalty for precision weights ``weight = precision_weight(err)``."""
@@ -97,7 +100,7 @@ class Direct(nn.Module):
         return self.multiplier * reduce_terms(terms, self.reduction)
 
 
-class FlowCorrected(nn.Module):
+class FlowCorrected(AlignerModule):
     """Flow-corrected aligner.
 
     A flow ``f`` maps the standardised PCA coordinates ``u`` of a sample to
@@ -109,9 +112,11 @@ class FlowCorrected(nn.Module):
     Jacobian term is a fixed per-sample offset for the VAE step, so the
     alignment term never trains the flow.
 
-    ``set_projection`` stores the PCA (mean, components, standard deviations)
+    ``init_from_data`` stores the PCA (mean, components, standard deviations)
     of the standardised training data as buffers.
     """
+
+    needs_input = True
 
     def __init__(self, flow, n_latent, n_features, delta=1.0, learning_rate=1e-3, update_every=1):
         super().__init__()
@@ -124,10 +129,14 @@ class FlowCorrected(nn.Module):
         self.register_buffer("u_scale", torch.ones(n_latent))
         self.register_buffer("log_jacobian_pca", torch.zeros(()))
 
+    def own_parameters(self):
+        """The flow's parameters: trained by its likelihood only."""
+        return list(self.parameters())
+
     @torch.no_grad()
-    def set_projection(self, X):
-        """Fit the PCA of ``X`` (standardised training data) into the buffers."""
-        X = X.to(self.pca_mean)
+    def init_from_data(self, X_std, generator=None):
+        """Fit the PCA of ``X_std`` (standardised training data) into the buffers."""
+        X = X_std.to(self.pca_mean)
         mean = X.mean(0)
         cov = (X - mean).T @ (X - mean) / max(X.shape[0] - 1, 1)
         eigval, eigvec = torch.linalg.eigh(cov)
@@ -154,11 +163,11 @@ class FlowCorrected(nn.Module):
         z, log_det = self.flow(self.coordinates(x_std))
         return -(prior_dist.log_prob(z) + log_det).mean(), log_det.detach()
 
-    def predict_log_density(self, z, prior_dist, x_std, log_det=None):
+    def predict_log_density(self, log_prior, x_std=None, log_det=None):
         if log_det is None:
             with torch.no_grad():
                 _, log_det = self.flow(self.coordinates(x_std))
-        return prior_dist.log_prob(z) + log_det + self.log_jacobian_pca
+        return log_prior + log_det + self.log_jacobian_pca
 
     def penalty(self, pred, target, weight):
         """Penalty for precision weights ``weight = precision_weight(err)``."""

@@ -216,15 +216,7 @@ class _DiagNormalMixture(MixtureSameFamily):
         )
 
     def log_prob(self, value):
-        memo = getattr(self, "_log_prob_memo", None)
-        if memo is not None and memo[0] is value:
-            return memo[1]
         return self.quadratic_logsumexp(value * value, value)
-
-    def remember_log_prob(self, value, log_prob):
-        """Have ``log_prob(value)`` (for this very tensor) return ``log_prob``: a training
-        step computes it together with the KL bound, in one call."""
-        self._log_prob_memo = (value, log_prob)
 
     def detach(self):
         """The same mixture with its parameters detached from the graph."""

@@ -7,14 +7,10 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import MixtureSameFamily, kl_divergence
 
-from .distributions import _StandardNormal, bernoulli, diag_normal
-from .kl import GAP_DRAWS, mixture_kl, mixture_kl_bound_and_log_prob
+from .distributions import bernoulli, diag_normal
 from .workspace import Workspace, is_plain_linear, mlp_into
 
-#: Monte Carlo samples for the KL term when no closed form exists (the authors' value).
-KL_SAMPLES = 50
 #: Where the deterministic ELBO evaluates its reconstruction term (``elbo``).
 RECON_POINTS = "sigma"
 _LOGVAR_RANGE = (-16.0, 10.0)
@@ -24,23 +20,6 @@ def reparameterized_sample(q, prefix, generator):
     """``loc + scale * eps`` for a diagonal Gaussian ``q``, with ``eps`` from ``generator``."""
     loc, scale = q.base_dist.loc, q.base_dist.scale
     eps = torch.randn((*prefix, *loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
-    return loc + scale * eps
-
-
-def sample_distribution(dist, n_samples, generator):
-    """Draws of a diagonal Gaussian or a mixture of them, from ``generator``."""
-    if isinstance(dist, MixtureSameFamily):
-        comp = dist.component_distribution.base_dist
-        idx = torch.multinomial(
-            dist.mixture_distribution.probs, n_samples, replacement=True, generator=generator
-        )
-        eps = torch.randn(
-            (n_samples, comp.loc.shape[-1]), generator=generator, dtype=comp.loc.dtype,
-            device=comp.loc.device,
-        )
-        return comp.loc[idx] + comp.scale[idx] * eps
-    loc, scale = dist.base_dist.loc, dist.base_dist.scale
-    eps = torch.randn((n_samples, *loc.shape), generator=generator, dtype=loc.dtype, device=loc.device)
     return loc + scale * eps
 
 
@@ -76,9 +55,10 @@ class VAEModule(nn.Module):
     encoder : Encoder
     decoder : nn.Module
         Maps latents to ``n_features`` outputs (means or logits).
-    prior : nn.Module
-        ``forward(encoder) -> Distribution`` over the latent space.
-    aligner : nn.Module or None
+    prior : PriorModule
+        ``forward(encoder) -> Distribution`` over the latent space, and the hooks of
+        ``contracts.PriorModule`` (KL, sampling, joint encoding, detaching).
+    aligner : AlignerModule or None
         ``None`` trains a plain VAE.
     likelihood : {"gaussian", "bernoulli"}
     center, scale : Tensor of shape (n_features,)
@@ -122,7 +102,7 @@ class VAEModule(nn.Module):
 
     # -- distributions ---------------------------------------------------
     def standardize(self, x):
-        if getattr(self, "identity_standardization", False):
+        if self.identity_standardization:
             return x
         return (x - self.center) / self.scale
 
@@ -144,8 +124,7 @@ class VAEModule(nn.Module):
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return bernoulli(out)
-        fixed = getattr(self, "fixed_noise", False)
-        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        log_noise = self.log_noise if self.fixed_noise else self.log_noise.clamp(-7.0, 5.0)
         noise = torch.exp(log_noise)
         return diag_normal(out * self.scale + self.center, noise * self.scale)
 
@@ -162,33 +141,18 @@ class VAEModule(nn.Module):
         return (x - dist.loc) / dist.scale
 
     # -- loss terms ------------------------------------------------------
-    def mixture_kl_estimator(self, p):
-        """How KL(q || p) is estimated: ``None`` for a Gaussian prior (closed form), else
-        the mixture prior's ``kl_estimator`` (modules from before it: Monte Carlo)."""
-        # isinstance, not hasattr: reading ``mixture_distribution`` would build the lazily
-        # made Categorical of a _DiagNormalMixture at every step.
-        if not isinstance(p, MixtureSameFamily):
-            return None
-        return getattr(self.prior, "kl_estimator", "monte_carlo")
+    def kl_draws(self, q, generator):
+        """The draws of ``q`` the prior's KL needs in a training step (``None`` if none)."""
+        n_draws = self.prior.kl_draws()
+        return reparameterized_sample(q, (n_draws,), generator) if n_draws else None
 
     def kl(self, q, p, generator=None):
-        """KL(q || p) per sample: closed form for a Gaussian prior; for a mixture, the
-        prior's ``kl_estimator`` (``kl.py``), with draws from ``generator``."""
-        estimator = self.mixture_kl_estimator(p)
-        if isinstance(p, _StandardNormal):  # fewer operations than torch's generic formula
-            loc, scale = q.base_dist.loc, q.base_dist.scale
-            return (0.5 * (loc * loc + scale * scale - 1.0) - torch.log(scale)).sum(-1)
-        if estimator is None:
-            return kl_divergence(q, p)
-        z = None
-        if estimator != "bound":
-            n_draws = GAP_DRAWS if estimator == "corrected_bound" else KL_SAMPLES
-            z = reparameterized_sample(q, (n_draws,), generator)
-        return mixture_kl(q, p, estimator, z)
+        """KL(q || p) per sample, as the prior computes it (draws from ``generator``)."""
+        return self.prior.kl(q, p, self.kl_draws(q, generator))
 
     def sample_prior(self, n_samples, generator=None):
         """``n_samples`` draws of p_Z, from ``generator`` (the global RNG is not used)."""
-        return sample_distribution(self.prior_distribution(), n_samples, generator)
+        return self.prior.sample(self.prior_distribution(), n_samples, generator)
 
     def loss(
         self,
@@ -196,14 +160,14 @@ class VAEModule(nn.Module):
         target=None,
         weight=None,
         beta=1.0,
-        align_weight=1.0,
+        alignment_weight=1.0,
         log_det=None,
         elbo_weight=None,
         generator=None,
     ):
         """Mini-batch objective and its terms.
 
-        ``total = mean(recon) + beta * mean(KL) + align_weight * R``, with
+        ``total = mean(recon) + beta * mean(KL) + alignment_weight * R``, with
         ``R`` the aligner's penalty between its predicted log-density and
         ``target``, with precision weights ``weight = 1 / max(err, 1e-3)``
         (computed once per fit). ``log_det`` is the flow aligner's fixed
@@ -216,13 +180,11 @@ class VAEModule(nn.Module):
         z = reparameterized_sample(q, (), generator)
         recon_i = -self.log_likelihood(z, x, x_std)
         aligning = self.aligner is not None and target is not None
-        z_align = None
         if aligning:
-            z_align = q.mean if getattr(self.aligner, "point", "sample") == "mean" else z
-        if aligning and self.mixture_kl_estimator(p) == "bound":
-            # The bound and the aligner's log p_Z(z) in one call; the aligner reads it back.
-            kl_i, log_prior = mixture_kl_bound_and_log_prob(q, p, z_align)
-            p.remember_log_prob(z_align, log_prior)
+            z_align = q.mean if self.aligner.point == "mean" else z
+            kl_i, log_prior = self.prior.kl_and_log_prob(
+                q, p, self.kl_draws(q, generator), z_align
+            )
         else:
             kl_i = self.kl(q, p, generator)
         if elbo_weight is None:
@@ -234,17 +196,16 @@ class VAEModule(nn.Module):
         total = recon + beta * kl
         align = torch.zeros((), dtype=x.dtype, device=x.device)
         if aligning:
-            needs_input = log_det is None and hasattr(self.aligner, "coordinates")
-            x_std = x_std if needs_input else None
-            pred = self.aligner.predict_log_density(z_align, p, x_std, log_det)
+            x_std = x_std if log_det is None and self.aligner.needs_input else None
+            pred = self.aligner.predict_log_density(log_prior, x_std, log_det)
             align = self.aligner.penalty(pred, target, weight)
-            total = total + align_weight * align
+            total = total + alignment_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
 
     def _posterior_and_prior(self, x_std):
-        """``(q(z | x), p_Z)``; a VampPrior's pseudo-inputs go through the encoder in the
-        same pass as ``x_std``."""
-        pseudo = getattr(self.prior, "pseudo_inputs", None)
+        """``(q(z | x), p_Z)``; the prior's joint inputs (a VampPrior's pseudo-inputs) go
+        through the encoder in the same pass as ``x_std``."""
+        pseudo = self.prior.joint_inputs()
         if pseudo is None:
             return diag_normal(*self.encoder(x_std)), self.prior_distribution()
         n = x_std.shape[0]
@@ -257,16 +218,10 @@ class VAEModule(nn.Module):
         The prior enters as a constant: it is evaluated without gradient
         tracking, so the flow's loss never trains it.
         """
-        if self.aligner is None or not hasattr(self.aligner, "auxiliary_loss"):
+        if self.aligner is None or not self.aligner.own_parameters():
             return None
         with torch.no_grad():
-            p = self.prior_distribution()
-        if isinstance(p, MixtureSameFamily):  # its parameters enter as they are: detach them
-            p = p.detach()
-        elif hasattr(getattr(p, "base_dist", None), "loc") and (
-            p.base_dist.loc.requires_grad or p.base_dist.scale.requires_grad
-        ):  # a diagonal Gaussian with learnable parameters (N(0, I) has buffers only)
-            p = diag_normal(p.base_dist.loc.detach(), p.base_dist.scale.detach())
+            p = self.prior.constant(self.prior_distribution())
         return self.aligner.auxiliary_loss(self.standardize(x), p)
 
     # -- deterministic scores ----------------------------------------------
@@ -277,8 +232,7 @@ class VAEModule(nn.Module):
     def aligned_log_prior(self, x):
         """The log-prior at the posterior mean in the teacher's units (what is aligned)."""
         log_prior = self.log_prior_at_mean(x)
-        calibrate = getattr(self.aligner, "calibrate", None)
-        return log_prior if calibrate is None else calibrate(log_prior)
+        return log_prior if self.aligner is None else self.aligner.calibrate(log_prior)
 
     def log_likelihood(self, z, x, x_std=None):
         """``log p(x | z)`` in raw units; for a Gaussian decoder one fused expression on
@@ -295,10 +249,9 @@ class VAEModule(nn.Module):
         """``(log sigma, log-normaliser)`` of the Gaussian decoder: the log noise scale in
         standardised units (clamped unless fixed) and the per-row constant of ``-log p``
         in raw units."""
-        fixed = getattr(self, "fixed_noise", False)
-        log_noise = self.log_noise if fixed else self.log_noise.clamp(-7.0, 5.0)
+        log_noise = self.log_noise if self.fixed_noise else self.log_noise.clamp(-7.0, 5.0)
         log_norm = log_noise.sum() + 0.5 * n_features * math.log(2 * math.pi)
-        if not getattr(self, "identity_standardization", False):
+        if not self.identity_standardization:
             log_norm = log_norm + torch.log(self.scale).sum()
         return log_noise, log_norm
 
@@ -348,9 +301,9 @@ class VAEModule(nn.Module):
         (``recon_points="mean"``, one decoder pass) or averaged over the ``2L``
         unscented sigma points (``"sigma"``: exact for quadratic integrands,
         2L decoder passes); ``RECON_POINTS`` is the default, chosen in
-        ``docs/elbo_points.md``. The KL term is closed form for N(0, I); for a
-        mixture prior it follows the prior's ``kl_estimator``, with the sigma
-        points standing in for the draws (they need no decoder pass). Without autograd,
+        ``docs/results/elbo_points.md``. The KL term is the prior's ``score_kl``
+        (closed form for N(0, I); a mixture prior's ``kl_estimator``), with the
+        sigma points standing in for draws (they need no decoder pass). Without autograd,
         a Gaussian ``nn.Sequential`` decoder's term comes from
         :meth:`_sigma_log_likelihood`, its intermediates in the buffers of
         ``workspace`` (scoring passes one that it reuses from chunk to chunk; else a
@@ -358,10 +311,8 @@ class VAEModule(nn.Module):
         """
         q = self.posterior(x)
         p = self.prior_distribution()
-        estimator = self.mixture_kl_estimator(p)
-        # the reconstruction term's points, which stand in for draws where the mixture KL
-        # takes some
-        needs_points = recon_points != "mean" or estimator not in (None, "bound")
+        # the reconstruction term's points, which stand in for draws where the KL takes some
+        needs_points = recon_points != "mean" or self.prior.kl_draws() > 0
         z = self.sigma_points(q) if needs_points else None
         if recon_points == "mean":
             recon = self.log_likelihood(q.base_dist.loc, x)
@@ -370,8 +321,7 @@ class VAEModule(nn.Module):
             recon = self._sigma_log_likelihood(z, x, workspace or Workspace())
         else:
             recon = self.log_likelihood(z, x).mean(0)
-        kl = kl_divergence(q, p) if estimator is None else mixture_kl(q, p, estimator, z)
-        return recon - kl
+        return recon - self.prior.score_kl(q, p, z)
 
     def elbo_at_mean(self, x):
         """:meth:`elbo` with the reconstruction term at the posterior mean: one decoder

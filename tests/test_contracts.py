@@ -1,0 +1,69 @@
+"""The prior and aligner contracts are open: a prior written here, from the contract
+alone, fits, scores, samples and passes scikit-learn's checks."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch.distributions import Independent, StudentT
+
+from skdivae import DiVAE
+from skdivae.priors import PriorModule
+
+FAST = dict(n_components=2, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+
+
+class StudentTModule(PriorModule):
+    """A Student-t prior with a learnable location and scale; every hook but
+    ``forward`` keeps its default (Monte Carlo KL, sampling, detaching)."""
+
+    def __init__(self, n_latent, df):
+        super().__init__()
+        self.df = df
+        self.loc = torch.nn.Parameter(torch.zeros(n_latent))
+        self.log_scale = torch.nn.Parameter(torch.zeros(n_latent))
+
+    def forward(self, encoder=None):
+        return Independent(StudentT(self.df, self.loc, self.log_scale.exp()), 1)
+
+
+class StudentTPrior(BaseEstimator):
+    def __init__(self, df=4.0):
+        self.df = df
+
+    def build(self, *, n_latent, n_features):
+        return StudentTModule(n_latent, float(self.df))
+
+
+@pytest.fixture(scope="module")
+def X():
+    return np.random.default_rng(0).standard_t(4, size=(200, 4))
+
+
+@pytest.mark.parametrize("aligner", ["direct", "flow", None])
+def test_a_new_prior_fits_scores_and_samples(X, aligner):
+    est = DiVAE(prior=StudentTPrior(), aligner=aligner, **FAST).fit(X)
+    for score in ["elbo", "log_prior", "min(elbo,log_prior)"]:
+        assert np.all(np.isfinite(est.set_params(anomaly_score=score).score_samples(X)))
+    draws = est.sample(50, random_state=1)
+    assert draws.shape == (50, 4) and np.all(np.isfinite(draws))
+    np.testing.assert_array_equal(draws, est.sample(50, random_state=1))  # deterministic
+    before = torch.random.get_rng_state()
+    est.sample(5, random_state=2)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global RNG is untouched
+    assert est.module_.prior.loc.requires_grad  # learnable, and trained by the VAE step
+
+
+def test_the_flow_loss_does_not_train_the_new_prior(X):
+    est = DiVAE(prior=StudentTPrior(), aligner="flow", **FAST).fit(X)
+    module = est.module_.float().train()
+    module.zero_grad(set_to_none=True)
+    aux, _ = module.auxiliary_loss(torch.as_tensor(X[:32], dtype=torch.float32))
+    aux.backward()
+    assert module.prior.loc.grad is None and module.prior.log_scale.grad is None
+
+
+@parametrize_with_checks([DiVAE(prior=StudentTPrior(), **FAST)])
+def test_a_new_prior_passes_the_estimator_checks(estimator, check):
+    check(estimator)
