@@ -38,8 +38,9 @@ from sklearn.model_selection import GridSearchCV, KFold
 
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
 from _report import append_jsonl, provenance, read_jsonl, write_page
+from scipy.stats import spearmanr
+
 from skdivae import DiVAE
-from skdivae.model_selection import AgreementWithinELBOBudget, label_free_scoring
 
 WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
 DEFAULT_WEIGHT = 1.0
@@ -60,6 +61,41 @@ RULE = (
     "regret against the best weight in hindsight (test ROC AUC of each weight, "
     "anomaly_score='elbo') is below that of keeping the default weight 1."
 )
+
+
+#: ELBO, in nats per sample and per feature, that a weight may lose against the best
+#: weight of the grid and still be chosen for its agreement with rho.
+BUDGET = 0.05
+
+
+def elbo_per_feature_score(estimator, X, y=None):
+    """Held-out mean ELBO per sample and per feature (``DiVAE.score / n_features``)."""
+    return float(estimator.score(X) / estimator.n_features_in_)
+
+
+def prior_agreement_score(estimator, X, y=None):
+    """Held-out Spearman correlation of the log-prior with the teacher's log-density."""
+    log_prior, _, rho = estimator._diagnostic_scores(X)
+    return float(np.nan_to_num(spearmanr(log_prior, rho)[0], nan=-1.0))
+
+
+def label_free_scoring():
+    return {"elbo_per_feature": elbo_per_feature_score, "prior_agreement": prior_agreement_score}
+
+
+class AgreementWithinELBOBudget:
+    """A ``refit`` rule for ``GridSearchCV``: among the candidates whose held-out ELBO per
+    feature is within ``budget`` nats of the best one's, the highest prior agreement."""
+
+    def __init__(self, budget=BUDGET):
+        self.budget = budget
+
+    def __call__(self, cv_results):
+        elbo = np.asarray(cv_results["mean_test_elbo_per_feature"], dtype=float)
+        agreement = np.asarray(cv_results["mean_test_prior_agreement"], dtype=float)
+        usable = np.isfinite(elbo) & np.isfinite(agreement)
+        allowed = usable & (elbo >= elbo[usable].max() - self.budget)
+        return int(np.flatnonzero(allowed)[np.argmax(agreement[allowed])])
 
 
 def search_one(data, seed, max_iter):
@@ -127,7 +163,7 @@ def picks(rec):
     """The weight each criterion picks in one search."""
     elbo, agree = np.array(rec["elbo_per_feature"]), np.array(rec["prior_agreement"])
     return {
-        "AgreementWithinELBOBudget (shipped)": rec["picked"],
+        "AgreementWithinELBOBudget (the candidate)": rec["picked"],
         "held-out ELBO alone (DiVAE.score)": WEIGHTS[int(np.nanargmax(elbo))],
         "held-out prior agreement alone": WEIGHTS[int(np.nanargmax(agree))],
         f"fixed weight {DEFAULT_WEIGHT:g} (default)": DEFAULT_WEIGHT,
@@ -149,15 +185,15 @@ def report(records, results, wall):
         refit_gap.append(abs(rec["refit_auc"] - aucs[rec["picked"]]))
     if not regrets:
         raise SystemExit("error: no search matches a row of --results (same data sets and seeds?)")
-    shipped, fixed = "AgreementWithinELBOBudget (shipped)", f"fixed weight {DEFAULT_WEIGHT:g} (default)"
-    passed = np.mean(regrets[shipped]) < np.mean(regrets[fixed])
+    candidate, fixed = "AgreementWithinELBOBudget (the candidate)", f"fixed weight {DEFAULT_WEIGHT:g} (default)"
+    passed = np.mean(regrets[candidate]) < np.mean(regrets[fixed])
     seeds = sorted({r["seed"] for r in records})
     lines = [
         "# Choosing the alignment weight without labels: the search as a user runs it",
         "",
         provenance("check_label_free_weight.py", wall),
         "",
-        f"Searches: {len(regrets[shipped])} (data set × seed, seeds {seeds}); each is "
+        f"Searches: {len(regrets[candidate])} (data set × seed, seeds {seeds}); each is "
         f"{len(WEIGHTS)} weights × {N_FOLDS} folds plus the refit, "
         f"{sum(r['time'] for r in records) / 60:.1f} min in all.",
         "",
@@ -172,16 +208,19 @@ def report(records, results, wall):
                      f"{np.mean(w == 0):.0%} |")
     lines += [
         "",
-        f"Verdict: the shipped search {'passes' if passed else 'fails'} the rule "
-        f"(mean regret {np.mean(regrets[shipped]):.4f} against {np.mean(regrets[fixed]):.4f} "
-        "for the fixed default).",
+        f"Verdict: the candidate search {'passes' if passed else 'fails'} the rule "
+        f"(mean regret {np.mean(regrets[candidate]):.4f} against {np.mean(regrets[fixed]):.4f} "
+        "for the fixed default). "
+        + ("The docs may recommend it." if passed else
+           "It is not shipped: the scorers and the refit rule live in this script only, and "
+           "the docs say to keep alignment_weight=1 without labels."),
         "",
         "Regret: the test ROC AUC of the best weight in hindsight minus that of the picked "
         "weight, both from `--results` (a fit on the whole training part per weight). The "
         "refitted model of each search is that same fit; the largest difference between its "
         f"test ROC AUC and the `--results` row was {max(refit_gap):.1e}.",
         "",
-        "Weights the shipped search picked, per data set:",
+        "Weights the candidate search picked, per data set:",
         "",
         "| data set | picked weights (one per seed) |",
         "|---|---|",

@@ -269,9 +269,10 @@ class OutputsMixin:
         ``alignment_weight``: alignment is a constraint the ELBO does not
         reward, so the mean ELBO falls as the weight rises and a search with it
         picks weight 0 on most data sets (``docs/results/score_study.md``). No
-        label-free criterion tried there chose the weight better than keeping
-        the default 1; with anomaly labels, search with
-        ``scoring=skdivae.model_selection.anomaly_roc_auc``.
+        label-free criterion tried, run as a search on the training data, chose
+        the weight better than keeping the default 1
+        (``docs/results/label_free_weight.md``); with anomaly labels, search
+        with ``scoring=skdivae.model_selection.anomaly_roc_auc``.
 
         Parameters
         ----------

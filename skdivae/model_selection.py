@@ -15,15 +15,7 @@ from sklearn.metrics import roc_auc_score
 from ._divae import DiVAE
 from ._residuals import final_step
 
-__all__ = [
-    "AgreementWithinELBOBudget",
-    "label_free_scoring",
-    "elbo_per_feature_score",
-    "prior_agreement_score",
-    "density_agreement_score",
-    "anomaly_roc_auc",
-    "anomaly_labels",
-]
+__all__ = ["density_agreement_score", "anomaly_roc_auc", "anomaly_labels"]
 
 
 def anomaly_labels(y):
@@ -186,190 +178,22 @@ def density_agreement_score(estimator, X, y=None):
     >>> sorted(search.best_params_)
     ['alignment_weight']
     """
-    model, X = _fitted_divae(estimator, X, "density_agreement_score")
-    log_prior, elbo, rho = _held_out_scores(model, X, "density_agreement_score")
-    agree_prior = spearmanr(log_prior, rho)[0]
-    agree_elbo = spearmanr(elbo, rho)[0]
-    return float(np.nan_to_num(0.5 * (agree_prior + agree_elbo), nan=-1.0))
-
-
-def _fitted_divae(estimator, X, who):
     model, X = final_step(estimator, X)
     if not isinstance(model, DiVAE):
         raise TypeError(
-            f"{who} scores a DiVAE or a Pipeline ending in one, got {type(model).__name__}."
+            "density_agreement_score scores a DiVAE or a Pipeline ending in one, got "
+            f"{type(model).__name__}."
         )
-    return model, X
-
-
-def elbo_per_feature_score(estimator, X, y=None):
-    """Held-out mean ELBO per sample and per feature, in nats (higher is better).
-
-    ``DiVAE.score`` divided by the number of features the DiVAE sees, so a
-    budget in nats per feature means the same on narrow and wide data. One of
-    the two scores of :func:`label_free_scoring`.
-
-    Parameters
-    ----------
-    estimator : DiVAE or Pipeline ending in a DiVAE
-    X : array-like of shape (n_samples, n_features)
-        Held-out data.
-    y : Ignored
-
-    Returns
-    -------
-    score : float
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdivae import DiVAE
-    >>> from skdivae.model_selection import elbo_per_feature_score
-    >>> X = np.random.default_rng(0).normal(size=(200, 4))
-    >>> model = DiVAE(max_iter=5, random_state=0).fit(X[:150])
-    >>> bool(np.isclose(elbo_per_feature_score(model, X[150:]), model.score(X[150:]) / 4))
-    True
-    """
-    model, X = _fitted_divae(estimator, X, "elbo_per_feature_score")
-    return float(model.score(X) / model.n_features_in_)
-
-
-def prior_agreement_score(estimator, X, y=None):
-    """Held-out Spearman correlation of the aligned log-prior with the teacher (higher is better).
-
-    How well alignment carries over to rows the model was not fitted on: the
-    rank correlation, on ``X``, between ``log p_Z`` at the posterior mean and
-    the density teacher's ``rho(x)``. Needs a model fitted with
-    ``keep_density=True``. On its own it rewards the largest weight of a grid;
-    :class:`AgreementWithinELBOBudget` reads it only among the weights that
-    keep the ELBO.
-
-    Parameters
-    ----------
-    estimator : DiVAE or Pipeline ending in a DiVAE
-        A model fitted with ``keep_density=True``.
-    X : array-like of shape (n_samples, n_features)
-        Held-out data, at least 2 rows.
-    y : Ignored
-
-    Returns
-    -------
-    score : float in [-1, 1]
-        -1 where the correlation is undefined (a constant log-prior).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skdivae import DiVAE
-    >>> from skdivae.model_selection import prior_agreement_score
-    >>> X = np.random.default_rng(0).normal(size=(300, 3))
-    >>> model = DiVAE(max_iter=20, keep_density=True, random_state=0).fit(X[:200])
-    >>> bool(prior_agreement_score(model, X[200:]) > 0)
-    True
-    """
-    model, X = _fitted_divae(estimator, X, "prior_agreement_score")
-    log_prior, _, rho = _held_out_scores(model, X, "prior_agreement_score")
-    return float(np.nan_to_num(spearmanr(log_prior, rho)[0], nan=-1.0))
-
-
-def _held_out_scores(model, X, who):
-    """log-prior, ELBO and the teacher's log-density of held-out rows (at least 2)."""
     if np.shape(X)[0] < 2:
-        raise ValueError(f"{who} needs at least 2 held-out rows to rank, got {np.shape(X)[0]}.")
+        raise ValueError(
+            f"density_agreement_score needs at least 2 held-out rows to rank, got {np.shape(X)[0]}."
+        )
     log_prior, elbo, rho = model._diagnostic_scores(X)
     if rho is None:
         raise ValueError(
-            f"{who} needs the fitted density teacher: fit DiVAE with keep_density=True."
+            "density_agreement_score needs the fitted density teacher: fit DiVAE with "
+            "keep_density=True."
         )
-    return log_prior, elbo, rho
-
-
-def label_free_scoring():
-    """The two held-out scores a label-free search over ``alignment_weight`` reads.
-
-    A new dict ``{"elbo_per_feature": elbo_per_feature_score,
-    "prior_agreement": prior_agreement_score}`` for ``GridSearchCV(scoring=...)``,
-    to be used with ``refit=AgreementWithinELBOBudget()``.
-
-    Returns
-    -------
-    scoring : dict of str to callable
-
-    Examples
-    --------
-    >>> from skdivae.model_selection import label_free_scoring
-    >>> sorted(label_free_scoring())
-    ['elbo_per_feature', 'prior_agreement']
-    """
-    return {"elbo_per_feature": elbo_per_feature_score, "prior_agreement": prior_agreement_score}
-
-
-class AgreementWithinELBOBudget:
-    """Pick the candidate whose prior agrees best with the teacher among those that keep the ELBO.
-
-    A ``refit`` rule for ``GridSearchCV`` with ``scoring=label_free_scoring()``,
-    so the alignment weight can be chosen without anomaly labels. Among the
-    candidates whose held-out ELBO per feature is within ``budget`` nats of
-    the best candidate's, it returns the one with the highest held-out
-    Spearman correlation between the aligned log-prior and the teacher.
-    Alignment is kept where it costs the generative model little and turned
-    down where it costs much.
-
-    On the development benchmark, on seeds that chose it and on seeds that
-    report, its mean regret against the best weight in hindsight was below
-    that of keeping the default weight 1 (``docs/results/score_study.md``;
-    the search as written below: ``docs/results/label_free_weight.md``).
-
-    Parameters
-    ----------
-    budget : float, default=0.05
-        ELBO, in nats per sample and per feature, that a candidate may lose
-        against the best one and still be chosen for its agreement.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.model_selection import GridSearchCV, KFold
-    >>> from skdivae import DiVAE
-    >>> from skdivae.model_selection import AgreementWithinELBOBudget, label_free_scoring
-    >>> X = np.random.default_rng(0).normal(size=(300, 3))
-    >>> search = GridSearchCV(
-    ...     DiVAE(max_iter=5, keep_density=True, random_state=0),
-    ...     {"alignment_weight": [0.0, 1.0, 3.0]},
-    ...     scoring=label_free_scoring(), refit=AgreementWithinELBOBudget(),
-    ...     cv=KFold(3, shuffle=True, random_state=0),
-    ... ).fit(X)
-    >>> search.best_params_["alignment_weight"] in (0.0, 1.0, 3.0)
-    True
-    """
-
-    def __init__(self, budget=0.05):
-        self.budget = budget
-
-    def __repr__(self):
-        return f"{type(self).__name__}(budget={self.budget!r})"
-
-    def __call__(self, cv_results):
-        """Index of the chosen candidate in ``cv_results`` (``GridSearchCV.cv_results_``)."""
-        budget = self.budget
-        if isinstance(budget, bool) or not isinstance(budget, (int, float, np.number)) or not (
-            np.isfinite(budget) and budget >= 0
-        ):
-            raise ValueError(f"budget must be a finite number >= 0, got {budget!r}.")
-        try:
-            elbo = np.asarray(cv_results["mean_test_elbo_per_feature"], dtype=float)
-            agreement = np.asarray(cv_results["mean_test_prior_agreement"], dtype=float)
-        except KeyError as exc:
-            raise KeyError(
-                f"{type(self).__name__} reads the scores of label_free_scoring(): pass "
-                f"scoring=skdivae.model_selection.label_free_scoring(); missing {exc}."
-            ) from None
-        usable = np.isfinite(elbo) & np.isfinite(agreement)
-        if not usable.any():
-            raise ValueError(
-                "every candidate of the search failed or scored NaN; see the search's "
-                "warnings (error_score) for why."
-            )
-        allowed = usable & (elbo >= elbo[usable].max() - budget)
-        # Highest agreement among the allowed; a tie goes to the first candidate.
-        return int(np.flatnonzero(allowed)[np.argmax(agreement[allowed])])
+    agree_prior = spearmanr(log_prior, rho)[0]
+    agree_elbo = spearmanr(elbo, rho)[0]
+    return float(np.nan_to_num(0.5 * (agree_prior + agree_elbo), nan=-1.0))
