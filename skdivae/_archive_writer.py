@@ -91,7 +91,10 @@ class _Writer:
             "class": NAMES[cls],
             "params": {k: self.encode(v, f"{where}.{k}") for k, v in params.items()},
         }
-        state = {k: v for k, v in vars(est).items() if k not in params}
+        # partial_fit's training state (optimisers, generators) is not part of a model: a
+        # loaded model's partial_fit continues its network with fresh optimiser state.
+        state = {k: v for k, v in vars(est).items()
+                 if k not in params and k != "_block_trainer_"}
         if isinstance(est, NearestNeighbors) and "_fit_X" in state:
             # Only the data: the search tree is rebuilt by fitting on it again.
             state = {"_fit_X": state["_fit_X"]}

@@ -16,6 +16,8 @@ from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
 from ._fitting import train_network
+from ._incremental import partial_fit_step
+from ._streaming import fit_streaming, is_out_of_core
 from ._generative import GenerativeMixin
 from ._outputs import OutputsMixin
 from ._scoring import DEFAULT_SCORE, SCORES
@@ -361,7 +363,12 @@ class DiVAE(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data, finite; at least 3 rows.
+            Training data, finite; at least 3 rows. A ``numpy.memmap``, a dask
+            array or a dask dataframe is streamed block by block, in memory
+            bounded by the block size whatever the number of rows (one pass for
+            the moments, the teacher on a random sample of at most 100 000 rows,
+            blocks in a random order shuffled four at a time;
+            ``docs/deployment.md``); ``early_stopping`` is not available then.
         y : Ignored
             Not used, present for API consistency. To score a search with
             anomaly labels, use ``scoring=skdivae.model_selection.anomaly_roc_auc``
@@ -380,6 +387,69 @@ class DiVAE(
             # the previous fit in place.
             self._forget_fit()
             raise
+
+    def partial_fit(self, X, y=None):
+        """Train on one block of rows: one pass of mini-batches over ``X``.
+
+        For data that arrive in blocks or do not fit in memory (a stream, the
+        partitions of a dask collection through ``dask_ml.wrappers.Incremental``).
+        The first call (on an unfitted model) fixes what ``fit`` derives from all
+        rows: the standardisation (this block's mean and standard deviation),
+        the density teacher (fitted on this block, or a copy of ``density``),
+        the trimming threshold on the teacher's log-density (the
+        ``trim_fraction`` quantile of this block's), the network's starting
+        values and the mini-batch size. Every call then trains one pass over its
+        rows in a random order, with the teacher's log-density of each row
+        queried on the fly; call ``k`` (from 0) uses the warm-up factors of epoch
+        ``k`` of ``fit`` with the same ``max_iter`` (``"auto"``: counted for
+        the first block's size), so ``beta`` and the alignment weight ramp up
+        over the first calls. Adam's state carries over from call to call.
+
+        The threshold (``offset_``, ``score_quantiles_``) and the robust scales of
+        the combined scores are set from the rows of the latest call. A model
+        trained by one call on ``X`` is the model of ``fit(X)`` with
+        ``max_iter=1``; over several blocks it is close to a one-epoch ``fit``
+        on their union (the teacher and the standardisation then come from the
+        first block only). After ``fit`` or ``load``, ``partial_fit`` continues
+        the fitted network with fresh optimiser state, keeping its
+        standardisation, and fits a teacher on the block unless one was kept
+        (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
+        ``validation_fraction`` do not apply. A call that fails leaves the
+        model unfitted.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A block of training rows (at least 3 in the first call), with the
+            features of the first call.
+        y : Ignored
+
+        Returns
+        -------
+        self : DiVAE
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skdivae import DiVAE
+        >>> X = np.random.default_rng(0).normal(size=(600, 4))
+        >>> model = DiVAE(n_components=2, random_state=0)
+        >>> for block in np.array_split(X, 3):
+        ...     model = model.partial_fit(block)
+        >>> model.n_iter_, model.score_samples(X[:2]).shape
+        (3, (2,))
+        """
+        try:
+            return self._validated_partial_fit(X)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def _validated_partial_fit(self, X):
+        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+            X = partial_fit_step(self, X)
+        return self._set_offset(X)
 
     def _validate_params(self):
         """The parameter constraints, plus what they cannot say: ``n_threads`` is not a
@@ -401,9 +471,9 @@ class DiVAE(
         for name in fitted + [k for k in ("_n_features_out",) if k in vars(self)]:
             delattr(self, name)
 
-    def _fit(self, X):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
-        layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it, before any work
+    def _check_training_input(self, X):
+        """What the parameter constraints cannot say, checked before any work."""
+        layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
         if isinstance(self.n_components, bool):
             raise ValueError(f"n_components must be a positive int, got {self.n_components!r}.")
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
@@ -411,7 +481,16 @@ class DiVAE(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
                 "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
             )
-        fitted, converged, max_iter = train_network(self, X)
+
+    def _fit(self, X):
+        vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
+        if is_out_of_core(X):  # a memmap or a dask collection: trained block by block
+            fitted, X = fit_streaming(self, X)
+            converged, max_iter = True, len(fitted["history_"])
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+            self._check_training_input(X)
+            fitted, converged, max_iter = train_network(self, X)
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
         # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).

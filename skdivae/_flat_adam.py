@@ -99,6 +99,26 @@ class FlatAdam:
             for p, value in kept:
                 p.copy_(value)
 
+    def state_dict(self):
+        """Adam's state (moments and step count), to carry it over to a rebuilt optimiser."""
+        if self.direct:
+            return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
+                    "step_count": self.step_count.clone()}
+        return {"adam": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        """Take over the state of :meth:`state_dict` from an optimiser of the same
+        parameters (in the same order) and the same kind."""
+        with torch.no_grad():
+            if self.direct and "exp_avg" in state:
+                self.exp_avg.copy_(state["exp_avg"])
+                self.exp_avg_sq.copy_(state["exp_avg_sq"])
+                self.step_count.copy_(state["step_count"])
+            elif not self.direct and "adam" in state:
+                self.optimizer.load_state_dict(state["adam"])
+            else:
+                raise ValueError("the saved optimiser state is of another kind of Adam.")
+
     def release(self):
         """Give every parameter its own storage again (call when training ends)."""
         with torch.no_grad():

@@ -124,8 +124,8 @@ def _run_epoch(
             for start in range(0, chunk[0].shape[0], batch_size):
                 xb, tb, wb, ew, ld = _rows((*chunk, log_det), start, start + batch_size)
                 terms = module.loss(
-                    xb, tb, wb, beta=beta, alignment_weight=alignment_weight, log_det=ld, elbo_weight=ew,
-                    generator=noise,
+                    xb, tb, wb, beta=beta, alignment_weight=alignment_weight, log_det=ld,
+                    elbo_weight=ew, generator=noise,
                 )
                 terms["aux"] = aux
                 # One transfer of every term per step (not one per term).
@@ -140,6 +140,34 @@ def _run_epoch(
                     sums[key] += value * xb.shape[0]
                 n += xb.shape[0]
     return {key: value / n for key, value in sums.items()}
+
+
+def train_pass(module, optimizers, arrays, *, batch_size, beta, alignment_weight, generator,
+               noise_generator):
+    """One pass over ``arrays`` = ``(X, target, weight, elbo_weight)`` in mini-batches of a
+    random order drawn from ``generator``, as one epoch of :func:`fit_loop` does; returns
+    the mean terms. For training block by block (``partial_fit``, the streaming fit).
+
+    Raises
+    ------
+    TrainingDiverged
+        If the loss becomes NaN or infinite.
+    """
+    X = arrays[0]
+    module.train()
+    order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+    try:
+        record = _run_epoch(module, optimizers, *arrays, order, batch_size, beta,
+                            alignment_weight, noise_generator)
+    finally:
+        module.eval()
+    if record is None:
+        raise TrainingDiverged(
+            "the training loss became NaN or infinite. Try a smaller learning_rate_init, "
+            "scaling the input (e.g. StandardScaler), a smaller alignment_weight, or "
+            "likelihood='gaussian' for data outside [0, 1]."
+        )
+    return record
 
 
 @torch.no_grad()

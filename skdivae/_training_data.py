@@ -43,7 +43,18 @@ def standardization(X, enabled):
     # The moments in float64 whatever the input's dtype: float32 sums lose a column's
     # spread around a large mean (the network still trains in float32, on standardised data).
     X = np.asarray(X, dtype=np.float64)
-    peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(n_features)
+    peak = check_magnitude(X)
+    if not enabled:
+        return np.zeros(n_features), np.ones(n_features)
+    unit = np.where(peak > 0, peak, 1.0)
+    center = (X / unit).mean(axis=0) * unit
+    std = (X / unit).std(axis=0) * unit
+    return scale_from_moments(center, std)
+
+
+def check_magnitude(X):
+    """Each column's largest magnitude; a ValueError where it is too large for float32."""
+    peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(X.shape[1])
     if np.any(peak > MAX_ABS_VALUE):
         col = int(np.argmax(peak))
         raise ValueError(
@@ -51,11 +62,12 @@ def standardization(X, enabled):
             f"float32 and cannot standardise values beyond {MAX_ABS_VALUE:.0e}. Divide X by a "
             "constant (or use a scaler before DiVAE)."
         )
-    if not enabled:
-        return np.zeros(n_features), np.ones(n_features)
-    unit = np.where(peak > 0, peak, 1.0)
-    center = (X / unit).mean(axis=0) * unit
-    std = (X / unit).std(axis=0) * unit
+    return peak
+
+
+def scale_from_moments(center, std):
+    """``(center, scale)`` from the columns' means and standard deviations: constant
+    columns (spread at most 1e-12 of the mean's magnitude) keep scale 1."""
     constant = std <= 1e-12 * np.abs(center)
     small = ~constant & (std < MIN_ABS_SCALE)
     if np.any(small):
@@ -100,9 +112,19 @@ def training_targets(density, X):
     return target, np.ones_like(target)
 
 
-def density_targets(density, X_std):
-    """The teacher's training log-densities and errors; a clear error if not usable."""
-    target, err = training_targets(density, X_std)
+def density_targets(density, X_std, fitted_on_X=True):
+    """The teacher's log-densities and errors at the rows of ``X_std``; a clear error if
+    not usable. ``fitted_on_X``: the teacher was fitted on these very rows (its
+    leave-one-out values are used); else the rows are new to it and are queried (a
+    :class:`~skdivae.KNNLogDensity` gives their standard errors, as for the rows beyond
+    its ``max_samples`` in ``fit``; another estimator unit errors)."""
+    if fitted_on_X:
+        target, err = training_targets(density, X_std)
+    elif isinstance(density, KNNLogDensity):  # a query with its standard errors
+        target, err = density.transform(X_std).T
+    else:
+        target = np.asarray(density.score_samples(X_std), dtype=float)
+        err = np.ones_like(target)
     target, err = np.asarray(target, dtype=float), np.asarray(err, dtype=float)
     n = X_std.shape[0]
     if target.shape != (n,) or err.shape != (n,):
@@ -152,3 +174,28 @@ def holdout_split(arrays, rng, validation_fraction, device):
     train = tuple(None if a is None else a[t_idx] for a in arrays)
     valid = tuple(None if a is None else a[v_idx] for a in arrays)
     return train, valid
+
+
+def density_dim(density, n_latent):
+    """The dimension of the space the teacher estimates in: its ``n_components_`` (a
+    :class:`~skdivae.KNNLogDensity` with PCA), else the latent size."""
+    return int(getattr(density, "n_components_", n_latent))
+
+
+def trim_threshold(target, trim_fraction):
+    """The largest target that :func:`training_arrays` leaves out of the ELBO (``-inf``
+    without trimming): later blocks leave out the rows at or below it."""
+    if trim_fraction <= 0:
+        return -np.inf
+    return float(np.sort(target, kind="stable")[trimmed_count(len(target), trim_fraction) - 1])
+
+
+def block_arrays(X_std, target, err, threshold, device):
+    """:func:`training_arrays` for a block after the first: rows whose target is at or
+    below ``threshold`` leave the ELBO."""
+    weight = precision_weight(torch.tensor(err)).numpy()
+    arrays = [as_tensor(a, device=device) for a in (X_std, target, weight)]
+    elbo_weight = None
+    if np.isfinite(threshold):
+        elbo_weight = as_tensor((target > threshold).astype(float), device=device)
+    return (*arrays, elbo_weight)

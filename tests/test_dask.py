@@ -141,3 +141,29 @@ def test_residual_names_through_passthrough_steps():
     frame = pd.DataFrame(np.random.default_rng(0).normal(size=(120, 3)), columns=["a", "b", "c"])
     model = Pipeline([("keep", "passthrough"), ("det", DiVAE(**FAST))]).fit(frame)
     assert list(residual_names(model)) == ["a", "b", "c"]
+
+
+def test_streaming_fit_from_a_dataframe_whose_partitions_live_on_the_workers(X, client):
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    local = dd.from_pandas(frame, npartitions=3)
+    expected = DiVAE(**FAST).fit(local)  # with the cluster's client as the scheduler too
+    on_workers = local.persist()
+    distributed.wait(on_workers)
+    assert set(client.who_has(on_workers)) and len(client.has_what()) == 2
+    model = DiVAE(**FAST).fit(on_workers)
+    assert list(model.feature_names_in_) == list(frame.columns)
+    np.testing.assert_array_equal(model.score_samples(frame), expected.score_samples(frame))
+
+
+def test_dask_ml_incremental_trains_by_partial_fit_block_by_block(X):
+    wrappers = pytest.importorskip(
+        "dask_ml.wrappers", reason="dask-ml is not installed: pip install 'skdivae[dask]'"
+    )
+    blocks = np.array_split(X, 3)
+    inc = wrappers.Incremental(DiVAE(**FAST), shuffle_blocks=False)
+    inc.fit(da.from_array(X, chunks=(len(blocks[0]), -1)))
+    by_hand = DiVAE(**FAST)
+    for block in blocks:
+        by_hand.partial_fit(block)
+    assert inc.estimator_.n_iter_ == 3
+    np.testing.assert_array_equal(inc.estimator_.score_samples(X), by_hand.score_samples(X))

@@ -1,0 +1,199 @@
+"""Training block by block: the state that ``partial_fit`` and the streaming ``fit`` carry
+from one block of rows to the next, and ``partial_fit`` itself.
+
+What the first block fixes: the standardisation (its mean and standard deviation), the
+density teacher (fitted on it, or given), the trimming threshold on the teacher's
+log-density, the network's starting values, the mini-batch size and the warm-up
+schedule. Every block is then one pass of mini-batches in a random order, pass ``k``
+using the warm-up factors of epoch ``k`` of ``fit``.
+"""
+
+import copy
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import validate_data
+
+from ._build import build_network
+from ._torch_utils import as_tensor, resolve_device
+from ._training import epoch_budget, make_optimizers, train_pass, warmup_epochs, warmup_factor
+from ._training_data import (
+    block_arrays,
+    density_dim,
+    density_targets,
+    fit_density,
+    standardization,
+    training_arrays,
+    trim_threshold,
+)
+
+
+class BlockTrainer:
+    """The float32 network on standardised data, its optimisers and random generators,
+    the teacher and the standardisation: what training carries between blocks.
+
+    Parameters
+    ----------
+    est : DiVAE
+        Read only: its parameters.
+    center, scale : ndarray of shape (n_features,)
+        The standardisation, fixed for good.
+    density : fitted density estimator
+        The teacher, in standardised units.
+    threshold : float
+        Rows whose target is at or below it leave the ELBO (``-inf``: none).
+    X_init_std : ndarray
+        Standardised rows the network starts from (VampPrior pseudo-inputs, the flow's
+        projection); ignored when ``module`` is given.
+    seed : int
+        Seeds the generators (initial weights and batch order; reparameterisation noise).
+    n_rows : int
+        Rows per pass that set ``max_iter="auto"``'s epoch count, hence the warm-ups.
+    module : VAEModule, optional
+        A trained network to continue (``partial_fit`` after ``fit`` or ``load``).
+    """
+
+    def __init__(self, est, *, center, scale, density, threshold, X_init_std, seed, n_rows,
+                 module=None):
+        n_features = len(center)
+        self.device = resolve_device(est.device)
+        self.center, self.scale = np.asarray(center, float), np.asarray(scale, float)
+        self.density, self.threshold = density, threshold
+        self.generator = torch.Generator().manual_seed(seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.batch_size = min(128 if est.batch_size == "auto" else est.batch_size, n_rows)
+        max_iter = epoch_budget(est.max_iter, n_rows, self.batch_size)
+        self.beta_warm = warmup_epochs(est.beta_warmup, max_iter)
+        self.align_warm = warmup_epochs(est.alignment_warmup, max_iter)
+        if module is None:
+            module = build_network(
+                est, n_features=n_features, density_dim=density_dim(density, est.n_components),
+                X_train=as_tensor(X_init_std, device=self.device), generator=self.generator,
+                center=center, scale=scale, data_standardized=True,
+            )
+        else:
+            module = copy.deepcopy(module).float()
+        module.set_standardization(np.zeros(n_features), np.ones(n_features))
+        self.module = module.to(self.device)
+        self.learning_rate = est.learning_rate_init
+        self.optimizers = make_optimizers(self.module, self.learning_rate)
+        self.passes = 0
+
+    def __getstate__(self):
+        # The optimisers hold the parameters as views of one flat buffer, a link that
+        # pickling (and deepcopy through it) would cut: keep their states instead, and
+        # rebuild them over the restored network.
+        state = self.__dict__.copy()
+        state["optimizers"] = [None if o is None else o.state_dict() for o in self.optimizers]
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("optimizers")
+        self.__dict__.update(state)
+        self.optimizers = make_optimizers(self.module, self.learning_rate)
+        for optimizer, optimizer_state in zip(self.optimizers, saved):
+            if optimizer is not None:
+                optimizer.load_state_dict(optimizer_state)
+
+    def standardize(self, X):
+        return (X - self.center) / self.scale
+
+    def train(self, est, arrays, epoch):
+        """One pass over the tensors ``arrays`` at the warm-up factors of ``epoch``."""
+        beta = est.beta * warmup_factor(epoch, self.beta_warm, est.beta_start)
+        weight = 0.0 if self.module.aligner is None else est.alignment_weight
+        weight = weight * warmup_factor(epoch, self.align_warm)
+        record = train_pass(
+            self.module, self.optimizers, arrays, batch_size=self.batch_size, beta=beta,
+            alignment_weight=weight, generator=self.generator,
+            noise_generator=self.noise_generator,
+        )
+        record.update(beta=beta, alignment_weight=weight)
+        return record
+
+    def arrays(self, X_std):
+        """The training tensors of a block that the teacher was not fitted on."""
+        target, err = density_targets(self.density, X_std, fitted_on_X=False)
+        return block_arrays(X_std, target, err, self.threshold, self.device)
+
+    def fitted_module(self):
+        """A float64 CPU copy in eval mode with the real standardisation, for scoring."""
+        module = copy.deepcopy(self.module).cpu().double().eval()
+        module.set_standardization(self.center, self.scale)
+        return module
+
+
+def _seed(est, salt=0):
+    rng = check_random_state(est.random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    return seed if not salt else int(np.random.SeedSequence([seed, salt]).generate_state(1)[0])
+
+
+def start_from_block(est, X):
+    """A trainer for the validated first block ``X``, and its training tensors (the
+    teacher fitted on ``X`` gives its leave-one-out targets, as ``fit`` does)."""
+    seed = _seed(est)
+    center, scale = standardization(X, est.standardize)
+    X_std = (X - center) / scale
+    density = fit_density(est.density, X_std, est.n_components, seed)
+    target, err = density_targets(density, X_std)
+    trainer = BlockTrainer(
+        est, center=center, scale=scale, density=density,
+        threshold=trim_threshold(target, est.trim_fraction), X_init_std=X_std, seed=seed,
+        n_rows=X.shape[0],
+    )
+    arrays = training_arrays(X_std, target, err, est.trim_fraction, trainer.device)
+    return trainer, arrays
+
+
+def continue_fitted(est, X):
+    """A trainer that continues the fitted network of ``est`` (after ``fit`` or ``load``)
+    with fresh optimisers, and the training tensors of ``X``. The teacher is the kept
+    ``density_`` if any, else one fitted on ``X``."""
+    center = est.module_.center.numpy().astype(float)
+    scale = est.module_.scale.numpy().astype(float)
+    X_std = (X - center) / scale
+    seed = _seed(est, salt=est.n_iter_ + 1)
+    density, fitted_here = est.density_, est.density_ is None
+    if fitted_here:
+        density = fit_density(est.density, X_std, est.n_components, seed)
+    target, err = density_targets(density, X_std, fitted_on_X=fitted_here)
+    trainer = BlockTrainer(
+        est, center=center, scale=scale, density=density,
+        threshold=trim_threshold(target, est.trim_fraction), X_init_std=None, seed=seed,
+        n_rows=X.shape[0], module=est.module_,
+    )
+    trainer.passes = est.n_iter_
+    arrays = training_arrays(X_std, target, err, est.trim_fraction, trainer.device)
+    return trainer, arrays
+
+
+def partial_fit_step(est, X):
+    """One ``partial_fit`` call: validate ``X``, train one pass over it, set the fitted
+    attributes (all but the threshold); returns the validated ``X``."""
+    first = not hasattr(est, "module_")
+    X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
+                      ensure_min_samples=3 if first else 1)
+    est._check_training_input(X)
+    trainer = getattr(est, "_block_trainer_", None)
+    if first:
+        trainer, arrays = start_from_block(est, X)
+    elif trainer is None:
+        trainer, arrays = continue_fitted(est, X)
+    else:
+        arrays = trainer.arrays(trainer.standardize(X))
+    record = trainer.train(est, arrays, trainer.passes)
+    trainer.passes += 1
+    record["epoch"] = trainer.passes
+    est._block_trainer_ = trainer
+    est.module_ = trainer.fitted_module()
+    est.history_ = [*getattr(est, "history_", []), record]
+    est.loss_curve_ = [h["loss"] for h in est.history_]
+    est.n_iter_ = trainer.passes
+    est.batch_size_ = trainer.batch_size
+    est.device_ = trainer.device
+    est.density_ = trainer.density if est.keep_density else None
+    est.density_dim_ = density_dim(trainer.density, est.n_components)
+    est._n_features_out = est.n_components
+    return X

@@ -1,0 +1,130 @@
+"""Training on data that do not fit in memory: partial_fit, and fit streaming a memmap or a
+dask collection block by block."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+import skdivae
+from skdivae import DiVAE
+
+from .conftest import FAST
+
+pytestmark = pytest.mark.usefixtures("no_convergence_warnings")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """3 000 Gaussian rows in 6 correlated columns, the last 60 shifted (anomalies)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6)) @ rng.normal(size=(6, 6))
+    X[-60:] += 4.0
+    return X, np.r_[np.zeros(2940), np.ones(60)]
+
+
+def test_one_partial_fit_call_is_a_one_epoch_fit(data):
+    X, _ = data
+    fitted = DiVAE(**{**FAST, "max_iter": 1}).fit(X)
+    streamed = DiVAE(**{**FAST, "max_iter": 1}).partial_fit(X)
+    np.testing.assert_array_equal(streamed.score_samples(X), fitted.score_samples(X))
+    assert streamed.offset_ == fitted.offset_ and streamed.n_iter_ == 1
+
+
+def test_partial_fit_over_blocks_is_close_to_a_one_epoch_fit(data):
+    X, y = data
+    order = np.random.default_rng(1).permutation(len(X))
+    fitted = DiVAE(**{**FAST, "max_iter": 1}).fit(X[order])
+    blocks = DiVAE(**{**FAST, "max_iter": 1})
+    for rows in np.array_split(order, 5):
+        blocks.partial_fit(X[rows])
+    assert blocks.n_iter_ == 5 and len(blocks.loss_curve_) == 5
+    a, b = fitted.score_samples(X), blocks.score_samples(X)
+    assert spearmanr(a, b)[0] > 0.9
+    assert abs(roc_auc_score(y, -a) - roc_auc_score(y, -b)) < 0.05
+
+
+def test_partial_fit_refuses_other_features_and_a_failed_call_unfits(data):
+    X, _ = data
+    model = DiVAE(**FAST).partial_fit(X[:500])
+    with pytest.raises(ValueError, match="features"):
+        model.partial_fit(X[:100, :4])
+    assert not hasattr(model, "module_")  # a failed call leaves the model unfitted
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X[:500], columns=list("abcdef"))
+    model = DiVAE(**FAST).partial_fit(frame)
+    with pytest.raises(ValueError, match="feature names"):
+        model.partial_fit(frame.rename(columns={"a": "z"}))
+
+
+def test_partial_fit_state_survives_pickle_and_deepcopy(data):
+    X, _ = data
+    for aligner in ("direct", "flow"):
+        model = DiVAE(**FAST, aligner=aligner)
+        for block in np.array_split(X[:1200], 3):
+            model.partial_fit(block)
+        copies = [pickle.loads(pickle.dumps(model)), copy.deepcopy(model)]
+        for m in [model, *copies]:
+            m.partial_fit(X[1200:1600])
+        for c in copies:
+            np.testing.assert_array_equal(c.score_samples(X), model.score_samples(X))
+
+
+def test_fit_starts_over_and_partial_fit_continues_a_fit_or_a_loaded_model(data, tmp_path):
+    X, _ = data
+    model = DiVAE(**FAST).partial_fit(X[:500]).fit(X)
+    np.testing.assert_array_equal(model.score_samples(X), DiVAE(**FAST).fit(X).score_samples(X))
+    before = model.score_samples(X)
+    model.partial_fit(X[:500])
+    assert model.n_iter_ == FAST["max_iter"] + 1
+    assert not np.array_equal(model.score_samples(X), before)
+    skdivae.save(model, tmp_path / "m.skdivae")
+    loaded = skdivae.load(tmp_path / "m.skdivae")
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    loaded.partial_fit(X[500:1000])
+    assert loaded.n_iter_ == model.n_iter_ + 1 and np.isfinite(loaded.score_samples(X)).all()
+
+
+def test_fit_streams_a_memmap_block_by_block(data, tmp_path, monkeypatch):
+    import skdivae._streaming as streaming
+
+    X, y = data
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 700)  # 5 blocks, 2 buffers
+    model = DiVAE(**FAST).fit(mapped)
+    assert model.n_features_in_ == 6 and model.n_iter_ == FAST["max_iter"]
+    assert roc_auc_score(y, -model.score_samples(X)) > 0.9
+    # A memmap that is a view (not a whole file) is read through the mapping: same model.
+    view = np.load(tmp_path / "X.npy", mmap_mode="r")[:, :]
+    np.testing.assert_array_equal(DiVAE(**FAST).fit(view).score_samples(X), model.score_samples(X))
+
+
+def test_streaming_from_dask_matches_a_memmap_with_the_same_blocks(data, tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array", reason="dask is not installed: pip install 'skdivae[dask]'")
+    import skdivae._streaming as streaming
+
+    X, _ = data
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 1000)
+    np.save(tmp_path / "X.npy", X)
+    mapped = DiVAE(**FAST).fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+    lazy = DiVAE(**FAST).fit(da.from_array(X, chunks=(1000, 3)))  # columns are gathered
+    np.testing.assert_array_equal(lazy.score_samples(X), mapped.score_samples(X))
+
+
+def test_streaming_errors_name_the_problem(data, tmp_path):
+    X, _ = data
+    dask = pytest.importorskip("dask", reason="dask is not installed: pip install 'skdivae[dask]'")
+    with pytest.raises(TypeError, match="streams a numpy.memmap"):
+        DiVAE(**FAST).fit(dask.delayed(X))
+    bad = X.copy()
+    bad[2500, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match="NaN"):
+        DiVAE(**FAST).fit(np.load(tmp_path / "bad.npy", mmap_mode="r"))
+    np.save(tmp_path / "X.npy", X)
+    with pytest.raises(ValueError, match="early_stopping"):
+        DiVAE(**FAST, early_stopping=True).fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
