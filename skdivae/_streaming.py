@@ -9,6 +9,7 @@ the fly and kept in a temporary file for the later epochs (16 bytes a row on dis
 sizes, not by the number of rows. In-memory input never comes here.
 """
 
+import mmap
 import os
 import tempfile
 import time
@@ -87,15 +88,12 @@ class RowBlocks:
             data = self._array.blocks[index].compute()
         elif self._file is not None:
             data = self._file.read(start, stop)
-        else:
-            data = self._array[start:stop]
+        else:  # a view of a mapping: read through it, then let its pages go
+            data = np.array(self._array[start:stop])
+            mapping = getattr(self._array, "_mmap", None)
+            if mapping is not None and hasattr(mapping, "madvise"):
+                mapping.madvise(mmap.MADV_DONTNEED)
         return self._checked(data, start), start
-
-    def take(self, rows):
-        """The rows at the sorted indices ``rows``."""
-        if self._dask:
-            return self._checked(self._array[rows].compute(), None)
-        return self._checked(self._array[rows], None)
 
     def _checked(self, data, start):
         try:
@@ -144,20 +142,24 @@ class _FileRows:
 def _plain_file_layout(X):
     """A reader for a memmap that is a whole C-ordered array of its file (as
     ``np.load(..., mmap_mode="r")`` gives), else None (read through the mapping)."""
-    import mmap
-
     if (isinstance(X.base, mmap.mmap) and X.flags.c_contiguous and X.filename
             and os.path.isfile(X.filename)):
         return _FileRows(X.filename, X.offset, X.dtype, X.shape[1])
     return None
 
 
-def column_moments(source, bernoulli=False):
-    """``(mean, std)`` of every column in one pass over the blocks (Chan's pairwise
-    update: exact to float64 rounding whatever the number of rows)."""
+def column_moments(source, sample_rows, bernoulli=False):
+    """``(mean, std, sample)``: each column's mean and standard deviation, in one pass over
+    the blocks (Chan's pairwise update: exact to float64 rounding whatever the number of
+    rows), and the rows at the sorted indices ``sample_rows``, gathered in the same pass
+    (a block at a time: random reads through a memory mapping would map most of a
+    file's pages)."""
     n, mean, m2 = 0, np.zeros(source.n_features), np.zeros(source.n_features)
+    sample = np.empty((len(sample_rows), source.n_features))
     for i in range(len(source)):
-        block, _ = source.block(i)
+        block, start = source.block(i)
+        lo, hi = np.searchsorted(sample_rows, [start, start + block.shape[0]])
+        sample[lo:hi] = block[sample_rows[lo:hi] - start]
         check_magnitude(block)
         if bernoulli and (block.min() < 0 or block.max() > 1):
             raise ValueError(
@@ -172,7 +174,7 @@ def column_moments(source, bernoulli=False):
         mean = mean + delta * nb / total
         m2 = m2 + m2_b + delta**2 * n * nb / total
         n = total
-    return mean, np.sqrt(m2 / max(n, 1))
+    return mean, np.sqrt(m2 / max(n, 1)), sample
 
 
 class _TargetCache:
@@ -217,17 +219,15 @@ def fit_streaming(est, X):
         est.feature_names_in_ = source.feature_names
     else:
         vars(est).pop("feature_names_in_", None)
-    bernoulli = est.likelihood == "bernoulli"
-    mean, std = column_moments(source, bernoulli)
-    if est.standardize:
-        center, scale = scale_from_moments(mean, std)
-    else:
-        center, scale = np.zeros(source.n_features), np.ones(source.n_features)
     seed = _seed(est)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(source.n_rows, min(source.n_rows, DENSITY_MAX_SAMPLES),
                               replace=False))
-    X_sample = source.take(rows)
+    mean, std, X_sample = column_moments(source, rows, est.likelihood == "bernoulli")
+    if est.standardize:
+        center, scale = scale_from_moments(mean, std)
+    else:
+        center, scale = np.zeros(source.n_features), np.ones(source.n_features)
     est._check_training_input(X_sample)
     X_sample_std = (X_sample - center) / scale
     density = fit_density(est.density, X_sample_std, est.n_components, seed)
