@@ -17,6 +17,7 @@ from sklearn.utils.validation import validate_data
 from ._build import layer_sizes
 from ._fitting import train_network
 from ._incremental import partial_fit_step
+from ._training_data import density_dim
 from ._streaming import fit_streaming, is_out_of_core
 from ._generative import GenerativeMixin
 from ._outputs import OutputsMixin
@@ -505,7 +506,7 @@ class DiVAE(
         for name, value in fitted.items():
             setattr(self, name, value)
         self.density_ = density if self.keep_density else None
-        self.density_dim_ = int(getattr(density, "n_components_", self.n_components))
+        self.density_dim_ = density_dim(density, self.n_components)
         self.loss_curve_ = [h["loss"] for h in self.history_]
         self.n_iter_ = len(self.history_)
         self._n_features_out = self.n_components

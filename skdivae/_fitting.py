@@ -12,6 +12,7 @@ from ._build import build_network
 from ._torch_utils import resolve_device
 from ._training import epoch_budget, fit_loop
 from ._training_data import (
+    density_dim,
     fit_density,
     holdout_split,
     standardization,
@@ -66,7 +67,7 @@ def train_network(est, X):
     module = build_network(
         est,
         n_features=n_features,
-        density_dim=getattr(density, "n_components_", est.n_components),
+        density_dim=density_dim(density, est.n_components),
         X_train=train[0],
         generator=generator,
         center=center,
