@@ -173,10 +173,11 @@ def partial_fit_step(est, X):
     """One ``partial_fit`` call: validate ``X``, train one pass over it, set the fitted
     attributes (all but the threshold); returns the validated ``X``."""
     first = not hasattr(est, "module_")
-    X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
-                      ensure_min_samples=3 if first else 1)
-    est._check_training_input(X)
     trainer = getattr(est, "_block_trainer_", None)
+    fits_a_teacher = first or (trainer is None and est.density_ is None)
+    X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
+                      ensure_min_samples=3 if fits_a_teacher else 1)
+    est._check_training_input(X)
     if first:
         trainer, arrays = start_from_block(est, X)
     elif trainer is None:
