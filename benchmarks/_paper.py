@@ -147,6 +147,33 @@ def reference_cell(rows, match, metric, n_train, epochs):
     return float(np.mean(values)), sd, len(values)
 
 
+def agreement_lines(cells, metrics, digits=3):
+    """Per metric, whether our runs and the authors' agree: ``cells`` is a list of
+    ``(label, {metric: ((ours mean, sd), reference_cell or None)})``. A configuration
+    agrees when the two means differ by at most the noise of ``VERDICT_RULE``
+    (2 x the pooled seed sd); the lines name every configuration where they differ."""
+    lines = []
+    for metric, title in metrics.items():
+        agree, differ = 0, []
+        for label, values in cells:
+            ours, ref = values.get(metric, (None, None))
+            if ours is None or ref is None or ref[2] < 2 or N_SEEDS["n"] < 2:
+                continue
+            noise = 2.0 * np.sqrt((ours[1] ** 2 + ref[1] ** 2) / 2.0)
+            if abs(ours[0] - ref[0]) <= noise:
+                agree += 1
+            else:
+                differ.append(f"{label} (ours {ours[0]:.{digits}f} ± {ours[1]:.{digits}f}, "
+                              f"theirs {ref[0]:.{digits}f} ± {ref[1]:.{digits}f})")
+        total = agree + len(differ)
+        if not total:
+            continue
+        text = (f"- **{title}**: agree within seed noise in {agree} of {total} configurations"
+                + (f"; differ in {len(differ)}: " + "; ".join(differ) + "." if differ else "."))
+        lines.append(text)
+    return lines
+
+
 def with_reference(ours, ref, digits=3):
     """``"ours | ref"`` table cells; ``ref`` is ``reference_cell``'s value or ``None``."""
     from _report import mean_sd
