@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: The sizes of the reference runs of the authors' code (``../shared/reference/README.md``).
+#: The sizes of the reference runs of the authors' code (``benchmarks/reference/README.md``).
 REFERENCE_SIZES = {"n_train": 5_000, "n_val": 2_000, "epochs": 30}
 #: The authors' KL estimator for mixture priors (50 Monte Carlo draws; skdivae's default
 #: is the closed-form bound, docs/results/performance.md).

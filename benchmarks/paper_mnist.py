@@ -33,7 +33,7 @@ Every fit is cached (``--cache``), so a cut-off run resumes.
 Full run (27 fits; on a GPU add ``--device cuda``)::
 
     python benchmarks/paper_mnist.py --data-dir ../shared/data --n-jobs 2 \\
-        --cache paper_cache/mnist --reference-dir ../shared/reference
+        --cache paper_cache/mnist --reference-dir benchmarks/reference
 """
 
 import argparse
@@ -376,7 +376,7 @@ def main(argv=None):
                         help="output folder (default: ./results, untracked; pass --out docs/results to update the shipped pages)")
     parser.add_argument("--cache", type=Path, default=None, help="folder caching one file per fit")
     parser.add_argument("--reference-dir", type=Path, default=None,
-                        help="folder with the authors' reference CSV (e.g. ../shared/reference)")
+                        help="folder with the authors' reference CSV (e.g. benchmarks/reference)")
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--n-train", type=int, default=None, help="first rows of MNIST train")

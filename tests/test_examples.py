@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 SCRIPTS = sorted(
-    p for folder in ("benchmarks", "examples", "tools") for p in (ROOT / folder).glob("*.py")
+    p for folder in ("benchmarks", "benchmarks/reference", "examples", "tools") for p in (ROOT / folder).glob("*.py")
     if not p.name.startswith("_")
 )
 
