@@ -16,7 +16,7 @@ from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
 from ._fitting import train_network
-from ._incremental import partial_fit_step
+from ._incremental import check_block, partial_fit_step
 from ._training_data import density_dim
 from ._streaming import fit_streaming, is_out_of_core
 from ._generative import GenerativeMixin
@@ -108,7 +108,8 @@ class DiVAE(
     standardize : bool, default=True
         Centre and scale each feature internally (by its training mean and
         standard deviation), so raw tabular data work. Scores and samples
-        stay in the units of the input.
+        stay in the units of the input. Ignored with ``likelihood="bernoulli"``,
+        whose targets are the values in [0, 1] themselves.
     anomaly_score : {"elbo", "min(elbo,log_prior)", "elbo_at_mean", "log_prior", \
             "elbo+log_prior"}, default="elbo"
         What :meth:`score_samples` returns. The default is the ELBO (its
@@ -407,7 +408,11 @@ class DiVAE(
         over the first calls. Adam's state carries over from call to call.
 
         The threshold (``offset_``, ``score_quantiles_``) and the robust scales of
-        the combined scores are set from the rows of the latest call. A model
+        the combined scores are set, after each call, from a uniform sample of at
+        most 10 000 of all the rows seen (the rows themselves while there are
+        fewer). The parameters that define the network and its training are
+        fixed by the first call: changing one of them with ``set_params``
+        before a later call raises a ``ValueError``. A model
         trained by one call on ``X`` is the model of ``fit(X)`` with
         ``max_iter=1``; over several blocks it is close to a one-epoch ``fit``
         on their union (the teacher and the standardisation then come from the
@@ -415,8 +420,11 @@ class DiVAE(
         the fitted network with fresh optimiser state, keeping its
         standardisation, and fits a teacher on the block unless one was kept
         (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
-        ``validation_fraction`` do not apply. A call that fails leaves the
-        model unfitted.
+        ``validation_fraction`` do not apply. A block that fails validation
+        (other features, NaN, too few rows) leaves the model as it was; a call
+        that fails while training leaves it unfitted. Until ``fit`` starts over,
+        the model holds its training state (the optimiser, the teacher and the
+        sample above), which pickles with it; ``skdivae.save`` leaves it out.
 
         Parameters
         ----------
@@ -440,6 +448,14 @@ class DiVAE(
         >>> model.n_iter_, model.score_samples(X[:2]).shape
         (3, (2,))
         """
+        self._validate_params()
+        first = not hasattr(self, "module_")
+        try:
+            X = check_block(self, X)  # a block refused here leaves a fitted model as it was
+        except BaseException:
+            if first:
+                self._forget_fit()
+            raise
         try:
             return self._validated_partial_fit(X)
         except BaseException:
@@ -449,8 +465,9 @@ class DiVAE(
     @_fit_context(prefer_skip_nested_validation=False)
     def _validated_partial_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
-            X = partial_fit_step(self, X)
-        return self._set_offset(X)
+            sample = partial_fit_step(self, X)
+        self._set_offset(sample)
+        return self
 
     def _validate_params(self):
         """The parameter constraints, plus what they cannot say: ``n_threads`` is not a

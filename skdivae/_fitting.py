@@ -12,6 +12,7 @@ from ._build import build_network
 from ._torch_utils import resolve_device
 from ._training import epoch_budget, fit_loop
 from ._training_data import (
+    standardizes,
     density_dim,
     fit_density,
     holdout_split,
@@ -39,7 +40,7 @@ def train_network(est, X):
     seed = int(rng.randint(np.iinfo(np.int32).max))
     device = resolve_device(est.device)
 
-    center, scale = standardization(X, est.standardize)
+    center, scale = standardization(X, standardizes(est))
     X_std = (X - center) / scale
     tic = time.perf_counter()
     if est.verbose:

@@ -19,6 +19,7 @@ from ._build import build_network
 from ._torch_utils import as_tensor, resolve_device
 from ._training import epoch_budget, make_optimizers, train_pass, warmup_epochs, warmup_factor
 from ._training_data import (
+    standardizes,
     block_arrays,
     density_dim,
     density_targets,
@@ -134,7 +135,7 @@ def start_from_block(est, X):
     """A trainer for the validated first block ``X``, and its training tensors (the
     teacher fitted on ``X`` gives its leave-one-out targets, as ``fit`` does)."""
     seed = _seed(est)
-    center, scale = standardization(X, est.standardize)
+    center, scale = standardization(X, standardizes(est))
     X_std = (X - center) / scale
     density = fit_density(est.density, X_std, est.n_components, seed)
     target, err = density_targets(density, X_std)
@@ -169,24 +170,95 @@ def continue_fitted(est, X):
     return trainer, arrays
 
 
-def partial_fit_step(est, X):
-    """One ``partial_fit`` call: validate ``X``, train one pass over it, set the fitted
-    attributes (all but the threshold); returns the validated ``X``."""
+#: Parameters that the first ``partial_fit`` call fixes (the network, its training and its
+#: data handling); changing one between calls is refused rather than silently ignored.
+FIXED_BY_FIRST_CALL = (
+    "n_components", "hidden_layer_sizes", "activation", "prior", "aligner", "likelihood",
+    "decoder_std", "standardize", "density", "trim_fraction", "batch_size",
+    "learning_rate_init", "max_iter", "beta_warmup", "alignment_warmup", "device",
+    "random_state",
+)
+#: Rows of the uniform sample of every row seen that ``partial_fit`` sets the threshold on.
+THRESHOLD_SAMPLE_ROWS = 10_000
+
+
+def fixed_settings(est):
+    """The values of ``FIXED_BY_FIRST_CALL``, comparable across calls."""
+    params = est.get_params(deep=False)
+    return {name: repr(params[name]) for name in FIXED_BY_FIRST_CALL}
+
+
+def check_block(est, X):
+    """Validate a ``partial_fit`` block before anything fitted is touched: a block that
+    fails here leaves the model as it was. Returns the validated block."""
     first = not hasattr(est, "module_")
     trainer = getattr(est, "_block_trainer_", None)
     fits_a_teacher = first or (trainer is None and est.density_ is None)
     X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
                       ensure_min_samples=3 if fits_a_teacher else 1)
     est._check_training_input(X)
+    if trainer is not None:
+        changed = [k for k, v in fixed_settings(est).items() if trainer.settings[k] != v]
+    elif not first:  # after fit or load: the network must be the one the parameters describe
+        changed = [] if network_matches(est) else ["the network's parameters"]
+    else:
+        changed = []
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)} changed since the model was first trained; partial_fit "
+            "continues that model and cannot change them. Set them back, or call fit to "
+            "start over."
+        )
+    return X
+
+
+def network_matches(est):
+    """Whether ``est.module_`` has the layout that ``est``'s parameters build."""
+    with torch.device("meta"):
+        skeleton = build_network(
+            est, n_features=est.n_features_in_, density_dim=est.density_dim_, X_train=None,
+            generator=torch.Generator(),
+        )
+    shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    fitted = {k: tuple(v.shape) for k, v in est.module_.state_dict().items()}
+    return shapes == fitted and est.module_.likelihood == est.likelihood
+
+
+def remember_rows(trainer, X):
+    """Keep a uniform sample of at most ``THRESHOLD_SAMPLE_ROWS`` of every row seen
+    (reservoir sampling; the first rows in their order while it fills)."""
+    room = THRESHOLD_SAMPLE_ROWS - trainer.sample.shape[0]
+    trainer.sample = np.concatenate([trainer.sample, X[:max(room, 0)]])
+    rest = X[max(room, 0):]
+    if rest.shape[0]:
+        seen = trainer.rows_seen + max(room, 0) + np.arange(rest.shape[0])
+        slot = trainer.sample_rng.integers(0, seen + 1)
+        keep = slot < THRESHOLD_SAMPLE_ROWS
+        trainer.sample[slot[keep]] = rest[keep]
+    trainer.rows_seen += X.shape[0]
+
+
+def partial_fit_step(est, X):
+    """One ``partial_fit`` call on the block ``X`` validated by :func:`check_block`: train
+    one pass over it and set the fitted attributes (all but the threshold); returns the
+    rows the threshold is set on (a uniform sample of every row seen)."""
+    first = not hasattr(est, "module_")
+    trainer = getattr(est, "_block_trainer_", None)
     if first:
         trainer, arrays = start_from_block(est, X)
     elif trainer is None:
         trainer, arrays = continue_fitted(est, X)
     else:
         arrays = trainer.arrays(trainer.standardize(X))
+    if not hasattr(trainer, "settings"):
+        trainer.settings = fixed_settings(est)
+        trainer.sample = np.empty((0, X.shape[1]))
+        trainer.rows_seen = 0
+        trainer.sample_rng = np.random.default_rng(trainer.passes)
     record = trainer.train(est, arrays, trainer.passes)
     trainer.passes += 1
     record["epoch"] = trainer.passes
+    remember_rows(trainer, X)
     est._block_trainer_ = trainer
     est.module_ = trainer.fitted_module()
     est.history_ = [*getattr(est, "history_", []), record]
@@ -197,4 +269,4 @@ def partial_fit_step(est, X):
     est.density_ = trainer.density if est.keep_density else None
     est.density_dim_ = density_dim(trainer.density, est.n_components)
     est._n_features_out = est.n_components
-    return X
+    return trainer.sample

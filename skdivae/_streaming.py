@@ -26,6 +26,7 @@ from ._training_data import (
     density_targets,
     fit_density,
     scale_from_moments,
+    standardizes,
     trim_threshold,
 )
 
@@ -91,7 +92,9 @@ class RowBlocks:
         else:  # a view of a mapping: read through it, then let its pages go
             data = np.array(self._array[start:stop])
             mapping = getattr(self._array, "_mmap", None)
-            if mapping is not None and hasattr(mapping, "madvise"):
+            # (not for a copy-on-write mapping: dropping its pages would drop the changes)
+            if (mapping is not None and hasattr(mapping, "madvise")
+                    and getattr(self._array, "mode", "c") != "c"):
                 mapping.madvise(mmap.MADV_DONTNEED)
         return self._checked(data, start), start
 
@@ -142,8 +145,10 @@ class _FileRows:
 def _plain_file_layout(X):
     """A reader for a memmap that is a whole C-ordered array of its file (as
     ``np.load(..., mmap_mode="r")`` gives), else None (read through the mapping)."""
+    # A copy-on-write memmap (mode "c") may hold changes the file does not: read it
+    # through the mapping.
     if (isinstance(X.base, mmap.mmap) and X.flags.c_contiguous and X.filename
-            and os.path.isfile(X.filename)):
+            and getattr(X, "mode", "c") != "c" and os.path.isfile(X.filename)):
         return _FileRows(X.filename, X.offset, X.dtype, X.shape[1])
     return None
 
@@ -224,7 +229,7 @@ def fit_streaming(est, X):
     rows = np.sort(rng.choice(source.n_rows, min(source.n_rows, DENSITY_MAX_SAMPLES),
                               replace=False))
     mean, std, X_sample = column_moments(source, rows, est.likelihood == "bernoulli")
-    if est.standardize:
+    if standardizes(est):
         center, scale = scale_from_moments(mean, std)
     else:
         center, scale = np.zeros(source.n_features), np.ones(source.n_features)

@@ -25,6 +25,13 @@ DENSITY_MAX_SAMPLES = 100_000
 MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-15
 
 
+def standardizes(est):
+    """Whether ``est`` standardises its input: ``standardize``, except with a Bernoulli
+    decoder, whose targets are the values in [0, 1] themselves (the network trains on the
+    standardised rows, so standardising would hand it targets outside [0, 1])."""
+    return bool(est.standardize) and est.likelihood != "bernoulli"
+
+
 def standardization(X, enabled):
     """Per-feature ``(center, scale)``: training mean and standard deviation, or zeros
     and ones when ``enabled`` is False.

@@ -47,12 +47,22 @@ def test_partial_fit_over_blocks_is_close_to_a_one_epoch_fit(data):
     assert abs(roc_auc_score(y, -a) - roc_auc_score(y, -b)) < 0.05
 
 
-def test_partial_fit_refuses_other_features_and_a_failed_call_unfits(data):
+def test_partial_fit_refuses_other_features_and_keeps_the_model(data):
     X, _ = data
     model = DiVAE(**FAST).partial_fit(X[:500])
-    with pytest.raises(ValueError, match="features"):
-        model.partial_fit(X[:100, :4])
-    assert not hasattr(model, "module_")  # a failed call leaves the model unfitted
+    before = model.score_samples(X)
+    for bad in (X[:100, :4], np.where(np.arange(6) == 2, np.nan, X[:100])):
+        with pytest.raises(ValueError, match="features|NaN"):
+            model.partial_fit(bad)
+    np.testing.assert_array_equal(model.score_samples(X), before)  # a refused block changes nothing
+    assert model.partial_fit(X[500:600]).n_iter_ == 2
+    with pytest.raises(ValueError, match="n_components changed"):
+        model.set_params(n_components=3).partial_fit(X[600:700])
+    model.set_params(n_components=FAST["n_components"], anomaly_score="log_prior")
+    model.partial_fit(X[600:700])  # what does not define the network may change
+    fitted = DiVAE(**FAST).fit(X)
+    with pytest.raises(ValueError, match="network's parameters"):
+        fitted.set_params(hidden_layer_sizes=(8,)).partial_fit(X[:100])
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X[:500], columns=list("abcdef"))
     model = DiVAE(**FAST).partial_fit(frame)
@@ -128,3 +138,34 @@ def test_streaming_errors_name_the_problem(data, tmp_path):
     np.save(tmp_path / "X.npy", X)
     with pytest.raises(ValueError, match="early_stopping"):
         DiVAE(**FAST, early_stopping=True).fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+
+
+def test_partial_fit_threshold_reads_a_sample_of_every_row_seen(data):
+    X, _ = data
+    model = DiVAE(**FAST)
+    for block in (X[:1000], X[1000:2000], X[2000:2001]):  # a ragged last block of one row
+        model.partial_fit(block)
+    flagged = np.mean(model.predict(X) == -1)
+    assert 0.05 < flagged < 0.2  # contamination=0.1 of the rows, not of the last block
+    assert np.all(model.score_scale_ > 1e-6)
+
+
+def test_a_copy_on_write_memmap_is_read_with_its_changes_and_left_as_it_is(data, tmp_path):
+    X, _ = data
+    np.save(tmp_path / "X.npy", np.asfortranarray(X))
+    for order in ("C", "F"):
+        np.save(tmp_path / "X.npy", np.asarray(X, order=order))
+        mapped = np.load(tmp_path / "X.npy", mmap_mode="c")
+        mapped[:] = mapped * 100 + 50
+        changed = np.array(mapped)
+        model = DiVAE(**FAST).fit(mapped)
+        np.testing.assert_array_equal(np.asarray(mapped), changed)
+        np.testing.assert_allclose(model.module_.center.numpy(), changed.mean(axis=0), rtol=1e-6)
+
+
+def test_bernoulli_decoders_train_on_their_own_targets_whatever_standardize():
+    X = (np.random.default_rng(0).random((400, 6)) > 0.5).astype(float)
+    a = DiVAE(**FAST, likelihood="bernoulli").fit(X)
+    b = DiVAE(**FAST, likelihood="bernoulli", standardize=False).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    assert a.score(X) > -X.shape[1]  # a sound model: above log(1/2) per binary feature x 1.44
