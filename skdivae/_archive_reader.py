@@ -42,7 +42,7 @@ from ._archive_format import (
     READABLE_VERSIONS,
     SUPPORTED,
 )
-from ._build import build_network
+from ._build import build_network, network_skeleton, tensor_shapes
 from ._divae import DiVAE
 from .priors import GaussianMixturePrior, VampPrior
 
@@ -236,10 +236,8 @@ def rebuild_module(est, tensors=None):
     if tensors is None:
         X_train = torch.zeros(max(2, est.n_components), n_features)
         return build_network(est, X_train=X_train, **settings).double()
-    with torch.device("meta"):
-        skeleton = build_network(est, X_train=None, **settings)
-    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
-    stored = {name: tuple(t.shape) for name, t in tensors.items()}
+    skeleton = network_skeleton(est, n_features=n_features, density_dim=settings["density_dim"])
+    expected, stored = tensor_shapes(skeleton.state_dict()), tensor_shapes(tensors)
     if expected != stored:
         wrong = sorted(set(expected) ^ set(stored)) or sorted(
             name for name in expected if expected[name] != stored[name]

@@ -139,3 +139,16 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
         decoder_std=est.decoder_std,
         data_standardized=data_standardized,
     )
+
+
+def network_skeleton(est, *, n_features, density_dim):
+    """The network that ``est``'s parameters describe, laid out on torch's ``meta`` device
+    (nothing is allocated): what stored or trained weights must fit."""
+    with torch.device("meta"):
+        return build_network(est, n_features=n_features, density_dim=density_dim,
+                             X_train=None, generator=torch.Generator())
+
+
+def tensor_shapes(state):
+    """``{name: shape}`` of a state dict."""
+    return {name: tuple(t.shape) for name, t in state.items()}

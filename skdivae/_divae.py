@@ -16,11 +16,11 @@ from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
 from ._fitting import train_network
-from ._incremental import check_block, partial_fit_step
 from ._training_data import density_dim
 from ._streaming import fit_streaming, is_out_of_core
 from ._generative import GenerativeMixin
 from ._outputs import OutputsMixin
+from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
 from ._torch_utils import torch_threads
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
@@ -29,6 +29,7 @@ from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 class DiVAE(
     GenerativeMixin,
     OutputsMixin,
+    PartialFitMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     OutlierMixin,
@@ -389,85 +390,6 @@ class DiVAE(
             # the previous fit in place.
             self._forget_fit()
             raise
-
-    def partial_fit(self, X, y=None):
-        """Train on one block of rows: one pass of mini-batches over ``X``.
-
-        For data that arrive in blocks or do not fit in memory (a stream, the
-        partitions of a dask collection through ``dask_ml.wrappers.Incremental``).
-        The first call (on an unfitted model) fixes what ``fit`` derives from all
-        rows: the standardisation (this block's mean and standard deviation),
-        the density teacher (fitted on this block, or a copy of ``density``),
-        the trimming threshold on the teacher's log-density (the
-        ``trim_fraction`` quantile of this block's), the network's starting
-        values and the mini-batch size. Every call then trains one pass over its
-        rows in a random order, with the teacher's log-density of each row
-        queried on the fly; call ``k`` (from 0) uses the warm-up factors of epoch
-        ``k`` of ``fit`` with the same ``max_iter`` (``"auto"``: counted for
-        the first block's size), so ``beta`` and the alignment weight ramp up
-        over the first calls. Adam's state carries over from call to call.
-
-        The threshold (``offset_``, ``score_quantiles_``) and the robust scales of
-        the combined scores are set, after each call, from a uniform sample of at
-        most 10 000 of all the rows seen (the rows themselves while there are
-        fewer). The parameters that define the network and its training are
-        fixed by the first call: changing one of them with ``set_params``
-        before a later call raises a ``ValueError``. A model
-        trained by one call on ``X`` is the model of ``fit(X)`` with
-        ``max_iter=1``; over several blocks it is close to a one-epoch ``fit``
-        on their union (the teacher and the standardisation then come from the
-        first block only). After ``fit`` or ``load``, ``partial_fit`` continues
-        the fitted network with fresh optimiser state, keeping its
-        standardisation, and fits a teacher on the block unless one was kept
-        (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
-        ``validation_fraction`` do not apply. A block that fails validation
-        (other features, NaN, too few rows) leaves the model as it was; a call
-        that fails while training leaves it unfitted. Until ``fit`` starts over,
-        the model holds its training state (the optimiser, the teacher and the
-        sample above), which pickles with it; ``skdivae.save`` leaves it out.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            A block of training rows (at least 3 in the first call), with the
-            features of the first call.
-        y : Ignored
-
-        Returns
-        -------
-        self : DiVAE
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skdivae import DiVAE
-        >>> X = np.random.default_rng(0).normal(size=(600, 4))
-        >>> model = DiVAE(n_components=2, random_state=0)
-        >>> for block in np.array_split(X, 3):
-        ...     model = model.partial_fit(block)
-        >>> model.n_iter_, model.score_samples(X[:2]).shape
-        (3, (2,))
-        """
-        self._validate_params()
-        first = not hasattr(self, "module_")
-        try:
-            X = check_block(self, X)  # a block refused here leaves a fitted model as it was
-        except BaseException:
-            if first:
-                self._forget_fit()
-            raise
-        try:
-            return self._validated_partial_fit(X)
-        except BaseException:
-            self._forget_fit()
-            raise
-
-    @_fit_context(prefer_skip_nested_validation=False)
-    def _validated_partial_fit(self, X):
-        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
-            sample = partial_fit_step(self, X)
-        self._set_offset(sample)
-        return self
 
     def _validate_params(self):
         """The parameter constraints, plus what they cannot say: ``n_threads`` is not a

@@ -160,14 +160,19 @@ def training_arrays(X, target, err, trim_fraction, device):
     """``(X, target, precision weight, elbo_weight)`` as tensors on ``device``;
     ``elbo_weight`` is 0 for the ``trimmed_count`` rows with the lowest targets, ``None``
     without trimming."""
-    weight = precision_weight(torch.tensor(err)).numpy()
-    arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
-    elbo_weight = None
+    keep = None
     if trim_fraction > 0:
         keep = np.ones(len(target))
         keep[np.argsort(target, kind="stable")[: trimmed_count(len(target), trim_fraction)]] = 0.0
-        elbo_weight = as_tensor(keep, device=device)
-    return (*arrays, elbo_weight)
+    return _as_tensors(X, target, err, keep, device)
+
+
+def _as_tensors(X, target, err, keep, device):
+    """``(X, target, precision weight, elbo_weight)`` on ``device``; ``keep`` (1 = the row
+    counts in the ELBO) becomes ``elbo_weight``, ``None`` stays ``None``."""
+    weight = precision_weight(torch.tensor(err)).numpy()
+    arrays = [as_tensor(a, device=device) for a in (X, target, weight)]
+    return (*arrays, None if keep is None else as_tensor(keep, device=device))
 
 
 def holdout_split(arrays, rng, validation_fraction, device):
@@ -200,9 +205,5 @@ def trim_threshold(target, trim_fraction):
 def block_arrays(X_std, target, err, threshold, device):
     """:func:`training_arrays` for a block after the first: rows whose target is at or
     below ``threshold`` leave the ELBO."""
-    weight = precision_weight(torch.tensor(err)).numpy()
-    arrays = [as_tensor(a, device=device) for a in (X_std, target, weight)]
-    elbo_weight = None
-    if np.isfinite(threshold):
-        elbo_weight = as_tensor((target > threshold).astype(float), device=device)
-    return (*arrays, elbo_weight)
+    keep = (target > threshold).astype(float) if np.isfinite(threshold) else None
+    return _as_tensors(X_std, target, err, keep, device)
