@@ -74,7 +74,8 @@ RULE = (
 
 #: Networks: the paper's synthetic experiments (one hidden layer of D // 2 units, a
 #: mixture prior with K = k) or what a user gets from DiVAE(n_components=2, prior=...)
-#: (hidden layers (64, 64), ``prior="gmm"`` with its default K = 10).
+#: (hidden layers (64, 64), ``prior="gmm"`` with its default ``n_components="auto"``: 40
+#: components in a 2-D latent space, ``docs/results/mixture_components_2d.md``).
 ARCHITECTURES = ("paper", "DiVAE defaults")
 
 
@@ -223,7 +224,9 @@ def report(records, setups, wall, chosen=None):
         "PCA-2. Network `paper`: one hidden layer of D // 2 units and a mixture prior with "
         "K = k (the paper's synthetic experiments; the selection runs on it); network "
         "`DiVAE defaults`: what `DiVAE(n_components=2, prior=...)` gives, hidden layers "
-        "(64, 64) and `prior=\"gmm\"` with K = 10. Pearson: the aligned log-prior at the posterior "
+        "(64, 64) and `prior=\"gmm\"` with its default K (40 in a 2-D latent space since "
+        "[mixture_components_2d.md](mixture_components_2d.md); 10 before). Pearson: the aligned "
+        "log-prior at the posterior "
         "mean against the true 2-D log-density of the validation rows.", "",
         f"Rule, written before the run: {RULE}", "",
         "## Selection seed (21)", "",

@@ -20,7 +20,7 @@ from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._scoring import SCORES
 from .aligners import FlowAligner
-from .priors import GaussianMixturePrior, VampPrior
+from .priors import GaussianMixturePrior, VampPrior, mixture_components
 
 
 class UnsafeArchiveError(ValueError):
@@ -122,7 +122,7 @@ def check_architecture(est, tensors, where):
         prior, aligner = resolve_prior(est.prior), resolve_aligner(est.aligner)
         needs = {"prior.": 0, "aligner.": 0}
         if isinstance(prior, GaussianMixturePrior):
-            needs["prior."] = int(prior.n_components) * n_latent
+            needs["prior."] = mixture_components(prior.n_components, n_latent) * n_latent
         elif isinstance(prior, VampPrior):
             needs["prior."] = int(prior.n_components) * n_features
         if isinstance(aligner, FlowAligner):

@@ -31,10 +31,12 @@ from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 FORMAT = "skdivae"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this loader reads. Version 1 predates the priors' ``kl`` setting: its mixture
 #: priors were trained and scored with the 50-draw Monte Carlo KL, and load that way.
-READABLE_VERSIONS = (1, 2)
+#: Versions 1 and 2 predate ``GaussianMixturePrior(n_components="auto")``: there,
+#: ``prior="gmm"`` meant 10 components in every latent size, and loads that way.
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "skdivae.json"
 #: Deepest nesting of entries a loaded archive may have.
 MAX_DEPTH = 64

@@ -44,7 +44,14 @@ from ._archive_format import (
 )
 from ._build import build_network, network_skeleton, tensor_shapes
 from ._divae import DiVAE
-from .priors import GaussianMixturePrior, VampPrior
+from .priors import LOW_DIM, GaussianMixturePrior, VampPrior
+
+
+def _low_dim(n_latent):
+    """Whether ``GaussianMixturePrior(n_components="auto")`` differs from the 10
+    components that ``prior="gmm"`` meant before format version 3."""
+    return isinstance(n_latent, Integral) and n_latent <= LOW_DIM
+
 
 class _Reader:
     def __init__(self, arrays, weights, version=FORMAT_VERSION):
@@ -146,6 +153,12 @@ class _Reader:
         if self.version == 1 and cls is DiVAE and params.get("prior") in ("gmm", "vamp"):
             shorthand = {"gmm": GaussianMixturePrior, "vamp": VampPrior}[params["prior"]]
             params["prior"] = shorthand(kl="monte_carlo")
+        if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), GaussianMixturePrior) \
+                and params["prior"].n_components == "auto" and _low_dim(params.get("n_components")):
+            params["prior"].set_params(n_components=10)  # the shorthand's meaning before "auto"
+        if self.version < 3 and cls is DiVAE and params.get("prior") == "gmm" \
+                and _low_dim(params.get("n_components")):
+            params["prior"] = GaussianMixturePrior(n_components=10)
         try:
             est = cls(**params)
         except TypeError as exc:

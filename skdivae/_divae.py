@@ -61,7 +61,10 @@ class DiVAE(
     prior : {"normal", "gmm", "vamp"} or prior object, default="normal"
         Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
         ``GaussianMixturePrior(n_components=5)`` (tunable as
-        ``prior__n_components``).
+        ``prior__n_components``). ``"gmm"`` is ``GaussianMixturePrior()``:
+        10 components, 40 when ``n_components`` is 1 or 2 (the choice for a
+        2-D latent space on clustered data, where N(0, I) cannot follow the
+        density; ``docs/results/mixture_components_2d.md``).
     aligner : {"direct", "direct_paper", "flow"}, aligner object or None, \
             default="direct"
         How the log-prior is aligned with rho: :class:`~skdivae.DirectAligner`
