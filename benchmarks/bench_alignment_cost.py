@@ -345,6 +345,8 @@ def write_report(
         "flow aligner runs with its defaults (`FlowAligner()`: 5 coupling layers of 16 hidden "
         "units, one flow step per 4 mini-batches). Priors: "
         + ", ".join(f"`{p}`" for p in priors)
+        + (" (`gmm` in this 2-D latent space: 40 components, `GaussianMixturePrior()`'s "
+           "`n_components=\"auto\"`)" if "gmm" in priors else "")
         + f". Torch ran with {torch.get_num_threads()} intra-op thread(s) (`--threads`): "
         "the network is small, so more threads add synchronisation rather than speed, and "
         "on a busy machine they make timings erratic.",

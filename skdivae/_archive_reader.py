@@ -156,7 +156,8 @@ class _Reader:
         if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), GaussianMixturePrior) \
                 and params["prior"].n_components == "auto" and _low_dim(params.get("n_components")):
             params["prior"].set_params(n_components=10)  # the shorthand's meaning before "auto"
-        if self.version < 3 and cls is DiVAE and params.get("prior") == "gmm" \
+        if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), str) \
+                and params["prior"] == "gmm" \
                 and _low_dim(params.get("n_components")):
             params["prior"] = GaussianMixturePrior(n_components=10)
         try:

@@ -13,6 +13,8 @@ from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
 from ._archive_format import ARRAYS, FORMAT, FORMAT_VERSION, MANIFEST, NAMES
+from ._build import network_matches
+from ._divae import DiVAE
 
 class _Writer:
     def __init__(self):
@@ -85,6 +87,16 @@ class _Writer:
             )
         if hasattr(est, "_parameter_constraints"):
             est._validate_params()  # an archive that load would refuse is not written
+        if isinstance(est, DiVAE) and hasattr(est, "module_") and not network_matches(est):
+            raise ValueError(
+                f"{where}: the fitted network does not have the layout that the parameters "
+                "describe (a network-defining parameter was changed with set_params after "
+                "fit, or the model was pickled by a skdivae whose defaults built another "
+                "network, e.g. prior='gmm' in a 2-D latent space before it meant 40 "
+                "components); load would refuse the archive. Set the parameter to what the "
+                "network was trained with (e.g. prior=GaussianMixturePrior(n_components=10)) "
+                "or refit."
+            )
         params = est.get_params(deep=False)
         node = {
             "__type__": "estimator",

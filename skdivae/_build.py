@@ -152,3 +152,13 @@ def network_skeleton(est, *, n_features, density_dim):
 def tensor_shapes(state):
     """``{name: shape}`` of a state dict."""
     return {name: tuple(t.shape) for name, t in state.items()}
+
+
+def network_matches(est):
+    """Whether a fitted ``est.module_`` has the layout that ``est``'s parameters build (not
+    after ``set_params`` on a network-defining parameter, nor for a model pickled by a
+    skdivae whose defaults built another network)."""
+    skeleton = network_skeleton(est, n_features=est.n_features_in_,
+                                density_dim=est.density_dim_)
+    return (tensor_shapes(skeleton.state_dict()) == tensor_shapes(est.module_.state_dict())
+            and est.module_.likelihood == est.likelihood)

@@ -15,7 +15,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import validate_data
 
-from ._build import build_network, network_skeleton, tensor_shapes
+from ._build import build_network, network_matches
 from ._torch_utils import as_tensor, resolve_device
 from ._training import epoch_budget, make_optimizers, train_pass, warmup_epochs, warmup_factor
 from ._training_data import (
@@ -210,14 +210,6 @@ def check_block(est, X):
             "start over."
         )
     return X
-
-
-def network_matches(est):
-    """Whether ``est.module_`` has the layout that ``est``'s parameters build."""
-    skeleton = network_skeleton(est, n_features=est.n_features_in_,
-                                density_dim=est.density_dim_)
-    return (tensor_shapes(skeleton.state_dict()) == tensor_shapes(est.module_.state_dict())
-            and est.module_.likelihood == est.likelihood)
 
 
 def remember_rows(trainer, X):

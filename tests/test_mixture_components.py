@@ -60,3 +60,17 @@ def test_archives_from_before_auto_load_with_10_components(prior, small_tabular,
     assert old.prior.n_components == 10
     assert old.module_.prior.loc.shape[0] == 10
     np.testing.assert_array_equal(old.score_samples(small_tabular), est.score_samples(small_tabular))
+
+
+def test_save_refuses_a_network_its_parameters_do_not_describe(small_tabular, tmp_path,
+                                                               no_convergence_warnings):
+    # As a model pickled when prior="gmm" meant 10 components in 2-D would be: the archive
+    # would describe 40 components over weights of 10, and load would refuse it.
+    est = DiVAE(n_components=2, prior=GaussianMixturePrior(10), hidden_layer_sizes=(8,),
+                max_iter=2, random_state=0).fit(small_tabular)
+    est.set_params(prior="gmm")
+    with pytest.raises(ValueError, match="does not have the layout"):
+        save(est, tmp_path / "m.skdivae")
+    assert not (tmp_path / "m.skdivae").exists()
+    save(est.set_params(prior=GaussianMixturePrior(10)), tmp_path / "m.skdivae")
+    assert load(tmp_path / "m.skdivae").module_.prior.loc.shape[0] == 10
