@@ -15,11 +15,23 @@ from ._nn.aligners import Direct, FlowCorrected
 from ._nn.contracts import AlignerModule
 from ._nn.flow import CouplingFlow
 from ._validation import Interval, StrOptions, validate
+from .priors import LOW_DIM
 
 __all__ = ["DirectAligner", "FlowAligner", "AlignerModule"]
 
 # Defaults of DirectAligner (chosen in docs/alignment.md).
-POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "mean", "standardize", "offset", False
+POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "auto", "standardize", "offset", False
+#: ``reduction="auto"``: the plain mean, and the square root in a latent space of at most
+#: ``LOW_DIM`` dimensions (chosen in docs/results/aligner_2d_mixture.md).
+REDUCTION_AUTO, REDUCTION_LOW_DIM = "mean", "sqrt"
+
+
+def resolve_reduction(reduction, n_latent):
+    """The reduction that ``reduction`` (``"auto"``, ``"mean"`` or ``"sqrt"``) gives in a
+    latent space of ``n_latent`` dimensions."""
+    if reduction == "auto":
+        return REDUCTION_LOW_DIM if n_latent <= LOW_DIM else REDUCTION_AUTO
+    return reduction
 
 
 class DirectAligner(BaseEstimator):
@@ -40,9 +52,13 @@ class DirectAligner(BaseEstimator):
         Where ``log p_Z`` is evaluated: at the posterior mean ``mu(x_i)``,
         the point that scoring uses, or at the reparameterised sample
         ``z_i ~ q(z|x_i)`` of the training step (the paper).
-    reduction : {"mean", "sqrt"}, default="mean"
+    reduction : {"auto", "mean", "sqrt"}, default="auto"
         ``mean_i(h_i)`` or the paper's ``sqrt(mean_i(h_i))``. The square root
-        shrinks the gradient as the misfit grows.
+        shrinks the gradient as the misfit grows. ``"auto"``: the mean, and
+        the square root in a latent space of one or two dimensions, where a
+        mixture prior with few components cannot follow rho everywhere and
+        the mean's stronger pull then costs the log-prior its agreement
+        with the true density (``docs/results/aligner_2d_mixture.md``).
     scaling : {"standardize", "weight"}, default="standardize"
         ``h_i = Huber_delta((s_i - rho_i) / err_i)``, the residual in units of
         its standard error (``rho_i`` read as a noisy observation of
@@ -72,7 +88,7 @@ class DirectAligner(BaseEstimator):
 
     _parameter_constraints = {
         "point": [StrOptions({"mean", "sample"})],
-        "reduction": [StrOptions({"mean", "sqrt"})],
+        "reduction": [StrOptions({"auto", "mean", "sqrt"})],
         "scaling": [StrOptions({"standardize", "weight"})],
         "calibration": [StrOptions({"offset", "affine"}), None],
         "per_feature": ["boolean"],
@@ -111,7 +127,7 @@ class DirectAligner(BaseEstimator):
         return Direct(
             float(self.delta),
             point=self.point,
-            reduction=self.reduction,
+            reduction=resolve_reduction(self.reduction, n_latent),
             scaling=self.scaling,
             calibration=self.calibration,
             multiplier=float(n_features) if self.per_feature else 1.0,

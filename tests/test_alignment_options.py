@@ -263,3 +263,23 @@ def test_scores_that_overflow_count_as_the_most_anomalous_in_the_scorer():
     assert anomaly_roc_auc(Fixed(), np.zeros((5, 1)), [0, 0, 0, 1, 1]) == 1.0
     with pytest.raises(ValueError, match="only the label 1"):
         anomaly_roc_auc(Fixed(), np.zeros((5, 1)), [1, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("n_latent, expected", [(1, "sqrt"), (2, "sqrt"), (3, "mean"), (8, "mean")])
+def test_auto_reduction_takes_the_square_root_in_low_dimensions(n_latent, expected):
+    # docs/results/aligner_2d_mixture.md: in a 1-2-D latent space the square root; elsewhere
+    # the plain mean chosen in the tabular regime.
+    assert DirectAligner().reduction == "auto"
+    module = DirectAligner().build(n_latent=n_latent, n_features=4, density_dim=2)
+    assert module.reduction == expected
+    for explicit in ("mean", "sqrt"):
+        built = DirectAligner(reduction=explicit).build(n_latent=n_latent, n_features=4,
+                                                        density_dim=2)
+        assert built.reduction == explicit
+
+
+def test_unknown_reduction_is_refused_at_fit(small_tabular):
+    est = DiVAE(max_iter=1, aligner=DirectAligner(reduction="median"))
+    with pytest.raises(ValueError, match="'reduction' parameter of DirectAligner"):
+        est.fit(small_tabular)
+    assert not hasattr(est, "module_")
