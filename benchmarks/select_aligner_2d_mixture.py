@@ -24,17 +24,14 @@ Rule, written before the run (``RULE``). Every fit is one JSON line in
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
-from scipy.stats import pearsonr
 
-from _report import append_jsonl, provenance, read_jsonl, write_page
+from _mixtures_2d import run_fits
+from _report import provenance, read_jsonl, write_page
 from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
-from skdivae import DiVAE, DirectAligner, GaussianMixturePrior
-from skdivae.datasets import RotatedGaussianMixture
+from skdivae import DirectAligner, GaussianMixturePrior
 
 DEFAULT = "DirectAligner() (default)"
 
@@ -68,53 +65,18 @@ RULE = (
 )
 
 
-def run_fit(setup, size, variant, seed, n_train, n_val):
-    import torch
-
-    torch.set_num_threads(1)
-    k, D, std, epochs = setup
-    data = RotatedGaussianMixture(k, D, random_state=seed)
-    X_train, _ = data.sample(n_train, random_state=seed)
-    X_val, _ = data.sample(n_val, random_state=seed + 100)
-    n_mix = k if size == "K = k" else 40
-    est = DiVAE(
-        n_components=2, prior=GaussianMixturePrior(n_components=n_mix), standardize=std,
-        max_iter=epochs, keep_density=True, random_state=seed, **VARIANTS[variant],
-    )
-    rec = {"setup": setup_name(setup), "size": size, "variant": variant, "seed": seed}
-    tic = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X_train)
-        truth = data.log_density_2d(X_val)
-        center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
-        rho = est.density_.score_samples((X_val - center) / scale)
-        rec["pearson"] = float(pearsonr(truth, est._apply("aligned_log_prior", X_val))[0])
-        rec["pearson_rho"] = float(pearsonr(truth, rho)[0])
-    except Exception as exc:  # one failure must not stop the study
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["time"] = time.perf_counter() - tic
-    return rec
-
-
 def run_study(variants, sizes, seeds, cache, n_jobs, n_train, n_val, setups):
     records = read_jsonl(cache)
     done = {(r["setup"], r["size"], r["variant"], r["seed"]) for r in records if "error" not in r}
-    tasks = [(s, z, v, seed) for seed in seeds for z in sizes for v in variants for s in setups
-             if (setup_name(s), z, v, seed) not in done]
-    print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_fit)(s, z, v, seed, n_train, n_val) for s, z, v, seed in tasks
-    )
-    for i, rec in enumerate(gen, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} {rec['setup']} | {rec['size']} | {rec['variant']} | seed "
-              f"{rec['seed']}: {rec.get('pearson', rec.get('error'))} ({rec['time']:.0f} s)",
-              flush=True)
-    return records
+    tasks = [
+        ({"setup": setup_name(s), "size": z, "variant": v, "seed": seed},
+         dict(k=s[0], D=s[1], seed=seed, n_train=n_train, n_val=n_val, standardize=s[2],
+              max_iter=s[3], **VARIANTS[v],
+              prior=GaussianMixturePrior(n_components=s[0] if z == "K = k" else 40)))
+        for seed in seeds for z in sizes for v in variants for s in setups
+        if (setup_name(s), z, v, seed) not in done
+    ]
+    return run_fits(records, tasks, cache, n_jobs)
 
 
 def table(records, seeds, setups):

@@ -27,16 +27,13 @@ Every fit is one JSON line in ``--cache``, so a cut-off run resumes.
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
-from scipy.stats import pearsonr
 
-from _report import append_jsonl, provenance, read_jsonl, write_page
-from skdivae import DiVAE, DirectAligner, GaussianMixturePrior
-from skdivae.datasets import RotatedGaussianMixture
+from _mixtures_2d import run_fits
+from _report import provenance, read_jsonl, write_page
+from skdivae import DirectAligner, GaussianMixturePrior
 
 #: (k, D, prior, standardize, epochs)
 SETUPS = [
@@ -93,57 +90,25 @@ def setup_name(setup, arch="paper"):
     return name if arch == "paper" else f"{name}, {arch}"
 
 
-def run_fit(setup, variant, seed, n_train, n_val, arch="paper"):
-    import torch
-
-    torch.set_num_threads(1)
+def fit_args(setup, variant, seed, n_train, n_val, arch="paper"):
+    """The keyword arguments of ``measure_fit`` for one fit."""
     k, D, prior, std, epochs = setup
-    data = RotatedGaussianMixture(k, D, random_state=seed)
-    X_train, _ = data.sample(n_train, random_state=seed)
-    X_val, _ = data.sample(n_val, random_state=seed + 100)
-    params = dict(VARIANTS[variant])
     net = {}
     if arch == "paper":
         net = dict(hidden_layer_sizes=(D // 2,))
         prior = GaussianMixturePrior(n_components=k) if prior == "gmm" else prior
-    est = DiVAE(
-        n_components=2, standardize=std, max_iter=epochs, prior=prior,
-        keep_density=True, random_state=seed, **net, **params,
-    )
-    rec = {"setup": setup_name(setup, arch), "variant": variant, "seed": seed}
-    tic = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X_train)
-        truth = data.log_density_2d(X_val)
-        center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
-        rho = est.density_.score_samples((X_val - center) / scale)
-        aligned = est._apply("aligned_log_prior", X_val)
-        rec["pearson"] = float(pearsonr(truth, aligned)[0])
-        rec["pearson_rho"] = float(pearsonr(truth, rho)[0])
-    except Exception as exc:  # one failure must not stop the study
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["time"] = time.perf_counter() - tic
-    return rec
+    return dict(k=k, D=D, seed=seed, n_train=n_train, n_val=n_val, standardize=std,
+                max_iter=epochs, prior=prior, **net, **VARIANTS[variant])
 
 
 def run_study(variants, seeds, cache, n_jobs, n_train, n_val, setups, arch="paper"):
     records = read_jsonl(cache)
     done = {(r["setup"], r["variant"], r["seed"]) for r in records if "error" not in r}
-    tasks = [(s, v, seed) for seed in seeds for v in variants for s in setups
+    tasks = [({"setup": setup_name(s, arch), "variant": v, "seed": seed},
+              fit_args(s, v, seed, n_train, n_val, arch))
+             for seed in seeds for v in variants for s in setups
              if (setup_name(s, arch), v, seed) not in done]
-    print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_fit)(s, v, seed, n_train, n_val, arch) for s, v, seed in tasks
-    )
-    for i, rec in enumerate(gen, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} {rec['setup']} | {rec['variant']} | seed {rec['seed']}: "
-              f"{rec.get('pearson', rec.get('error'))} ({rec['time']:.0f} s)", flush=True)
-    return records
+    return run_fits(records, tasks, cache, n_jobs)
 
 
 def medians(records, seeds, setups, arch="paper"):

@@ -26,16 +26,13 @@ Every fit is one JSON line in ``--cache``, so a cut-off run resumes.
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
-from scipy.stats import pearsonr
 
-from _report import append_jsonl, provenance, read_jsonl, write_page
-from skdivae import DiVAE, DirectAligner, GaussianMixturePrior
-from skdivae.datasets import RotatedGaussianMixture
+from _mixtures_2d import run_fits
+from _report import provenance, read_jsonl, write_page
+from skdivae import DirectAligner, GaussianMixturePrior
 
 #: (k, D, standardize, epochs); the prior is always a mixture.
 SETUPS = [
@@ -74,52 +71,17 @@ def setup_name(setup):
     return f"k={k}, D={D}, standardize={'on' if std else 'off'}, {epochs} epochs"
 
 
-def run_fit(setup, n_mix, aligner, seed, n_train, n_val):
-    import torch
-
-    torch.set_num_threads(1)
-    k, D, std, epochs = setup
-    data = RotatedGaussianMixture(k, D, random_state=seed)
-    X_train, _ = data.sample(n_train, random_state=seed)
-    X_val, _ = data.sample(n_val, random_state=seed + 100)
-    est = DiVAE(
-        n_components=2, prior=GaussianMixturePrior(n_components=n_mix), standardize=std,
-        max_iter=epochs, keep_density=True, random_state=seed, **ALIGNERS[aligner],
-    )
-    rec = {"setup": setup_name(setup), "K": n_mix, "aligner": aligner, "seed": seed}
-    tic = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X_train)
-        truth = data.log_density_2d(X_val)
-        center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
-        rho = est.density_.score_samples((X_val - center) / scale)
-        rec["pearson"] = float(pearsonr(truth, est._apply("aligned_log_prior", X_val))[0])
-        rec["pearson_rho"] = float(pearsonr(truth, rho)[0])
-    except Exception as exc:  # one failure must not stop the study
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["time"] = time.perf_counter() - tic
-    return rec
-
-
 def run_study(components, aligners, seeds, cache, n_jobs, n_train, n_val, setups):
     records = read_jsonl(cache)
     done = {(r["setup"], r["K"], r["aligner"], r["seed"]) for r in records if "error" not in r}
-    tasks = [(s, K, a, seed) for seed in seeds for K in components for a in aligners
-             for s in setups if (setup_name(s), K, a, seed) not in done]
-    print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(run_fit)(s, K, a, seed, n_train, n_val) for s, K, a, seed in tasks
-    )
-    for i, rec in enumerate(gen, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} {rec['setup']} | K={rec['K']} | {rec['aligner']} | seed "
-              f"{rec['seed']}: {rec.get('pearson', rec.get('error'))} ({rec['time']:.0f} s)",
-              flush=True)
-    return records
+    tasks = [
+        ({"setup": setup_name(s), "K": K, "aligner": a, "seed": seed},
+         dict(k=s[0], D=s[1], seed=seed, n_train=n_train, n_val=n_val, standardize=s[2],
+              max_iter=s[3], prior=GaussianMixturePrior(n_components=K), **ALIGNERS[a]))
+        for seed in seeds for K in components for a in aligners for s in setups
+        if (setup_name(s), K, a, seed) not in done
+    ]
+    return run_fits(records, tasks, cache, n_jobs)
 
 
 def per_setup(records, seeds, setups):

@@ -1,0 +1,65 @@
+"""Helpers of the 2-D rotated-mixture studies (``select_aligner_regime.py``,
+``select_mixture_components_2d.py``, ``select_aligner_2d_mixture.py``): one measured fit,
+and a resumable run of many. Not part of the package."""
+
+import time
+import warnings
+
+from joblib import Parallel, delayed
+from scipy.stats import pearsonr
+
+from _report import append_jsonl
+from skdivae import DiVAE
+from skdivae.datasets import RotatedGaussianMixture
+
+
+def measure_fit(k, D, seed, n_train, n_val, **params):
+    """Fit ``DiVAE(n_components=2, keep_density=True, random_state=seed, **params)`` on a
+    rotated mixture of ``k`` Gaussians in ``D`` dimensions and return ``{"pearson",
+    "pearson_rho", "time"}``: the Pearson correlation of the aligned log-prior at the
+    posterior mean, and of the teacher rho, with the true 2-D log-density of the
+    validation rows (``{"error", "time"}`` when the fit fails)."""
+    import torch
+
+    torch.set_num_threads(1)
+    data = RotatedGaussianMixture(k, D, random_state=seed)
+    X_train, _ = data.sample(n_train, random_state=seed)
+    X_val, _ = data.sample(n_val, random_state=seed + 100)
+    est = DiVAE(n_components=2, keep_density=True, random_state=seed, **params)
+    rec = {}
+    tic = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X_train)
+        truth = data.log_density_2d(X_val)
+        center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
+        rho = est.density_.score_samples((X_val - center) / scale)
+        rec["pearson"] = float(pearsonr(truth, est._apply("aligned_log_prior", X_val))[0])
+        rec["pearson_rho"] = float(pearsonr(truth, rho)[0])
+    except Exception as exc:  # one failure must not stop the study
+        rec["error"] = f"{type(exc).__name__}: {exc}"
+    rec["time"] = time.perf_counter() - tic
+    return rec
+
+
+def _labelled_fit(label, fit_args):
+    return {**label, **measure_fit(**fit_args)}
+
+
+def run_fits(records, tasks, cache, n_jobs):
+    """Run ``tasks``, ``(label, fit_args)`` pairs (the record's identifying fields, and the
+    keyword arguments of :func:`measure_fit`), in parallel; append each record to
+    ``records`` and to ``cache`` (JSON lines) as it finishes, so a cut-off run resumes."""
+    print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
+    out = cache.open("a") if cache else None
+    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_labelled_fit)(label, args) for label, args in tasks
+    )
+    for i, rec in enumerate(gen, 1):
+        records.append(rec)
+        append_jsonl(out, rec)
+        print(f"  {i}/{len(tasks)} " + " | ".join(f"{k}={v}" for k, v in rec.items()
+                                                  if k not in ("pearson_rho", "time"))
+              + f" ({rec['time']:.0f} s)", flush=True)
+    return records
