@@ -31,25 +31,14 @@ import numpy as np
 
 from _mixtures_2d import run_fits
 from _report import provenance, read_jsonl, write_page
+from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
 
-#: (k, D, standardize, epochs), as in the other 2-D studies.
-SETUPS = [
-    (4, 20, True, 40),
-    (6, 40, False, 100),
-    (8, 60, False, 40),
-    (10, 30, True, 40),
-    (12, 50, True, 100),
-    (5, 25, False, 40),
-    (9, 45, False, 100),
-    (11, 35, True, 100),
-]
 PRIORS = ["normal", "gmm"]
 DEFAULT = "DirectAligner() (default)"
 ALIGNERS = {DEFAULT: {}, "aligner=None": dict(aligner=None),
             "direct_paper": dict(aligner="direct_paper")}
 RHO = "rho (the teacher)"
 SELECTION_SEEDS, REPORT_SEEDS = [21], [31, 32]
-N_TRAIN, N_VAL = 20_000, 5_000
 RULE = (
     "On the selection seed (21), with the default aligner, prior='gmm' (GaussianMixturePrior() "
     "with its default number of components) becomes what DiVAE() uses in a latent space of at "
@@ -61,11 +50,6 @@ RULE = (
     "default aligner's median at least aligner=None's and direct_paper's, and within 0.05 of "
     "rho's."
 )
-
-
-def setup_name(setup):
-    k, D, std, epochs = setup
-    return f"k={k}, D={D}, standardize={'on' if std else 'off'}, {epochs} epochs"
 
 
 def run_study(priors, aligners, seeds, cache, n_jobs, n_train, n_val, setups):
