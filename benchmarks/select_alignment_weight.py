@@ -111,6 +111,7 @@ def run_dataset(data, max_iter):
         for weight in WEIGHTS:
             est = DiVAE(
                 n_components=2,  # the default when this study was run
+                prior="normal",  # likewise (prior="auto" is the mixture prior in 2-D)
                 aligner="direct", alignment_weight=weight, max_iter=max_iter, random_state=seed,
                 keep_density=True,  # rho on the test part
             )
@@ -155,7 +156,8 @@ def grid_search_demo(X, y, anomaly_score="elbo", seed=0, max_iter=100):
     model = make_pipeline(
         StandardScaler(),
         DiVAE(
-            n_components=2, anomaly_score=anomaly_score, max_iter=max_iter, random_state=seed,
+            n_components=2, prior="normal", anomaly_score=anomaly_score, max_iter=max_iter,
+            random_state=seed,
             keep_density=True,  # density_agreement_score needs the teacher
         ),
     )

@@ -119,7 +119,7 @@ def check_architecture(est, tensors, where):
         return sum(t.numel() for k, t in tensors.items() if k.startswith(prefix))
 
     try:
-        prior, aligner = resolve_prior(est.prior), resolve_aligner(est.aligner)
+        prior, aligner = resolve_prior(est.prior, n_latent), resolve_aligner(est.aligner)
         needs = {"prior.": 0, "aligner.": 0}
         if isinstance(prior, GaussianMixturePrior):
             needs["prior."] = mixture_components(prior.n_components, n_latent) * n_latent

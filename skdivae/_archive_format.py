@@ -31,12 +31,15 @@ from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 FORMAT = "skdivae"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Versions this loader reads. Version 1 predates the priors' ``kl`` setting: its mixture
 #: priors were trained and scored with the 50-draw Monte Carlo KL, and load that way.
 #: Versions 1 and 2 predate ``GaussianMixturePrior(n_components="auto")``: there,
 #: ``prior="gmm"`` meant 10 components in every latent size, and loads that way.
-READABLE_VERSIONS = (1, 2, 3)
+#: Versions 1 to 3 predate ``DiVAE(prior="auto")``, the default since version 4: an
+#: older reader would refuse ``"auto"``, and an older file without ``prior`` meant
+#: ``"normal"``, and loads that way.
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "skdivae.json"
 #: Deepest nesting of entries a loaded archive may have.
 MAX_DEPTH = 64

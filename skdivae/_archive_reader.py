@@ -153,6 +153,8 @@ class _Reader:
         if self.version == 1 and cls is DiVAE and params.get("prior") in ("gmm", "vamp"):
             shorthand = {"gmm": GaussianMixturePrior, "vamp": VampPrior}[params["prior"]]
             params["prior"] = shorthand(kl="monte_carlo")
+        if self.version < 4 and cls is DiVAE:
+            params.setdefault("prior", "normal")  # the default before prior="auto"
         if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), GaussianMixturePrior) \
                 and params["prior"].n_components == "auto" and _low_dim(params.get("n_components")):
             params["prior"].set_params(n_components=10)  # the shorthand's meaning before "auto"

@@ -11,7 +11,7 @@ from ._nn.contracts import GLOBAL_RNG_LOCK
 from ._nn.mlp import make_mlp
 from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS
-from .priors import PRIORS
+from .priors import PRIORS, prior_name
 
 
 def layer_sizes(value):
@@ -27,9 +27,10 @@ def layer_sizes(value):
     return tuple(int(h) for h in items)
 
 
-def resolve_prior(prior):
-    """A prior object from a shorthand string, or the object itself."""
-    return PRIORS[prior]() if isinstance(prior, str) else prior
+def resolve_prior(prior, n_latent):
+    """A prior object from a shorthand string (``"auto"`` resolved for a latent space of
+    ``n_latent`` dimensions), or the object itself."""
+    return PRIORS[prior_name(prior, n_latent)]() if isinstance(prior, str) else prior
 
 
 def resolve_aligner(aligner):
@@ -128,7 +129,7 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
         n_latent=est.n_components,
         hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
         activation=est.activation,
-        prior=resolve_prior(est.prior),
+        prior=resolve_prior(est.prior, est.n_components),
         aligner=resolve_aligner(est.aligner),
         likelihood=est.likelihood,
         center=np.zeros(n_features) if center is None else center,

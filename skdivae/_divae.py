@@ -58,13 +58,16 @@ class DiVAE(
         Widths of the encoder's hidden layers; the decoder mirrors them.
     activation : {"relu", "tanh", "elu", "logistic"}, default="relu"
         Hidden-layer activation.
-    prior : {"normal", "gmm", "vamp"} or prior object, default="normal"
+    prior : {"auto", "normal", "gmm", "vamp"} or prior object, default="auto"
         Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
         ``GaussianMixturePrior(n_components=5)`` (tunable as
-        ``prior__n_components``). ``"gmm"`` is ``GaussianMixturePrior()``:
-        10 components, 40 when ``n_components`` is 1 or 2 (the choice for a
-        2-D latent space on clustered data, where N(0, I) cannot follow the
-        density; ``docs/results/mixture_components_2d.md``).
+        ``prior__n_components``). ``"normal"`` is N(0, I); ``"gmm"`` is
+        ``GaussianMixturePrior()``: 10 components, 40 when ``n_components``
+        is 1 or 2 (``docs/results/mixture_components_2d.md``). ``"auto"`` is
+        ``"normal"`` when ``n_components`` is 3 or more (the tabular regime,
+        ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2: there
+        N(0, I) has a single peak, so the aligned log-prior cannot follow a
+        density with several modes (``docs/results/prior_2d.md``).
     aligner : {"direct", "direct_paper", "flow"}, aligner object or None, \
             default="direct"
         How the log-prior is aligned with rho: :class:`~skdivae.DirectAligner`
@@ -269,7 +272,7 @@ class DiVAE(
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
-        "prior": [StrOptions({"normal", "gmm", "vamp"}), HasMethods(["build"])],
+        "prior": [StrOptions({"auto", "normal", "gmm", "vamp"}), HasMethods(["build"])],
         "aligner": [None, StrOptions({"direct", "direct_paper", "flow", "none"}), HasMethods(["build"])],
         "alignment_weight": [Interval(Real, 0, None, closed="left")],
         "density": [None, HasMethods(["fit", "score_samples"])],
@@ -305,7 +308,7 @@ class DiVAE(
         *,
         hidden_layer_sizes=(64, 64),
         activation="relu",
-        prior="normal",
+        prior="auto",
         aligner="direct",
         alignment_weight=1.0,
         density=None,

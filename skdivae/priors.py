@@ -149,5 +149,16 @@ class VampPrior(BaseEstimator):
         return Vamp(n_latent, n_features, self.n_components, kl_estimator=self.kl)
 
 
-#: Shorthand strings accepted by ``DiVAE(prior=...)``.
+#: Shorthand strings accepted by ``DiVAE(prior=...)`` (and ``"auto"``, see :func:`prior_name`).
 PRIORS = {"normal": StandardNormalPrior, "gmm": GaussianMixturePrior, "vamp": VampPrior}
+
+
+def prior_name(prior, n_latent):
+    """The shorthand that ``prior`` stands for in a latent space of ``n_latent``
+    dimensions: ``"auto"`` is ``"gmm"`` when ``n_latent <= LOW_DIM`` (N(0, I) has one
+    peak, so in one or two dimensions it cannot give several clusters high log-prior;
+    chosen in ``docs/results/prior_2d.md``) and ``"normal"`` otherwise (chosen in the
+    tabular regime, ``docs/results/defaults.md``); other shorthands are themselves."""
+    if prior == "auto":
+        return "gmm" if n_latent <= LOW_DIM else "normal"
+    return prior

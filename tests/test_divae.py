@@ -322,7 +322,8 @@ def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
     from skdivae._torch_utils import chunk_rows
 
     est = DiVAE(**FAST).fit(data[0])
-    widest = max(max(est.hidden_layer_sizes), data[0].shape[1], 2 * est.n_components)
+    widest = max(max(est.hidden_layer_sizes), data[0].shape[1], 2 * est.n_components,
+                 est.module_.prior.scoring_width(est.n_components))
     assert chunk_rows(est.module_, 2 * est.n_components) == min(16384, max(256, 2**20 // (2 * est.n_components * widest)))
     assert chunk_rows(est.module_) == min(16384, max(256, 2**20 // widest))
     X = np.vstack([data[0]] * 8)  # several chunks

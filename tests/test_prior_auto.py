@@ -1,0 +1,76 @@
+"""DiVAE(prior="auto"), the default: the mixture prior in a latent space of one or two
+dimensions, N(0, I) in more; archives written before "auto" keep their prior."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from skdivae import DiVAE, GaussianMixturePrior, StandardNormalPrior, load, save
+from skdivae._build import resolve_prior
+from skdivae._nn.priors import GaussianMixture, StandardNormal
+from skdivae.priors import LOW_DIM, MIXTURE_COMPONENTS_LOW_DIM, prior_name
+
+
+@pytest.mark.parametrize("n_latent", [1, 2, 3, 8])
+def test_auto_is_the_mixture_in_low_dimensions_and_normal_elsewhere(n_latent):
+    expected = "gmm" if n_latent <= LOW_DIM else "normal"
+    assert prior_name("auto", n_latent) == expected
+    prior = resolve_prior("auto", n_latent)
+    assert isinstance(prior, GaussianMixturePrior if expected == "gmm" else StandardNormalPrior)
+    for name in ("normal", "gmm", "vamp"):  # other shorthands are themselves in every size
+        assert prior_name(name, n_latent) == name
+
+
+def test_auto_is_the_default_and_is_kept_as_given():
+    est = DiVAE()
+    assert est.get_params()["prior"] == "auto"
+
+
+@pytest.mark.parametrize("n_latent, module", [(2, GaussianMixture), (3, StandardNormal)])
+def test_a_fitted_default_has_the_regimes_prior(n_latent, module, small_tabular,
+                                                no_convergence_warnings):
+    est = DiVAE(n_components=n_latent, hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    assert isinstance(est.module_.prior, module)
+    assert est.prior == "auto"  # the parameter is not rewritten by fit
+    if module is GaussianMixture:
+        assert est.module_.prior.loc.shape[0] == MIXTURE_COMPONENTS_LOW_DIM
+    explicit = "gmm" if module is GaussianMixture else "normal"
+    same = DiVAE(n_components=n_latent, hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                 prior=explicit).fit(small_tabular)
+    np.testing.assert_array_equal(est.score_samples(small_tabular),
+                                  same.score_samples(small_tabular))
+
+
+def test_auto_round_trips_through_an_archive(small_tabular, tmp_path, no_convergence_warnings):
+    est = DiVAE(n_components=2, hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    save(est, tmp_path / "m.skdivae")
+    back = load(tmp_path / "m.skdivae")
+    assert back.prior == "auto" and isinstance(back.module_.prior, GaussianMixture)
+    np.testing.assert_array_equal(back.score_samples(small_tabular),
+                                  est.score_samples(small_tabular))
+
+
+def test_an_archive_from_before_auto_without_a_prior_loads_normal(small_tabular, tmp_path,
+                                                                  no_convergence_warnings):
+    # Before format version 4 the default was "normal": a file without the parameter
+    # (hand-written, or from a writer that left defaults out) meant N(0, I).
+    est = DiVAE(n_components=2, prior="normal", hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    save(est, tmp_path / "new.skdivae")
+    with zipfile.ZipFile(tmp_path / "new.skdivae") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(members["skdivae.json"])
+    manifest["format_version"] = 3
+    del manifest["root"]["params"]["prior"]
+    members["skdivae.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tmp_path / "old.skdivae", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    old = load(tmp_path / "old.skdivae")
+    assert old.prior == "normal" and isinstance(old.module_.prior, StandardNormal)
+    np.testing.assert_array_equal(old.score_samples(small_tabular),
+                                  est.score_samples(small_tabular))
