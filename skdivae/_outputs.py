@@ -268,11 +268,11 @@ class OutputsMixin:
         no ``scoring`` is given. It is *not* a way to choose
         ``alignment_weight``: alignment is a constraint the ELBO does not
         reward, so the mean ELBO falls as the weight rises and a search with it
-        picks weight 0 on most data sets (``docs/results/score_study.md``). No
-        label-free criterion tried, run as a search on the training data, chose
-        the weight better than keeping the default 1
-        (``docs/results/label_free_weight.md``); with anomaly labels, search
-        with ``scoring=skdivae.model_selection.anomaly_roc_auc``.
+        picks weight 0 on most data sets (``docs/results/score_study.md``).
+        Without labels, :func:`skdivae.model_selection.choose_alignment_weight`
+        judges fits of several weights on held-out rows and keeps the one it
+        judged (``docs/results/holdout_weight_choice.md``); with anomaly labels,
+        search with ``scoring=skdivae.model_selection.anomaly_roc_auc``.
 
         Parameters
         ----------

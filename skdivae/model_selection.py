@@ -3,9 +3,12 @@ scorer that reads anomaly labels in either convention.
 
 A held-out ELBO (``DiVAE.score``) tends to prefer ``alignment_weight=0``
 (14 of 16 runs on the development benchmark): the alignment term is a
-constraint the ELBO does not reward. The scorer here asks instead how well a
-fitted model agrees with the data-space density on *held-out* data, without
-forgetting the ELBO. See ``docs/results/model_selection.md`` for how well it picks.
+constraint the ELBO does not reward. :func:`choose_alignment_weight` judges
+fits of several weights on held-out rows by how well their log-prior agrees
+with the data-space density, within a budget of lost ELBO, and keeps the fit it
+judged (``docs/results/holdout_weight_choice.md``);
+:func:`density_agreement_score` is a scorer for searches, and picks the largest
+weight on most data (``docs/results/model_selection.md``).
 """
 
 import numpy as np
@@ -14,8 +17,10 @@ from sklearn.metrics import roc_auc_score
 
 from ._divae import DiVAE
 from ._residuals import final_step
+from ._weight_choice import WeightChoice, choose_alignment_weight
 
-__all__ = ["density_agreement_score", "anomaly_roc_auc", "anomaly_labels"]
+__all__ = ["choose_alignment_weight", "WeightChoice", "density_agreement_score",
+           "anomaly_roc_auc", "anomaly_labels"]
 
 
 def anomaly_labels(y):

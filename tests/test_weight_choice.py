@@ -1,0 +1,85 @@
+"""choose_alignment_weight: fits one model per weight on part of the rows, judges them on
+the rest without labels, and returns the judged fit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skdivae import DiVAE
+from skdivae.model_selection import choose_alignment_weight
+
+FAST = dict(n_components=2, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+
+
+@pytest.fixture
+def X():
+    rng = np.random.default_rng(0)
+    return np.vstack([rng.normal(size=(120, 4)), rng.normal(4, 1, size=(80, 4))])
+
+
+def test_the_choice_follows_the_rule_and_returns_the_judged_fit(X, no_convergence_warnings):
+    est = DiVAE(**FAST)
+    choice = choose_alignment_weight(est, X, weights=[0.0, 1.0, 3.0], random_state=0)
+    res = choice.results
+    assert res["alignment_weight"] == [0.0, 1.0, 3.0]
+    elbo, agree = np.array(res["elbo_per_feature"]), np.array(res["prior_agreement"])
+    within = elbo >= elbo.max() - 0.05
+    assert res["within_budget"] == within.tolist()
+    expected = np.flatnonzero(within)[np.argmax(agree[within])]
+    assert choice.alignment_weight == res["alignment_weight"][expected]
+    assert choice.estimator.alignment_weight == choice.alignment_weight
+    assert choice.estimator.keep_density is True
+    # The kept model is the one fitted on the non-held-out rows (160 of 200), not a refit.
+    assert choice.estimator.density_.nn_.n_samples_fit_ == 160
+    # The user's estimator is not touched.
+    assert est.alignment_weight == 1.0 and est.keep_density is False
+    assert not hasattr(est, "module_")
+
+
+def test_a_zero_budget_keeps_the_best_held_out_elbo(X, no_convergence_warnings):
+    choice = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 10.0], elbo_budget=0.0,
+                                     random_state=0)
+    elbo = choice.results["elbo_per_feature"]
+    assert choice.alignment_weight == [0.0, 10.0][int(np.argmax(elbo))]
+
+
+def test_the_same_random_state_gives_the_same_choice(X, no_convergence_warnings):
+    a = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 1.0], random_state=3)
+    b = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 1.0], random_state=3)
+    assert a.results == b.results and a.alignment_weight == b.alignment_weight
+    np.testing.assert_array_equal(a.estimator.score_samples(X), b.estimator.score_samples(X))
+
+
+def test_a_pipeline_and_a_dataframe(X, no_convergence_warnings):
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    pipe = make_pipeline(StandardScaler(), DiVAE(**FAST))
+    choice = choose_alignment_weight(pipe, frame, weights=[0.0, 1.0], random_state=0)
+    assert choice.estimator[-1].alignment_weight == choice.alignment_weight
+    assert choice.estimator.score_samples(frame).shape == (200,)
+    assert pipe[-1].keep_density is False
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(weights=[]), "weights"),
+    (dict(weights=[1.0, -1.0]), "weights"),
+    (dict(weights=[np.nan]), "weights"),
+    (dict(holdout_fraction=0.0), "holdout_fraction"),
+    (dict(holdout_fraction=1.5), "holdout_fraction"),
+    (dict(holdout_fraction=True), "holdout_fraction"),
+    (dict(elbo_budget=-0.1), "elbo_budget"),
+    (dict(elbo_budget=np.inf), "elbo_budget"),
+])
+def test_bad_settings_are_refused_before_any_fit(X, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        choose_alignment_weight(DiVAE(**FAST), X, **kwargs)
+
+
+def test_too_few_rows_and_the_wrong_estimator_are_refused(X):
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        choose_alignment_weight(DiVAE(**FAST), X[:5], holdout_fraction=0.2)
+    from sklearn.ensemble import IsolationForest
+
+    with pytest.raises(TypeError, match="DiVAE"):
+        choose_alignment_weight(IsolationForest(), X)
