@@ -155,6 +155,10 @@ class _Reader:
             params["prior"] = shorthand(kl="monte_carlo")
         if self.version < 4 and cls is DiVAE:
             params.setdefault("prior", "normal")  # the default before prior="auto"
+            if isinstance(params["prior"], str) and params["prior"] == "auto":
+                raise UnsafeArchiveError(
+                    f"{where}: prior='auto' did not exist in format version {self.version}."
+                )
         if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), GaussianMixturePrior) \
                 and params["prior"].n_components == "auto" and _low_dim(params.get("n_components")):
             params["prior"].set_params(n_components=10)  # the shorthand's meaning before "auto"

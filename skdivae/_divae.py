@@ -44,9 +44,9 @@ class DiVAE(
     robust penalty between the log-prior at each training point's posterior
     mean (plus a learned offset, the log-Jacobian between the latent space
     and rho's space) and ``rho_i``, in units of rho's standard error. The
-    fitted model scores new points by their ELBO, by the aligned log-prior
-    at their posterior mean, or, by default, by the less normal of the two on
-    a robust scale (``anomaly_score``).
+    fitted model scores new points by their ELBO (the default), by the
+    aligned log-prior at their posterior mean, or by the less normal of the
+    two on a robust scale (``anomaly_score``).
 
     Parameters
     ----------
@@ -65,7 +65,8 @@ class DiVAE(
         ``GaussianMixturePrior()``: 10 components, 40 when ``n_components``
         is 1 or 2 (``docs/results/mixture_components_2d.md``). ``"auto"`` is
         ``"normal"`` when ``n_components`` is 3 or more (the tabular regime,
-        ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2: there
+        ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2 (studied
+        in 2; 1 follows the same argument untested): there
         N(0, I) has a single peak, so the aligned log-prior cannot follow a
         density with several modes (``docs/results/prior_2d.md``).
     aligner : {"direct", "direct_paper", "flow"}, aligner object or None, \

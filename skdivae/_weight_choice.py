@@ -1,6 +1,7 @@
 """Choosing the alignment weight without labels: fit one model per weight on part of the
 data, judge each on the rest, keep the chosen fit (``choose_alignment_weight``)."""
 
+import warnings
 from collections import namedtuple
 from numbers import Real
 
@@ -35,6 +36,11 @@ def _weight_parameter(estimator):
         raise TypeError(
             "choose_alignment_weight needs a DiVAE or a Pipeline ending in one, got "
             f"{type(final).__name__}."
+        )
+    if final.aligner is None or (isinstance(final.aligner, str) and final.aligner == "none"):
+        raise ValueError(
+            "choose_alignment_weight needs a DiVAE that aligns (aligner is None here, so "
+            "every weight would give the same model); leave aligner at its default."
         )
     if isinstance(estimator, Pipeline):
         return f"{estimator.steps[-1][0]}__alignment_weight", f"{estimator.steps[-1][0]}__keep_density"
@@ -76,7 +82,9 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
     seeds. The same criterion run as a ``GridSearchCV`` (folds, then a refit)
     did worse than the fixed weight (``docs/results/label_free_weight.md``):
     judge the fits you keep. It picks weight 0 (no alignment) about half the
-    time. The kept fit stores its teacher (``keep_density=True``).
+    time. The kept fit stores its teacher (``keep_density=True``). A weight
+    whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
+    the fits that can still be chosen are kept in memory.
 
     Parameters
     ----------
@@ -99,6 +107,14 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
     choice : WeightChoice
         ``(estimator, alignment_weight, results)``: the kept fit, its weight
         and the per-weight criteria (see :class:`WeightChoice`).
+
+    Raises
+    ------
+    ValueError
+        For bad settings, too few rows, an estimator without an aligner, or
+        when no weight gives a fit with a finite held-out ELBO.
+    TypeError
+        If ``estimator`` is not a DiVAE or a Pipeline ending in one.
 
     Examples
     --------
@@ -125,18 +141,33 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
         )
     order = check_random_state(random_state).permutation(n_samples)
     X_fit, X_out = _safe_indexing(X, order[n_out:]), _safe_indexing(X, order[:n_out])
-    fits, elbo, agreement = [], [], []
-    for w in weights:
-        model = clone(estimator).set_params(**{weight_name: w, density_name: True}).fit(X_fit)
-        divae, X_seen = final_step(model, X_out)
-        log_prior, _, rho = divae._diagnostic_scores(X_seen)
-        fits.append(model)
-        elbo.append(float(divae.score(X_seen) / divae.n_features_in_))
+    fits, elbo, agreement, errors = {}, [], [], []
+    for i, w in enumerate(weights):
+        try:
+            model = clone(estimator).set_params(**{weight_name: w, density_name: True})
+            model.fit(X_fit)
+            divae, X_seen = final_step(model, X_out)
+            log_prior, elbo_rows, rho = divae._diagnostic_scores(X_seen)
+            mean_elbo = float(np.mean(elbo_rows) / divae.n_features_in_)
+        except (ArithmeticError, RuntimeError) as exc:  # e.g. a weight that diverges
+            errors.append(f"alignment_weight={w:g}: {type(exc).__name__}: {exc}")
+            elbo.append(float("-inf"))
+            agreement.append(-1.0)
+            continue
+        elbo.append(mean_elbo if np.isfinite(mean_elbo) else float("-inf"))
         agreement.append(float(np.nan_to_num(spearmanr(log_prior, rho)[0], nan=-1.0)))
-    elbo_arr = np.nan_to_num(np.asarray(elbo), nan=-np.inf)
-    within = elbo_arr >= elbo_arr.max() - elbo_budget
-    if not within.any():  # every held-out ELBO overflowed: judge on agreement alone
-        within[:] = True
+        fits[i] = model
+        # Only fits within the budget of the best ELBO so far can still be kept.
+        best = max(elbo)
+        fits = {j: m for j, m in fits.items() if elbo[j] >= best - elbo_budget}
+    elbo_arr = np.asarray(elbo)
+    within = np.isfinite(elbo_arr) & (elbo_arr >= elbo_arr.max() - elbo_budget)
+    if not within.any():
+        raise ValueError("choose_alignment_weight: no weight gave a fit with a finite held-out "
+                         "ELBO" + (f" ({'; '.join(errors)})" if errors else "") + ".")
+    if errors:
+        warnings.warn("choose_alignment_weight left out weights whose fit failed: "
+                      + "; ".join(errors), RuntimeWarning, stacklevel=2)
     pick = int(np.flatnonzero(within)[np.argmax(np.asarray(agreement)[within])])
     results = {"alignment_weight": weights, "elbo_per_feature": elbo,
                "prior_agreement": agreement, "within_budget": within.tolist()}

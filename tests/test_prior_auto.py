@@ -74,3 +74,23 @@ def test_an_archive_from_before_auto_without_a_prior_loads_normal(small_tabular,
     assert old.prior == "normal" and isinstance(old.module_.prior, StandardNormal)
     np.testing.assert_array_equal(old.score_samples(small_tabular),
                                   est.score_samples(small_tabular))
+
+
+def test_an_archive_from_before_auto_that_says_auto_is_refused(small_tabular, tmp_path,
+                                                               no_convergence_warnings):
+    from skdivae import UnsafeArchiveError
+
+    est = DiVAE(n_components=3, hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    save(est, tmp_path / "new.skdivae")
+    with zipfile.ZipFile(tmp_path / "new.skdivae") as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(members["skdivae.json"])
+    assert manifest["root"]["params"]["prior"] == "auto"
+    manifest["format_version"] = 3
+    members["skdivae.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tmp_path / "old.skdivae", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(UnsafeArchiveError, match="did not exist in format version 3"):
+        load(tmp_path / "old.skdivae")

@@ -83,3 +83,27 @@ def test_too_few_rows_and_the_wrong_estimator_are_refused(X):
 
     with pytest.raises(TypeError, match="DiVAE"):
         choose_alignment_weight(IsolationForest(), X)
+
+
+def test_an_estimator_without_an_aligner_is_refused(X):
+    for aligner in (None, "none"):
+        with pytest.raises(ValueError, match="aligner"):
+            choose_alignment_weight(DiVAE(aligner=aligner, **FAST), X)
+
+
+def test_a_failed_fit_is_left_out_with_a_warning(X, monkeypatch, no_convergence_warnings):
+    fit = DiVAE.fit
+
+    def fit_failing_at_10(self, X, y=None):
+        if self.alignment_weight == 10.0:
+            raise FloatingPointError("diverged")
+        return fit(self, X, y)
+
+    monkeypatch.setattr(DiVAE, "fit", fit_failing_at_10)
+    with pytest.warns(RuntimeWarning, match="alignment_weight=10: FloatingPointError"):
+        choice = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 10.0], random_state=0)
+    assert choice.alignment_weight == 0.0
+    assert choice.results["elbo_per_feature"][1] == -np.inf
+    assert choice.results["within_budget"] == [True, False]
+    with pytest.raises(ValueError, match="no weight gave a fit"):
+        choose_alignment_weight(DiVAE(**FAST), X, weights=[10.0], random_state=0)
