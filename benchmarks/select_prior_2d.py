@@ -58,7 +58,7 @@ RULE = (
 def run_study(priors, aligners, seeds, cache, n_jobs, n_train, n_val, setups):
     records = read_jsonl(cache)
     done = {(r["setup"], r["prior"], r["aligner"], r["seed"]) for r in records
-            if "error" not in r}
+            if "error" not in r and "part" not in r}
     tasks = [
         ({"setup": setup_name(s), "prior": p, "aligner": a, "seed": seed},
          dict(k=s[0], D=s[1], seed=seed, n_train=n_train, n_val=n_val, standardize=s[2],

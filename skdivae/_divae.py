@@ -68,7 +68,9 @@ class DiVAE(
         ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2 (studied
         in 2; 1 follows the same argument untested): there
         N(0, I) has a single peak, so the aligned log-prior cannot follow a
-        density with several modes (``docs/results/prior_2d.md``).
+        density with several modes (``docs/results/prior_2d.md``). For a 2-D
+        model meant for detection, ``"normal"`` ranked anomalies a little
+        better on the development sets (the same page).
     aligner : {"direct", "direct_paper", "flow"}, aligner object or None, \
             default="direct"
         How the log-prior is aligned with rho: :class:`~skdivae.DirectAligner`
