@@ -48,7 +48,10 @@ def _weight_parameter(estimator):
 
 
 def _check_settings(weights, holdout_fraction, elbo_budget):
-    weights = np.asarray(weights, dtype=float).ravel() if np.size(weights) else np.array([])
+    try:
+        weights = np.asarray(weights, dtype=float).ravel()
+    except (TypeError, ValueError):
+        weights = np.array([np.nan])  # not numbers: refused below, naming the parameter
     if weights.size == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"weights must be a non-empty sequence of finite weights >= 0, got {weights!r}.")
     if not isinstance(holdout_fraction, Real) or isinstance(holdout_fraction, bool) \

@@ -65,6 +65,8 @@ def test_a_pipeline_and_a_dataframe(X, no_convergence_warnings):
     (dict(weights=[]), "weights"),
     (dict(weights=[1.0, -1.0]), "weights"),
     (dict(weights=[np.nan]), "weights"),
+    (dict(weights=["high"]), "weights"),
+    (dict(weights=None), "weights"),
     (dict(holdout_fraction=0.0), "holdout_fraction"),
     (dict(holdout_fraction=1.5), "holdout_fraction"),
     (dict(holdout_fraction=True), "holdout_fraction"),
