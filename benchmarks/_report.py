@@ -81,3 +81,19 @@ def append_jsonl(handle, record):
     if handle is not None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
+
+
+def run_cached(records, tasks, fit, cache, n_jobs, describe):
+    """Run ``fit(*task)`` for every task in parallel (joblib, ``n_jobs`` workers) and append
+    each record to ``records`` and to the JSON-lines ``cache`` as it finishes, so a cut-off
+    run resumes; ``describe(record)`` is the progress line printed for it."""
+    from joblib import Parallel, delayed
+
+    print(f"{len(tasks)} to run", flush=True)
+    out = cache.open("a") if cache else None
+    for i, rec in enumerate(Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(fit)(*task) for task in tasks), 1):
+        records.append(rec)
+        append_jsonl(out, rec)
+        print(f"  {i}/{len(tasks)} {describe(rec)} ({rec['time']:.0f} s)", flush=True)
+    return records

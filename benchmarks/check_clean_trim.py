@@ -27,11 +27,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
 
 from _adbench import list_datasets, load_dataset, synthetic_dataset
-from _report import append_jsonl, provenance, read_jsonl, write_page
+from _report import provenance, read_jsonl, run_cached, write_page
 from select_score import split
 
 CONFIGS = {"DiVAE()": {}, "DiVAE(trim_fraction=0)": {"trim_fraction": 0.0}}
@@ -78,12 +77,9 @@ def run(datasets, seeds, configs, cache, n_jobs, max_iter):
     done = {(r["dataset"], r["seed"], r["config"]) for r in records if "error" not in r}
     tasks = [(d, s, c) for s in seeds for d in datasets for c in configs
              if (d["name"], s, c) not in done]
-    print(f"{len(done)} fits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    for rec in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(one_fit)(d, s, c, max_iter) for d, s, c in tasks):
-        records.append(rec)
-        append_jsonl(out, rec)
+    print(f"{len(done)} fits cached", flush=True)
+    run_cached(records, [(d, s, c, max_iter) for d, s, c in tasks], one_fit, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r['config']} {r.get('error', '')}")
     return [r for r in records if "auc" in r]
 
 

@@ -34,12 +34,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
-from _report import append_jsonl, provenance, read_jsonl, write_page
+from _report import provenance, read_jsonl, run_cached, write_page
 from skdivae import DiVAE
 
 WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
@@ -105,16 +104,9 @@ def run(datasets, seeds, cache, n_jobs, max_iter):
     done = {(r["dataset"], r["seed"]) for r in records if "error" not in r}
     tasks = [(d, s) for s in seeds for d in datasets if (d["name"], s) not in done]
     tasks.sort(key=lambda t: -t[0]["X"].size)
-    print(f"{len(done)} splits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(one_split)(d, s, max_iter) for d, s in tasks
-    )
-    for i, rec in enumerate(results, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} {rec['dataset']} seed {rec['seed']} "
-              f"{rec.get('error', '')} ({rec['time']:.0f} s)", flush=True)
+    print(f"{len(done)} splits cached", flush=True)
+    run_cached(records, [(d, s, max_iter) for d, s in tasks], one_split, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r.get('error', '')}")
     return [r for r in records if "error" not in r]
 
 

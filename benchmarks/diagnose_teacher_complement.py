@@ -31,11 +31,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
 
 from _adbench import list_datasets, load_dataset, synthetic_dataset
-from _report import append_jsonl, provenance, read_jsonl, write_page
+from _report import provenance, read_jsonl, run_cached, write_page
 from _score_candidates import robust_z
 from select_score import split
 
@@ -98,14 +97,9 @@ def run(datasets, seeds, cache, n_jobs, max_iter):
     tasks = [(d, s, p) for s in seeds for p in PROTOCOLS for d in datasets
              if (d["name"], s, p) not in done]
     tasks.sort(key=lambda t: -t[0]["X"].size)
-    print(f"{len(done)} splits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    for rec in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(one_split)(d, s, p, max_iter) for d, s, p in tasks):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {rec['dataset']} seed {rec['seed']} {rec['protocol']} "
-              f"{rec.get('error', '')} ({rec['time']:.0f} s)", flush=True)
+    print(f"{len(done)} splits cached", flush=True)
+    run_cached(records, [(d, s, p, max_iter) for d, s, p in tasks], one_split, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r['protocol']} {r.get('error', '')}")
     return [r for r in records if "auc" in r and r["seed"] in seeds]
 
 
