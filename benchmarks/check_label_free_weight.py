@@ -212,8 +212,9 @@ def report(records, results, wall):
         f"(mean regret {np.mean(regrets[candidate]):.4f} against {np.mean(regrets[fixed]):.4f} "
         "for the fixed default). "
         + ("The docs may recommend it." if passed else
-           "It is not shipped: the scorers and the refit rule live in this script only, and "
-           "the docs say to keep alignment_weight=1 without labels."),
+           "It is not shipped: the scorers and the refit rule live in this script only. "
+           "The docs point instead at skdivae.model_selection.choose_alignment_weight, which "
+           "judges the fits it keeps (docs/results/holdout_weight_choice.md)."),
         "",
         "Regret: the test ROC AUC of the best weight in hindsight minus that of the picked "
         "weight, both from `--results` (a fit on the whole training part per weight). The "

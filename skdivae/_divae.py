@@ -129,7 +129,8 @@ class DiVAE(
         median and divided by the interquartile range of its training scores)
         and takes the smaller: a row is flagged when it cannot be
         reconstructed *or* when it falls where the aligned density is low; it
-        is the score that alignment raises most, and it was the default until
+        reads the aligned prior while staying level with the ELBO's mean, and
+        it was the default until
         the score study, rerun after a training fix, no longer adopted it
         (``docs/results/score_study.md``; its separation of out-of-distribution data:
         ``docs/results/score_inversion.md``). The others: the same ELBO
