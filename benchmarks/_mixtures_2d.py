@@ -5,10 +5,9 @@ and a resumable run of many. Not part of the package."""
 import time
 import warnings
 
-from joblib import Parallel, delayed
 from scipy.stats import pearsonr
 
-from _report import append_jsonl
+from _report import run_cached
 from skdivae import DiVAE
 from skdivae.datasets import RotatedGaussianMixture
 
@@ -51,15 +50,7 @@ def run_fits(records, tasks, cache, n_jobs):
     """Run ``tasks``, ``(label, fit_args)`` pairs (the record's identifying fields, and the
     keyword arguments of :func:`measure_fit`), in parallel; append each record to
     ``records`` and to ``cache`` (JSON lines) as it finishes, so a cut-off run resumes."""
-    print(f"{len(records)} fits cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(_labelled_fit)(label, args) for label, args in tasks
-    )
-    for i, rec in enumerate(gen, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} " + " | ".join(f"{k}={v}" for k, v in rec.items()
-                                                  if k not in ("pearson_rho", "time"))
-              + f" ({rec['time']:.0f} s)", flush=True)
-    return records
+    print(f"{len(records)} fits cached", flush=True)
+    return run_cached(records, tasks, _labelled_fit, cache, n_jobs,
+                      lambda r: " | ".join(f"{k}={v}" for k, v in r.items()
+                                           if k not in ("pearson_rho", "time")))

@@ -32,12 +32,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, KFold
 
 from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
-from _report import append_jsonl, provenance, read_jsonl, write_page
+from _report import provenance, read_jsonl, run_cached, write_page
 from scipy.stats import spearmanr
 
 from skdivae import DiVAE
@@ -134,16 +133,9 @@ def run_searches(datasets, seeds, cache, n_jobs, max_iter):
     done = {(r["dataset"], r["seed"]) for r in records if "error" not in r}
     tasks = [(d, s) for s in seeds for d in datasets if (d["name"], s) not in done]
     tasks.sort(key=lambda t: -t[0]["X"].size)
-    print(f"{len(done)} searches cached, {len(tasks)} to run", flush=True)
-    out = cache.open("a") if cache else None
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(search_one)(d, s, max_iter) for d, s in tasks
-    )
-    for i, rec in enumerate(results, 1):
-        records.append(rec)
-        append_jsonl(out, rec)
-        print(f"  {i}/{len(tasks)} {rec['dataset']} seed {rec['seed']} "
-              f"{rec.get('picked', rec.get('error'))} ({rec['time']:.0f} s)", flush=True)
+    print(f"{len(done)} searches cached", flush=True)
+    run_cached(records, [(d, s, max_iter) for d, s in tasks], search_one, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r.get('picked', r.get('error'))}")
     return [r for r in records if "error" not in r and r["seed"] in seeds]
 
 
