@@ -194,6 +194,11 @@ class _Reader:
             setattr(est, k, v)
         fitted_divae = cls is DiVAE and "n_features_in_" in state
         if ("weights" in node) != fitted_divae:
+            if cls is DiVAE and "weights" in node:
+                raise UnsafeArchiveError(
+                    f"{where}: network weights are stored but the fitted state lacks "
+                    "n_features_in_ (a fitted DiVAE has both)."
+                )
             raise UnsafeArchiveError(
                 f"{where}: network weights belong to a fitted DiVAE, and only to one."
             )
@@ -263,7 +268,9 @@ def rebuild_module(est, tensors=None):
             name for name in expected if expected[name] != stored[name]
         )
         raise UnsafeArchiveError(
-            f"the weights do not fit the network described by the parameters ({wrong[:3]})."
+            f"the weights do not fit the network described by the parameters ({wrong[:3]}; "
+            f"the parameters as read say prior={est.prior!r}, n_components={est.n_components!r}"
+            "; a file of format version 1-3 without a prior is read as prior='normal')."
         )
     return skeleton.to_empty(device="cpu").double()
 
@@ -324,8 +331,10 @@ def _load(path):
         names = set(listed)
         if len(names) != len(listed):
             raise UnsafeArchiveError(f"{path}: the archive holds duplicate members.")
-        if MANIFEST not in names or ARRAYS not in names:
-            raise UnsafeArchiveError(f"{path} is not a skdivae archive ({MANIFEST} missing).")
+        absent = [m for m in (MANIFEST, ARRAYS) if m not in names]
+        if absent:
+            raise UnsafeArchiveError(
+                f"{path} is not a skdivae archive ({' and '.join(absent)} missing).")
         if zf.getinfo(MANIFEST).file_size > MAX_MANIFEST_BYTES:
             raise UnsafeArchiveError(
                 f"{path}: {MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes (arrays belong in "
@@ -338,7 +347,7 @@ def _load(path):
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise UnsafeArchiveError(f"{path} is not a skdivae archive (format field).")
         version = manifest.get("format_version")
-        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        if type(version) is not int or version not in READABLE_VERSIONS:
             raise UnsafeArchiveError(
                 f"{path} has format version {version!r}; this skdivae reads versions "
                 f"{', '.join(map(str, READABLE_VERSIONS))}."

@@ -126,10 +126,10 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
     """
     return build_module(
         n_features=n_features,
-        n_latent=est.n_components,
+        n_latent=int(est.n_components),
         hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
         activation=est.activation,
-        prior=resolve_prior(est.prior, est.n_components),
+        prior=resolve_prior(est.prior, int(est.n_components)),
         aligner=resolve_aligner(est.aligner),
         likelihood=est.likelihood,
         center=np.zeros(n_features) if center is None else center,

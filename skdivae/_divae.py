@@ -458,7 +458,7 @@ class DiVAE(
         self.density_dim_ = density_dim(density, self.n_components)
         self.loss_curve_ = [h["loss"] for h in self.history_]
         self.n_iter_ = len(self.history_)
-        self._n_features_out = self.n_components
+        self._n_features_out = int(self.n_components)
         return X
 
     def transform(self, X):

@@ -51,7 +51,7 @@ def train_network(est, X):
               flush=True)
     target, err = density_targets(density, X_std)
 
-    batch_size = min(128, n_samples) if est.batch_size == "auto" else est.batch_size
+    batch_size = min(128, n_samples) if est.batch_size == "auto" else int(est.batch_size)
     batch_size = min(batch_size, n_samples)
     generator = torch.Generator().manual_seed(seed)
     # The network trains on data standardised here, in float64, with identity buffers:

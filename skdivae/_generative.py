@@ -57,10 +57,9 @@ class GenerativeMixin:
         """
         check_is_fitted(self)
         Z = check_array(Z, dtype=np.float64, input_name="Z")
-        if Z.shape[1] != self.n_components:
-            raise ValueError(
-                f"Z must have shape (n_samples, {self.n_components}), got {Z.shape}."
-            )
+        n_latent = int(self.module_.encoder.n_latent)  # the trained network's, not a later set_params
+        if Z.shape[1] != n_latent:
+            raise ValueError(f"Z must have shape (n_samples, {n_latent}), got {Z.shape}.")
         return self._apply("decode_mean", Z)
 
     def sample(self, n_samples=1, random_state=None):

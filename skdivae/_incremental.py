@@ -63,7 +63,7 @@ class BlockTrainer:
         self.density, self.threshold = density, threshold
         self.generator = torch.Generator().manual_seed(seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self.batch_size = min(128 if est.batch_size == "auto" else est.batch_size, n_rows)
+        self.batch_size = min(128 if est.batch_size == "auto" else int(est.batch_size), n_rows)
         max_iter = epoch_budget(est.max_iter, n_rows, self.batch_size)
         self.beta_warm = warmup_epochs(est.beta_warmup, max_iter)
         self.align_warm = warmup_epochs(est.alignment_warmup, max_iter)
@@ -256,5 +256,5 @@ def partial_fit_step(est, X):
     est.device_ = trainer.device
     est.density_ = trainer.density if est.keep_density else None
     est.density_dim_ = density_dim(trainer.density, est.n_components)
-    est._n_features_out = est.n_components
+    est._n_features_out = int(est.n_components)
     return trainer.sample

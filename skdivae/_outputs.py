@@ -118,7 +118,7 @@ class OutputsMixin:
         fn = getattr(self.module_, method)
         # The ELBO runs the decoder at 2L sigma points per row: smaller chunks, and its
         # large intermediates in buffers reused from chunk to chunk (one set per thread).
-        points = 2 * self.n_components if method == "elbo" else 1
+        points = 2 * int(self.module_.encoder.n_latent) if method == "elbo" else 1
 
         def make_fn():
             return functools.partial(fn, workspace=Workspace()) if method == "elbo" else fn

@@ -36,8 +36,8 @@ def chunk_rows(module, points=1):
     widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
     widths.append(int(module.center.shape[0]))
     widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
-    widest = max(widths)
-    return int(min(16384, max(256, CHUNK_ELEMENTS // (points * widest))))
+    widest = max(int(w) for w in widths)
+    return int(min(16384, max(256, CHUNK_ELEMENTS // (int(points) * widest))))
 
 
 def batched_no_grad(fn, X, batch_size=4096):

@@ -24,18 +24,21 @@ WeightChoice.__doc__ = """What :func:`choose_alignment_weight` returns.
 ``estimator`` is the kept fit (fitted on the non-held-out rows), ``alignment_weight``
 its weight, and ``results`` a dict of lists, one entry per weight tried:
 ``"alignment_weight"``, ``"elbo_per_feature"`` (held-out mean ELBO per sample and
-feature, nats), ``"prior_agreement"`` (held-out Spearman correlation of the log-prior
-with rho) and ``"within_budget"`` (whether the ELBO is within ``elbo_budget`` of the
-best)."""
+feature, nats; NaN where the fit failed), ``"prior_agreement"`` (held-out Spearman
+correlation of the log-prior with rho; NaN where the fit failed or where the correlation
+is undefined, as on constant data) and ``"within_budget"`` (whether the ELBO is finite
+and within ``elbo_budget`` of the best)."""
 
 
 def _weight_parameter(estimator):
     """The name of the alignment weight in ``estimator``'s parameters."""
     final, _ = final_step(estimator)
     if not isinstance(final, DiVAE):
+        got = type(final).__name__
+        if final is not estimator:
+            got = f"a Pipeline whose final step is a {got} (Pipelines are not searched inside)"
         raise TypeError(
-            "choose_alignment_weight needs a DiVAE or a Pipeline ending in one, got "
-            f"{type(final).__name__}."
+            f"choose_alignment_weight needs a DiVAE or a Pipeline ending in one, got {got}."
         )
     if final.aligner is None or (isinstance(final.aligner, str) and final.aligner == "none"):
         raise ValueError(
@@ -47,20 +50,52 @@ def _weight_parameter(estimator):
     return "alignment_weight", "keep_density"
 
 
+#: Fewest rows on each side of the hold-out split: the criterion is a rank correlation
+#: on the held-out rows, meaningless on two or three of them.
+MIN_ROWS = 10
+
+
+def _check_weights(weights):
+    """``weights`` as a list of distinct finite floats >= 0, or a ``ValueError`` naming it."""
+    problem = None
+    if isinstance(weights, (str, bytes)) or not np.iterable(weights):
+        problem = "not a sequence"
+    else:
+        items = list(np.ravel(np.asarray(list(weights), dtype=object)))
+        if not items:
+            problem = "empty"
+        elif any(isinstance(w, (bool, np.bool_)) or not isinstance(w, Real) for w in items):
+            problem = "not all real numbers (strings, booleans and complex numbers are refused)"
+        elif not all(np.isfinite(float(w)) and float(w) >= 0 for w in items):
+            problem = "not all finite and >= 0"
+        elif len({float(w) for w in items}) < len(items):
+            problem = "repeated (each weight would be fitted twice)"
+    if problem is not None:
+        raise ValueError(
+            f"weights must be a non-empty sequence of distinct finite numbers >= 0; {weights!r} "
+            f"is {problem}."
+        )
+    return [float(w) for w in items]
+
+
 def _check_settings(weights, holdout_fraction, elbo_budget):
-    try:
-        weights = np.asarray(weights, dtype=float).ravel()
-    except (TypeError, ValueError):
-        weights = np.array([np.nan])  # not numbers: refused below, naming the parameter
-    if weights.size == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"weights must be a non-empty sequence of finite weights >= 0, got {weights!r}.")
+    weights = _check_weights(weights)
     if not isinstance(holdout_fraction, Real) or isinstance(holdout_fraction, bool) \
             or not 0 < holdout_fraction < 1:
         raise ValueError(f"holdout_fraction must be a number in (0, 1), got {holdout_fraction!r}.")
     if not isinstance(elbo_budget, Real) or isinstance(elbo_budget, bool) \
             or not np.isfinite(elbo_budget) or elbo_budget < 0:
         raise ValueError(f"elbo_budget must be a finite number >= 0, got {elbo_budget!r}.")
-    return [float(w) for w in weights]
+    return weights
+
+
+def _within_budget(elbo, elbo_budget):
+    """Which fits have a finite held-out ELBO within ``elbo_budget`` of the best one."""
+    elbo = np.asarray(elbo, dtype=float)
+    finite = np.isfinite(elbo)
+    if not finite.any():
+        return finite
+    return finite & (elbo >= elbo[finite].max() - elbo_budget)
 
 
 def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fraction=0.2,
@@ -87,7 +122,9 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
     judge the fits you keep. It picks weight 0 (no alignment) about half the
     time. The kept fit stores its teacher (``keep_density=True``). A weight
     whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
-    the fits that can still be chosen are kept in memory.
+    the fits that can still be chosen are kept in memory. The rows are split
+    in memory: a ``numpy.memmap`` is read into RAM and fitted in memory, not
+    streamed as ``DiVAE.fit`` streams it.
 
     Parameters
     ----------
@@ -96,9 +133,10 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
     X : array-like of shape (n_samples, n_features)
         Unlabelled training data.
     weights : sequence of float >= 0, default=(0, 0.3, 1, 3, 10)
-        The alignment weights to try (0 trains without alignment).
+        The alignment weights to try, each once (0 trains without alignment).
     holdout_fraction : float in (0, 1), default=0.2
-        Share of the rows held out to judge the fits.
+        Share of the rows held out to judge the fits. Each side of the split
+        needs at least 10 rows (so at least 50 rows at the default).
     elbo_budget : float >= 0, default=0.05
         Held-out ELBO, in nats per sample and feature, that a weight may lose
         against the best one and still be chosen for its agreement with rho.
@@ -136,10 +174,10 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
     weights = _check_settings(weights, holdout_fraction, elbo_budget)
     n_samples = _num_samples(X)
     n_out = int(round(holdout_fraction * n_samples))
-    if n_out < 2 or n_samples - n_out < 2:
+    if n_out < MIN_ROWS or n_samples - n_out < MIN_ROWS:
         raise ValueError(
-            f"choose_alignment_weight needs at least 2 rows on each side of the hold-out "
-            f"split; {n_samples} rows with holdout_fraction={holdout_fraction} give "
+            f"choose_alignment_weight needs at least {MIN_ROWS} rows on each side of the "
+            f"hold-out split; {n_samples} rows with holdout_fraction={holdout_fraction} give "
             f"{n_samples - n_out} to fit and {n_out} to judge."
         )
     order = check_random_state(random_state).permutation(n_samples)
@@ -154,24 +192,33 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
             mean_elbo = float(np.mean(elbo_rows) / divae.n_features_in_)
         except (ArithmeticError, RuntimeError) as exc:  # e.g. a weight that diverges
             errors.append(f"alignment_weight={w:g}: {type(exc).__name__}: {exc}")
-            elbo.append(float("-inf"))
-            agreement.append(-1.0)
+            elbo.append(float("nan"))
+            agreement.append(float("nan"))
             continue
-        elbo.append(mean_elbo if np.isfinite(mean_elbo) else float("-inf"))
-        agreement.append(float(np.nan_to_num(spearmanr(log_prior, rho)[0], nan=-1.0)))
+        elbo.append(mean_elbo)
+        with warnings.catch_warnings():  # a constant side: undefined, recorded as NaN
+            warnings.simplefilter("ignore")
+            agreement.append(float(spearmanr(log_prior, rho)[0]))
         fits[i] = model
         # Only fits within the budget of the best ELBO so far can still be kept.
-        best = max(elbo)
-        fits = {j: m for j, m in fits.items() if elbo[j] >= best - elbo_budget}
-    elbo_arr = np.asarray(elbo)
-    within = np.isfinite(elbo_arr) & (elbo_arr >= elbo_arr.max() - elbo_budget)
+        fits = {j: m for j, m in fits.items() if _within_budget(elbo, elbo_budget)[j]}
+    within = _within_budget(elbo, elbo_budget)
     if not within.any():
         raise ValueError("choose_alignment_weight: no weight gave a fit with a finite held-out "
                          "ELBO" + (f" ({'; '.join(errors)})" if errors else "") + ".")
     if errors:
         warnings.warn("choose_alignment_weight left out weights whose fit failed: "
                       + "; ".join(errors), RuntimeWarning, stacklevel=2)
-    pick = int(np.flatnonzero(within)[np.argmax(np.asarray(agreement)[within])])
+    candidates = np.flatnonzero(within)
+    scores = np.asarray(agreement)[candidates]
+    if np.isnan(scores).all():
+        warnings.warn(
+            "choose_alignment_weight: the log-prior's agreement with rho is undefined for "
+            "every weight within the ELBO budget (constant held-out log-prior or rho); "
+            "chose the weight with the best held-out ELBO.", RuntimeWarning, stacklevel=2)
+        pick = int(candidates[np.argmax(np.asarray(elbo)[candidates])])
+    else:
+        pick = int(candidates[np.nanargmax(scores)])
     results = {"alignment_weight": weights, "elbo_per_feature": elbo,
                "prior_agreement": agreement, "within_budget": within.tolist()}
     return WeightChoice(fits[pick], weights[pick], results)

@@ -334,6 +334,22 @@ def test_boolean_n_components_is_refused(X):
         DiVAE(**{**FAST, "n_components": True}).fit(X)
 
 
+@pytest.mark.parametrize("name", ["n_components", "batch_size"])
+def test_narrow_numpy_integers_work_as_python_ints(X, name, tmp_path):
+    """An np.uint8 size (scikit-learn accepts any Integral) gives the model a Python int
+    gives, after a save/load round trip too: no numpy overflow in size arithmetic."""
+    from skdivae import load, save
+
+    value = {"n_components": 2, "batch_size": 32}[name]
+    plain = DiVAE(**{**FAST, name: value}).fit(X)
+    narrow = DiVAE(**{**FAST, name: np.uint8(value)}).fit(X)
+    np.testing.assert_array_equal(narrow.score_samples(X), plain.score_samples(X))
+    np.testing.assert_array_equal(narrow.inverse_transform(narrow.transform(X[:5])),
+                                  plain.inverse_transform(plain.transform(X[:5])))
+    save(narrow, tmp_path / "m.skdivae")
+    np.testing.assert_array_equal(load(tmp_path / "m.skdivae").score_samples(X), plain.score_samples(X))
+
+
 @pytest.mark.parametrize("prior", [GaussianMixturePrior(2.7), GaussianMixturePrior(0), VampPrior(True)])
 def test_bad_prior_component_counts_are_refused(X, prior):
     with pytest.raises(ValueError, match="'n_components' parameter of (GaussianMixture|Vamp)Prior"):

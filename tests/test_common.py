@@ -20,6 +20,9 @@ ESTIMATORS = [
     DiVAE(aligner="flow", **FAST),
     DiVAE(prior="gmm", aligner="flow", **FAST),
     DiVAE(prior="vamp", aligner="flow", **FAST),
+    # prior="auto" in 1-2 dimensions: the 40-component mixture and the square-root penalty
+    DiVAE(n_components=2, **FAST),
+    DiVAE(n_components=1, **FAST),
 ]
 
 

@@ -254,9 +254,11 @@ def test_pickled_torch_weights_are_refused_and_do_not_run(archive, tmp_path):
         (lambda m: m.update(n_weights=2), "weights/1.safetensors is missing"),
         (lambda m: m["root"]["state"].update(bad={"__type__": "scalar", "dtype": "|O", "value": 1}),
          "not allowed"),
+        (lambda m: m.update(format_version=4.0), "format version 4.0"),
+        (lambda m: m["root"]["state"].pop("n_features_in_"), "lacks n_features_in_"),
     ],
     ids=["version", "format", "eval", "os.system", "callable", "params", "missing-array",
-         "missing-weights", "object-scalar"],
+         "missing-weights", "object-scalar", "float-version", "no-n_features_in_"],
 )
 def test_tampered_manifest_is_refused(archive, tmp_path, change, message):
     with pytest.raises(UnsafeArchiveError, match=message):
@@ -872,3 +874,12 @@ def test_save_refuses_parameters_that_load_would_refuse(X, tmp_path):
     with pytest.raises(ValueError, match="'contamination' parameter"):
         save(est, tmp_path / "bad.skdivae")
     assert not (tmp_path / "bad.skdivae").exists()
+
+
+def test_an_archive_without_its_arrays_says_so(archive, tmp_path):
+    def edit(members):
+        del members["arrays.npz"]
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match=r"arrays.npz missing"):
+        load(_rewrite(archive, tmp_path / "t.skdivae", edit))

@@ -4,7 +4,7 @@ the rest without labels, and returns the judged fit."""
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skdivae import DiVAE
@@ -67,6 +67,13 @@ def test_a_pipeline_and_a_dataframe(X, no_convergence_warnings):
     (dict(weights=[np.nan]), "weights"),
     (dict(weights=["high"]), "weights"),
     (dict(weights=None), "weights"),
+    (dict(weights="1.0"), "not a sequence"),
+    (dict(weights=1.0), "not a sequence"),
+    (dict(weights=["1", "2"]), "strings, booleans"),
+    (dict(weights=[True, False]), "strings, booleans"),
+    (dict(weights=[1 + 0j]), "strings, booleans"),
+    (dict(weights=[1.0, 1.0]), "repeated"),
+    (dict(weights=(w for w in [1.0, -1.0])), "finite and >= 0"),
     (dict(holdout_fraction=0.0), "holdout_fraction"),
     (dict(holdout_fraction=1.5), "holdout_fraction"),
     (dict(holdout_fraction=True), "holdout_fraction"),
@@ -79,12 +86,15 @@ def test_bad_settings_are_refused_before_any_fit(X, kwargs, match):
 
 
 def test_too_few_rows_and_the_wrong_estimator_are_refused(X):
-    with pytest.raises(ValueError, match="at least 2 rows"):
-        choose_alignment_weight(DiVAE(**FAST), X[:5], holdout_fraction=0.2)
+    with pytest.raises(ValueError, match="at least 10 rows on each side"):
+        choose_alignment_weight(DiVAE(**FAST), X[:45], holdout_fraction=0.2)
     from sklearn.ensemble import IsolationForest
 
     with pytest.raises(TypeError, match="DiVAE"):
         choose_alignment_weight(IsolationForest(), X)
+    nested = Pipeline([("outer", make_pipeline(StandardScaler(), DiVAE(**FAST)))])
+    with pytest.raises(TypeError, match="final step is a Pipeline"):
+        choose_alignment_weight(nested, X)
 
 
 def test_an_estimator_without_an_aligner_is_refused(X):
@@ -105,7 +115,26 @@ def test_a_failed_fit_is_left_out_with_a_warning(X, monkeypatch, no_convergence_
     with pytest.warns(RuntimeWarning, match="alignment_weight=10: FloatingPointError"):
         choice = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 10.0], random_state=0)
     assert choice.alignment_weight == 0.0
-    assert choice.results["elbo_per_feature"][1] == -np.inf
+    assert np.isnan(choice.results["elbo_per_feature"][1])
+    assert np.isnan(choice.results["prior_agreement"][1])
     assert choice.results["within_budget"] == [True, False]
     with pytest.raises(ValueError, match="no weight gave a fit"):
         choose_alignment_weight(DiVAE(**FAST), X, weights=[10.0], random_state=0)
+
+
+def test_weights_may_be_any_iterable_of_numbers(X):
+    choice = choose_alignment_weight(DiVAE(**FAST), X, weights=(w for w in [0, np.float32(1)]),
+                                     random_state=0)
+    assert choice.results["alignment_weight"] == [0.0, 1.0]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_an_undefined_agreement_is_nan_and_the_best_elbo_decides(no_convergence_warnings):
+    """Constant data: every log-prior is constant, Spearman is undefined (NaN, not -1), and
+    the choice falls back to the best held-out ELBO with a warning."""
+    X_const = np.ones((100, 3))
+    with pytest.warns(RuntimeWarning, match="agreement with rho is undefined"):
+        choice = choose_alignment_weight(DiVAE(**FAST), X_const, weights=[0.0, 1.0], random_state=0)
+    assert np.isnan(choice.results["prior_agreement"]).all()
+    elbo = choice.results["elbo_per_feature"]
+    assert choice.alignment_weight == [0.0, 1.0][int(np.argmax(elbo))]
