@@ -1,5 +1,6 @@
 """Turn DiVAE's parameters into a fresh, untrained torch module."""
 
+import inspect
 import math
 from numbers import Integral
 
@@ -9,8 +10,9 @@ from torch import nn
 
 from ._nn.contracts import GLOBAL_RNG_LOCK
 from ._nn.mlp import make_mlp
+from ._nn.priors import StandardNormal
 from ._nn.vae import Encoder, VAEModule
-from .aligners import ALIGNERS
+from .aligners import ALIGNERS, DirectAligner
 from .priors import PRIORS, prior_name
 
 
@@ -81,13 +83,18 @@ def build_module(
         )
         decoder = make_mlp(n_latent, hidden_layer_sizes[::-1], n_features, activation)
         prior_module = prior.build(n_latent=n_latent, n_features=n_features)
-        aligner_module = (
-            None
-            if aligner is None
-            else aligner.build(
+        if aligner is None:
+            aligner_module = None
+        elif isinstance(aligner, DirectAligner) and "fixed_normal_prior" in \
+                inspect.signature(aligner.build).parameters:  # its "auto" options read the prior
+            aligner_module = aligner.build(
+                n_latent=n_latent, n_features=n_features, density_dim=density_dim,
+                fixed_normal_prior=isinstance(prior_module, StandardNormal),
+            )
+        else:  # the aligner contract: build(*, n_latent, n_features, density_dim)
+            aligner_module = aligner.build(
                 n_latent=n_latent, n_features=n_features, density_dim=density_dim
             )
-        )
     reset_linear_layers(encoder, generator)
     reset_linear_layers(decoder, generator)
     for part in (prior_module, aligner_module):

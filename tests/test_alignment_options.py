@@ -55,6 +55,29 @@ def test_paper_penalty_unchanged_and_per_feature_multiplies():
     assert module.penalty(pred, target, w).item() == pytest.approx(7 * np.sqrt(10 * 0.125 / 2))
 
 
+@pytest.mark.parametrize("kwargs, multiplier", [
+    (dict(n_components=2, prior="normal"), 6.0),  # N(0, I) in 2-D: scaled by the 6 features
+    (dict(n_components=1, prior="normal"), 6.0),
+    (dict(n_components=2), 1.0),  # prior="auto" gives the mixture in 2-D: plain
+    (dict(n_components=3, prior="normal"), 1.0),  # 3 or more dimensions: plain
+    (dict(n_components=2, prior="vamp"), 1.0),
+    (dict(n_components=2, prior="normal", aligner=DirectAligner(per_feature=False)), 1.0),
+    (dict(n_components=8, aligner=DirectAligner(per_feature=True)), 6.0),
+    (dict(n_components=2, prior="normal", aligner="direct_paper"), 1.0),
+])
+def test_per_feature_auto_scales_only_with_a_fixed_normal_prior_in_low_dimensions(
+        kwargs, multiplier, no_convergence_warnings):
+    from skdivae import DiVAE
+
+    X = np.random.default_rng(0).normal(size=(60, 6))
+    est = DiVAE(max_iter=1, hidden_layer_sizes=(8,), random_state=0, **kwargs).fit(X)
+    assert est.module_.aligner.multiplier == multiplier
+    # build alone knows no prior: "auto" reads as False unless told
+    assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2).multiplier == 1.0
+    assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2,
+                                 fixed_normal_prior=True).multiplier == 6.0
+
+
 @pytest.mark.parametrize("calibration", ["offset", "affine"])
 def test_calibration_is_learned_and_gets_gradients(calibration):
     module = _module(DirectAligner(calibration=calibration))
@@ -283,3 +306,20 @@ def test_unknown_reduction_is_refused_at_fit(small_tabular):
     with pytest.raises(ValueError, match="'reduction' parameter of DirectAligner"):
         est.fit(small_tabular)
     assert not hasattr(est, "module_")
+
+
+def test_a_direct_aligner_subclass_with_the_contract_build_still_builds(no_convergence_warnings):
+    """A subclass written to the aligner contract (build without fixed_normal_prior) is
+    called as the contract says."""
+    from skdivae import DiVAE
+
+    class Halved(DirectAligner):
+        def build(self, *, n_latent, n_features, density_dim):
+            module = super().build(n_latent=n_latent, n_features=n_features, density_dim=density_dim)
+            module.multiplier *= 0.5
+            return module
+
+    X = np.random.default_rng(0).normal(size=(60, 6))
+    est = DiVAE(n_components=2, prior="normal", aligner=Halved(), max_iter=1,
+                hidden_layer_sizes=(8,), random_state=0).fit(X)
+    assert est.module_.aligner.multiplier == 0.5
