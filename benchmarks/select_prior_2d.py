@@ -221,6 +221,10 @@ def report(records, setups, wall):
         "[mixture_components_2d.md](mixture_components_2d.md)). Pearson: the aligned log-prior "
         "at the posterior mean against the true 2-D log-density of the validation rows; rho's "
         "own Pearson is the ceiling.", "",
+        "`DirectAligner() (default)` is the default aligner when these fits ran. With "
+        "prior='normal' in one or two dimensions it has since changed (the penalty scaled per "
+        "feature and averaged, [calibration_2d.md](calibration_2d.md), which reads this page's "
+        "fits as its baseline); with the mixture prior it has not.", "",
         f"Rule, written before the run: {RULE}", "",
     ]
     lines += seeds_table(sel, sel_times, setups, "## Selection seed (21)")

@@ -22,7 +22,8 @@ __all__ = ["DirectAligner", "FlowAligner", "AlignerModule"]
 # Defaults of DirectAligner (chosen in docs/alignment.md).
 POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "auto", "standardize", "offset", "auto"
 #: ``reduction="auto"``: the plain mean, and the square root in a latent space of at most
-#: ``LOW_DIM`` dimensions (chosen in docs/results/aligner_2d_mixture.md).
+#: ``LOW_DIM`` dimensions with a learnable prior (chosen in docs/results/aligner_2d_mixture.md;
+#: with a fixed N(0, I) there the mean, docs/results/calibration_2d.md).
 REDUCTION_AUTO, REDUCTION_LOW_DIM = "mean", "sqrt"
 
 
@@ -35,11 +36,12 @@ def resolve_per_feature(per_feature, n_latent, fixed_normal_prior):
     return bool(per_feature)
 
 
-def resolve_reduction(reduction, n_latent):
+def resolve_reduction(reduction, n_latent, fixed_normal_prior=False):
     """The reduction that ``reduction`` (``"auto"``, ``"mean"`` or ``"sqrt"``) gives in a
-    latent space of ``n_latent`` dimensions."""
+    latent space of ``n_latent`` dimensions, with a fixed N(0, I) prior or another."""
     if reduction == "auto":
-        return REDUCTION_LOW_DIM if n_latent <= LOW_DIM else REDUCTION_AUTO
+        low_dim = n_latent <= LOW_DIM and not fixed_normal_prior
+        return REDUCTION_LOW_DIM if low_dim else REDUCTION_AUTO
     return reduction
 
 
@@ -64,10 +66,15 @@ class DirectAligner(BaseEstimator):
     reduction : {"auto", "mean", "sqrt"}, default="auto"
         ``mean_i(h_i)`` or the paper's ``sqrt(mean_i(h_i))``. The square root
         shrinks the gradient as the misfit grows. ``"auto"``: the mean, and
-        the square root in a latent space of one or two dimensions, where a
-        mixture prior with few components cannot follow rho everywhere and
-        the mean's stronger pull then costs the log-prior its agreement
-        with the true density (``docs/results/aligner_2d_mixture.md``).
+        the square root in a latent space of one or two dimensions with a
+        learnable prior, where a mixture prior with few components cannot
+        follow rho everywhere and the mean's stronger pull then costs the
+        log-prior its agreement with the true density
+        (``docs/results/aligner_2d_mixture.md``). With a fixed N(0, I) prior
+        the mean there too: that prior needs the strongest pull
+        (``docs/results/calibration_2d.md``). ``DiVAE`` resolves ``"auto"``
+        knowing its prior; ``build`` alone (no prior given) reads the prior as
+        learnable.
     scaling : {"standardize", "weight"}, default="standardize"
         ``h_i = Huber_delta((s_i - rho_i) / err_i)``, the residual in units of
         its standard error (``rho_i`` read as a noisy observation of
@@ -86,7 +93,8 @@ class DirectAligner(BaseEstimator):
         prior in a latent space of one or two dimensions. There the log-prior
         depends on the code's radius alone, and following rho's several modes
         takes a strong pull (median Pearson with the true density 0.31 ->
-        0.63 on eight rotated mixtures, ``docs/results/calibration_2d.md``);
+        0.63 on eight rotated mixtures, and 0.69 with ``reduction``'s mean,
+        ``docs/results/calibration_2d.md``);
         elsewhere the plain penalty. ``DiVAE`` resolves ``"auto"`` knowing its
         prior; ``build`` alone (no prior given) reads it as ``False``.
     delta : float, default=1.0
@@ -143,7 +151,7 @@ class DirectAligner(BaseEstimator):
         return Direct(
             float(self.delta),
             point=self.point,
-            reduction=resolve_reduction(self.reduction, n_latent),
+            reduction=resolve_reduction(self.reduction, n_latent, fixed_normal_prior),
             scaling=self.scaling,
             calibration=self.calibration,
             multiplier=float(n_features)

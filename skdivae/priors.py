@@ -156,9 +156,9 @@ PRIORS = {"normal": StandardNormalPrior, "gmm": GaussianMixturePrior, "vamp": Va
 def prior_name(prior, n_latent):
     """The shorthand that ``prior`` stands for in a latent space of ``n_latent``
     dimensions: ``"auto"`` is ``"gmm"`` when ``n_latent <= LOW_DIM`` (N(0, I) has one
-    peak, so in one or two dimensions it cannot give several clusters high log-prior;
-    chosen in ``docs/results/prior_2d.md`` with two dimensions; one follows the same
-    argument, untested) and ``"normal"`` otherwise (chosen in the
+    peak, so in one or two dimensions it gives several clusters high log-prior only
+    under a strong pull, and less closely; chosen in ``docs/results/prior_2d.md`` with
+    two dimensions; one follows the same argument, untested) and ``"normal"`` otherwise (chosen in the
     tabular regime, ``docs/results/defaults.md``); other shorthands are themselves."""
     if prior == "auto":
         return "gmm" if n_latent <= LOW_DIM else "normal"

@@ -65,13 +65,17 @@ def test_paper_penalty_unchanged_and_per_feature_multiplies():
     (dict(n_components=8, aligner=DirectAligner(per_feature=True)), 6.0),
     (dict(n_components=2, prior="normal", aligner="direct_paper"), 1.0),
 ])
-def test_per_feature_auto_scales_only_with_a_fixed_normal_prior_in_low_dimensions(
+def test_auto_options_read_the_prior_in_low_dimensions(
         kwargs, multiplier, no_convergence_warnings):
     from skdivae import DiVAE
 
     X = np.random.default_rng(0).normal(size=(60, 6))
     est = DiVAE(max_iter=1, hidden_layer_sizes=(8,), random_state=0, **kwargs).fit(X)
     assert est.module_.aligner.multiplier == multiplier
+    if est.aligner == "direct" and kwargs["n_components"] <= 2:
+        # reduction="auto": the mean with N(0, I), the square root with a learnable prior
+        normal = kwargs.get("prior") == "normal"
+        assert est.module_.aligner.reduction == ("mean" if normal else "sqrt")
     # build alone knows no prior: "auto" reads as False unless told
     assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2).multiplier == 1.0
     assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2,
