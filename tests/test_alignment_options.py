@@ -76,6 +76,9 @@ def test_auto_options_read_the_prior_in_low_dimensions(
         # reduction="auto": the mean with N(0, I), the square root with a learnable prior
         normal = kwargs.get("prior") == "normal"
         assert est.module_.aligner.reduction == ("mean" if normal else "sqrt")
+        assert est.module_.aligner.delta == (10.0 if normal else 1.0)
+    elif est.aligner == "direct":
+        assert (est.module_.aligner.reduction, est.module_.aligner.delta) == ("mean", 1.0)
     # build alone knows no prior: "auto" reads as False unless told
     assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2).multiplier == 1.0
     assert DirectAligner().build(n_latent=2, n_features=6, density_dim=2,
