@@ -1,0 +1,235 @@
+"""The aligner's Huber threshold in the tabular regime (issue 27)
+==============================================================
+
+``docs/results/calibration_2d.md`` found that the default penalty,
+``Huber_1((s_i - rho_i) / err_i)``, pulls a code whose log-prior is many
+standard errors from rho with a constant, small force: past one standard
+error the Huber loss is linear. With N(0, I) in two dimensions a threshold of
+10 standard errors (the penalty quadratic over the misfits that occur) raised
+the log-prior's agreement with the true density from 0.69 to 0.97.
+
+In the tabular regime (8 latent dimensions) the rows with the largest misfit
+are the ones rho finds least dense, and with anomalies in the training data
+those are where the anomalies are. A quadratic penalty would push their codes
+further from the prior's mode, which lowers their ELBO: a way for alignment to
+reach the default score. Larger alignment weights strengthen the pull on
+every row and lost ROC AUC (``docs/results/adbench.md``); a larger threshold
+strengthens it on the large misfits only.
+
+This study fits, per data set, seed and protocol (``select_score.split``:
+*contaminated*, every training row; *clean*, the normal training rows only),
+``DiVAE()``, ``DiVAE(aligner=None)`` and ``DiVAE(aligner=DirectAligner(delta=D))``
+for D in 3 and 10, each read with anomaly_score="elbo" on the test part.
+
+Rule, written before the run (``RULE``). Every fit is one JSON line in
+``--cache``, so a cut-off run resumes.
+
+    python benchmarks/select_delta.py --data-dir ../shared/data/adbench \\
+        --cache results/delta.jsonl --seeds 10 11 --out docs/results
+
+Writes ``delta.md`` into ``--out`` (default: print). ``--fast`` runs two small
+synthetic sets, for the tests.
+"""
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from _adbench import list_datasets, load_dataset, synthetic_dataset
+from _report import provenance, read_jsonl, run_cached, write_page
+from select_score import split
+
+DEFAULT = "DiVAE()"
+NONE = "DiVAE(aligner=None)"
+CANDIDATES = {"DirectAligner(delta=3)": 3.0, "DirectAligner(delta=10)": 10.0}
+CONFIGS = [DEFAULT, NONE, *CANDIDATES]
+PROTOCOLS = ("contaminated", "clean")
+SELECTION_SEEDS, REPORT_SEEDS = [10, 11], [0, 1, 2]
+TIE = 0.005
+RULE = (
+    "On the selection seeds (10, 11) of the 21 development sets, DirectAligner(delta=D) for D "
+    "in 3 and 10 becomes the default aligner's threshold in latent spaces of three or more "
+    "dimensions only if, in both protocols (contaminated and clean), its mean ROC AUC "
+    "(anomaly_score='elbo') is at least DiVAE()'s and it has at least as many wins as losses "
+    "against DiVAE() (ties within 0.005), and in at least one protocol it beats DiVAE()'s mean "
+    "by more than 0.003; if both pass, the higher mean over the two protocols wins. The "
+    "reporting seeds (0, 1, 2) then report every configuration, and issue 27's target 2 "
+    "(DiVAE() at least +0.01 over aligner=None, more wins than losses) for the default."
+)
+
+
+def one_fit(data, seed, protocol, config, max_iter):
+    import torch
+
+    from skdivae import DiVAE, DirectAligner
+
+    torch.set_num_threads(1)
+    rec = {"dataset": data["name"], "seed": seed, "protocol": protocol, "config": config}
+    tic = time.perf_counter()
+    try:
+        X_train, X_test, y_test = split(data, seed, protocol)
+        params = {NONE: dict(aligner=None), DEFAULT: {}}.get(config)
+        if params is None:
+            params = dict(aligner=DirectAligner(delta=CANDIDATES[config]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = DiVAE(random_state=seed, max_iter=max_iter, **params).fit(X_train)
+        rec["auc"] = float(roc_auc_score(y_test, -est.score_samples(X_test)))
+    except Exception as exc:  # one failure must not stop the study
+        rec["error"] = f"{type(exc).__name__}: {exc}"
+    rec["time"] = time.perf_counter() - tic
+    return rec
+
+
+def run(datasets, seeds, cache, n_jobs, max_iter):
+    records = read_jsonl(cache)
+    done = {(r["dataset"], r["seed"], r["protocol"], r["config"]) for r in records
+            if "error" not in r}
+    tasks = [(d, s, p, c, max_iter) for s in seeds for d in datasets for p in PROTOCOLS
+             for c in CONFIGS if (d["name"], s, p, c) not in done]
+    tasks.sort(key=lambda t: -t[0]["X"].size)
+    print(f"{len(done)} fits cached", flush=True)
+    run_cached(records, tasks, one_fit, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r['protocol']} {r['config']} "
+                         f"{r.get('error', '')}")
+    return [r for r in records if "error" not in r]
+
+
+def per_set(records, seeds, protocol):
+    """``{config: {data set: mean ROC AUC over seeds}}``, data sets with every seed of every
+    configuration only."""
+    cells = {}
+    for r in records:
+        if r["seed"] in seeds and r["protocol"] == protocol:
+            cells.setdefault(r["config"], {}).setdefault(r["dataset"], []).append(r["auc"])
+    sets = [d for d in cells.get(DEFAULT, {})
+            if all(len(cells.get(c, {}).get(d, [])) == len(seeds) for c in CONFIGS)]
+    return {c: {d: float(np.mean(cells[c][d])) for d in sets} for c in CONFIGS if c in cells}
+
+
+def wtl(a, b):
+    d = np.array([a[k] - b[k] for k in b])
+    return int(np.sum(d > TIE)), int(np.sum(np.abs(d) <= TIE)), int(np.sum(d < -TIE))
+
+
+def mean(cells):
+    return float(np.mean(list(cells.values()))) if cells else float("nan")
+
+
+def adopt(tables):
+    """The rule on the selection seeds: ``(adopted candidate or None, lines)``."""
+    passing, lines = {}, []
+    for cand in CANDIDATES:
+        ok_all, beats, notes = True, False, []
+        for protocol in PROTOCOLS:
+            t = tables[protocol]
+            if cand not in t or DEFAULT not in t or not t[DEFAULT]:
+                ok_all = False
+                notes.append(f"{protocol}: fits missing")
+                continue
+            w, ti, lo = wtl(t[cand], t[DEFAULT])
+            gain = mean(t[cand]) - mean(t[DEFAULT])
+            ok_all &= gain >= 0 and w >= lo
+            beats |= gain > 0.003
+            notes.append(f"{protocol} {gain:+.4f} ({w} / {ti} / {lo})")
+        ok = ok_all and beats
+        lines.append(f"- {cand} against DiVAE(): " + "; ".join(notes) + ": "
+                     + ("passes." if ok else "does not pass."))
+        if ok:
+            passing[cand] = np.mean([mean(tables[p][cand]) for p in PROTOCOLS])
+    return (max(passing, key=passing.get) if passing else None), lines
+
+
+def table(tables):
+    lines = ["| configuration | " + " | ".join(
+        f"{p}: mean ROC AUC | {p}: W / T / L vs DiVAE()" for p in PROTOCOLS) + " |",
+        "|---|" + "---|---|" * len(PROTOCOLS)]
+    for c in CONFIGS:
+        cells = []
+        for p in PROTOCOLS:
+            t = tables[p]
+            if c not in t or not t[c]:
+                cells += ["", ""]
+                continue
+            cells += [f"{mean(t[c]):.4f}", "" if c == DEFAULT else "%d / %d / %d" % wtl(t[c], t[DEFAULT])]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    n = {p: len(tables[p].get(DEFAULT, {})) for p in PROTOCOLS}
+    return lines + ["", "Data sets: " + ", ".join(f"{p} {k}" for p, k in n.items()) + ".", ""]
+
+
+def target_lines(tables, name):
+    out = []
+    for p in PROTOCOLS:
+        t = tables[p]
+        if name not in t or NONE not in t or not t[name]:
+            continue
+        w, ti, lo = wtl(t[name], t[NONE])
+        gain = mean(t[name]) - mean(t[NONE])
+        met = gain >= 0.01 and w > lo
+        out.append(f"- {p}: {name} against aligner=None {gain:+.4f} ({w} / {ti} / {lo}): "
+                   + ("met." if met else "not met."))
+    return out
+
+
+def report(records, wall):
+    sel = {p: per_set(records, SELECTION_SEEDS, p) for p in PROTOCOLS}
+    adopted, why = adopt(sel)
+    lines = [
+        "# The aligner's Huber threshold in the tabular regime", "",
+        provenance("select_delta.py", wall), "",
+        f"Fits: {len(records)} (those in `--cache` reused); fit time summed over them, one "
+        f"thread each: {sum(r['time'] for r in records) / 60:.1f} min.", "",
+        "The split and scaling of `benchmarks/_adbench.py` and the two protocols of "
+        "`benchmarks/select_score.py` (contaminated: every training row; clean: the normal "
+        "training rows only; the whole test part scored), 21 development sets, "
+        "anomaly_score='elbo'. `DirectAligner(delta=D)` is the default aligner with only its "
+        "Huber threshold changed (in standard errors of rho). Ties within ±0.005.", "",
+        f"Rule, written before the run: {RULE}", "",
+        "## Selection seeds (10, 11)", "",
+    ] + table(sel) + why + ["", "Adopted: " + (f"**{adopted}**." if adopted else
+                                               "**none** (the threshold stays 1)."), ""]
+    rep = {p: per_set(records, REPORT_SEEDS, p) for p in PROTOCOLS}
+    if any(rep[p].get(DEFAULT) for p in PROTOCOLS):
+        lines += ["## Reporting seeds (0, 1, 2)", ""] + table(rep)
+        lines += ["Issue 27's target 2 (at least +0.01 over aligner=None with more wins than "
+                  "losses):", ""] + target_lines(rep, DEFAULT)
+        if adopted:
+            lines += target_lines(rep, adopted)
+        lines += [""]
+    return "\n".join(lines) + "\n", adopted
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--seeds", type=int, nargs="*", default=SELECTION_SEEDS,
+                        help="seeds to fit (none: only write the page from --cache)")
+    parser.add_argument("--max-rows", type=int, default=10000)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--fast", action="store_true", help="two small synthetic sets (tests)")
+    args = parser.parse_args(argv)
+    tic = time.perf_counter()
+    max_iter = "auto"
+    if args.fast:
+        datasets = [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)]
+        SELECTION_SEEDS[:] = REPORT_SEEDS[:] = args.seeds = [10]
+        max_iter = 3
+    else:
+        if args.data_dir is None:
+            parser.error("--data-dir is required (or --fast)")
+        datasets = [load_dataset(args.data_dir, n, args.max_rows) for n in list_datasets(args.data_dir)]
+    records = run(datasets, args.seeds, args.cache, args.n_jobs, max_iter) if args.seeds \
+        else [r for r in read_jsonl(args.cache) if "error" not in r]
+    text, adopted = report(records, time.perf_counter() - tic)
+    write_page(args.out, "delta.md", text)
+    print(f"adopted: {adopted}")
+
+
+if __name__ == "__main__":
+    main()
