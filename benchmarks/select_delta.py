@@ -200,6 +200,9 @@ def report(records, wall):
         if adopted:
             lines += target_lines(rep, adopted)
         lines += [""]
+    elif not adopted:
+        lines += ["The reporting seeds were not fitted: nothing was adopted. DiVAE() against "
+                  "aligner=None on them is in [score_study.md](score_study.md).", ""]
     return "\n".join(lines) + "\n", adopted
 
 
