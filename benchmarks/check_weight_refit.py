@@ -73,15 +73,15 @@ def refit_one(data, seed, weight, max_iter):
 
 def run(datasets, seeds, holdout_cache, cache, n_jobs, max_iter):
     """The hold-out records of ``seeds`` (fitting the missing ones) and the refit records."""
-    picks = [r for r in holdout.run(datasets, seeds, holdout_cache, n_jobs, max_iter)
-             if r["seed"] in seeds]
+    picks = holdout.run(datasets, seeds, holdout_cache, n_jobs, max_iter)  # every cached seed
     records = read_jsonl(cache)
-    done = {(r["dataset"], r["seed"]) for r in records if "error" not in r}
+    done = {(r["dataset"], r["seed"], r["weight"]) for r in records if "error" not in r}
     by_name = {d["name"]: d for d in datasets}
     tasks = []
     for rec in picks:
         w = holdout.picks(rec)[holdout.CANDIDATE]
-        if w != holdout.DEFAULT_WEIGHT and (rec["dataset"], rec["seed"]) not in done:
+        if rec["seed"] in seeds and w != holdout.DEFAULT_WEIGHT \
+                and (rec["dataset"], rec["seed"], w) not in done:
             tasks.append((by_name[rec["dataset"]], rec["seed"], w, max_iter))
     tasks.sort(key=lambda t: -t[0]["X"].size)
     print(f"{len(done)} refits cached", flush=True)

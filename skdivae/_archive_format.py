@@ -31,7 +31,7 @@ from .aligners import DirectAligner, FlowAligner
 from .priors import GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 FORMAT = "skdivae"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Versions this loader reads. Version 1 predates the priors' ``kl`` setting: its mixture
 #: priors were trained and scored with the 50-draw Monte Carlo KL, and load that way.
 #: Versions 1 and 2 predate ``GaussianMixturePrior(n_components="auto")``: there,
@@ -39,7 +39,12 @@ FORMAT_VERSION = 4
 #: Versions 1 to 3 predate ``DiVAE(prior="auto")``, the default since version 4: an
 #: older reader would refuse ``"auto"``, and an older file without ``prior`` meant
 #: ``"normal"``, and loads that way.
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: Versions 1 to 4 predate ``DirectAligner(per_feature="auto", delta="auto")`` and the
+#: prior-dependent ``reduction="auto"``: with a fixed N(0, I) prior in a latent space of one
+#: or two dimensions their default aligner meant ``DirectAligner(per_feature=False,
+#: reduction="sqrt", delta=1.0)``, and loads that way (so ``partial_fit`` goes on training
+#: as the model was trained).
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 MANIFEST = "skdivae.json"
 #: Deepest nesting of entries a loaded archive may have.
 MAX_DEPTH = 64

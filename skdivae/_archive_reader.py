@@ -44,13 +44,32 @@ from ._archive_format import (
 )
 from ._build import build_network, network_skeleton, tensor_shapes
 from ._divae import DiVAE
-from .priors import LOW_DIM, GaussianMixturePrior, VampPrior
+from .aligners import DirectAligner
+from .priors import LOW_DIM, GaussianMixturePrior, StandardNormalPrior, VampPrior
 
 
 def _low_dim(n_latent):
     """Whether ``GaussianMixturePrior(n_components="auto")`` differs from the 10
     components that ``prior="gmm"`` meant before format version 3."""
     return isinstance(n_latent, Integral) and n_latent <= LOW_DIM
+
+
+def _fixed_normal_low_dim(params):
+    """Whether a DiVAE's parameters give a fixed N(0, I) prior in a latent space of at most
+    ``LOW_DIM`` dimensions, where the default aligner's ``"auto"`` options changed meaning
+    in format version 5."""
+    prior = params.get("prior", "auto")
+    normal = (isinstance(prior, str) and prior == "normal") or isinstance(prior, StandardNormalPrior)
+    return normal and _low_dim(params.get("n_components"))
+
+
+def _aligner_before_version_5(aligner):
+    """What ``aligner`` meant there before format version 5 (see ``READABLE_VERSIONS``)."""
+    if isinstance(aligner, str) and aligner == "direct":
+        return DirectAligner(per_feature=False, reduction="sqrt", delta=1.0)
+    if isinstance(aligner, DirectAligner) and aligner.reduction == "auto":
+        return aligner.set_params(reduction="sqrt")
+    return aligner
 
 
 class _Reader:
@@ -159,6 +178,14 @@ class _Reader:
                 raise UnsafeArchiveError(
                     f"{where}: prior='auto' did not exist in format version {self.version}."
                 )
+        if self.version < 5 and cls is DirectAligner:
+            for key in ("per_feature", "delta"):
+                if isinstance(params.get(key), str) and params[key] == "auto":
+                    raise UnsafeArchiveError(
+                        f"{where}: {key}='auto' did not exist in format version {self.version}."
+                    )
+        if self.version < 5 and cls is DiVAE and _fixed_normal_low_dim(params):
+            params["aligner"] = _aligner_before_version_5(params.get("aligner", "direct"))
         if self.version < 3 and cls is DiVAE and isinstance(params.get("prior"), GaussianMixturePrior) \
                 and params["prior"].n_components == "auto" and _low_dim(params.get("n_components")):
             params["prior"].set_params(n_components=10)  # the shorthand's meaning before "auto"

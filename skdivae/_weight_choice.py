@@ -24,7 +24,8 @@ WeightChoice.__doc__ = """What :func:`choose_alignment_weight` returns.
 ``estimator`` is the kept fit (fitted on the non-held-out rows), ``alignment_weight``
 its weight, and ``results`` a dict of lists, one entry per weight tried:
 ``"alignment_weight"``, ``"elbo_per_feature"`` (held-out mean ELBO per sample and
-feature, nats; NaN where the fit failed), ``"prior_agreement"`` (held-out Spearman
+feature, nats; NaN where the fit failed, and not finite where it diverged),
+``"prior_agreement"`` (held-out Spearman
 correlation of the log-prior with rho; NaN where the fit failed or where the correlation
 is undefined, as on constant data) and ``"within_budget"`` (whether the ELBO is finite
 and within ``elbo_budget`` of the best)."""
@@ -55,6 +56,14 @@ def _weight_parameter(estimator):
 MIN_ROWS = 10
 
 
+def _finite_non_negative(w):
+    try:
+        w = float(w)
+    except OverflowError:  # an int beyond float's range
+        return False
+    return bool(np.isfinite(w) and w >= 0)
+
+
 def _check_weights(weights):
     """``weights`` as a list of distinct finite floats >= 0, or a ``ValueError`` naming it."""
     problem = None
@@ -66,7 +75,7 @@ def _check_weights(weights):
             problem = "empty"
         elif any(isinstance(w, (bool, np.bool_)) or not isinstance(w, Real) for w in items):
             problem = "not all real numbers (strings, booleans and complex numbers are refused)"
-        elif not all(np.isfinite(float(w)) and float(w) >= 0 for w in items):
+        elif not all(_finite_non_negative(w) for w in items):
             problem = "not all finite and >= 0"
         elif len({float(w) for w in items}) < len(items):
             problem = "repeated (each weight would be fitted twice)"
@@ -136,7 +145,7 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
         The alignment weights to try, each once (0 trains without alignment).
     holdout_fraction : float in (0, 1), default=0.2
         Share of the rows held out to judge the fits. Each side of the split
-        needs at least 10 rows (so at least 50 rows at the default).
+        needs at least 10 rows (48 rows or more at the default).
     elbo_budget : float >= 0, default=0.05
         Held-out ELBO, in nats per sample and feature, that a weight may lose
         against the best one and still be chosen for its agreement with rho.

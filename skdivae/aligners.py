@@ -110,7 +110,11 @@ class DirectAligner(BaseEstimator):
         0.63 on eight rotated mixtures, then 0.69 with ``reduction``'s mean
         and 0.97 with ``delta``'s 10, ``docs/results/calibration_2d.md``);
         elsewhere the plain penalty. ``DiVAE`` resolves ``"auto"`` knowing its
-        prior; ``build`` alone (no prior given) reads it as ``False``.
+        prior; ``build`` alone (no prior given) reads it as ``False``. Only
+        ``prior="normal"`` (``StandardNormalPrior``) counts as a fixed N(0, I):
+        any other prior object, fixed or learnable, gets the settings of a
+        learnable prior, and so does a subclass whose ``build`` does not take
+        ``fixed_normal_prior``.
     delta : "auto" or float, default="auto"
         Huber threshold (with ``scaling="standardize"``, in standard errors of
         rho): residuals beyond it are penalised linearly, so a larger one

@@ -94,3 +94,50 @@ def test_an_archive_from_before_auto_that_says_auto_is_refused(small_tabular, tm
             zf.writestr(name, data)
     with pytest.raises(UnsafeArchiveError, match="did not exist in format version 3"):
         load(tmp_path / "old.skdivae")
+
+
+def _as_version(path, out, version, edit=None):
+    """Copy the archive ``path`` to ``out`` claiming format ``version`` (after ``edit``)."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(members["skdivae.json"])
+    manifest["format_version"] = version
+    if edit is not None:
+        edit(manifest)
+    members["skdivae.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_archive_from_before_version_5_keeps_its_2d_normal_aligner(
+        small_tabular, tmp_path, version, no_convergence_warnings):
+    """With N(0, I) in 2-D, the default aligner meant per_feature=False, the square root
+    and a threshold of 1 before version 5: an older file loads that way, so partial_fit
+    goes on training the model as it was trained; scores are the same either way."""
+    from skdivae import DirectAligner
+
+    est = DiVAE(n_components=2, prior="normal", hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    assert (est.module_.aligner.multiplier, est.module_.aligner.delta) == (small_tabular.shape[1], 10.0)
+    save(est, tmp_path / "new.skdivae")
+    assert load(tmp_path / "new.skdivae").aligner == "direct"  # version 5: as given
+    old = load(_as_version(tmp_path / "new.skdivae", tmp_path / "old.skdivae", version))
+    assert isinstance(old.aligner, DirectAligner)
+    assert (old.aligner.per_feature, old.aligner.reduction, old.aligner.delta) == (False, "sqrt", 1.0)
+    aligner = old.module_.aligner
+    assert (aligner.multiplier, aligner.reduction, aligner.delta) == (1.0, "sqrt", 1.0)
+    np.testing.assert_array_equal(old.score_samples(small_tabular), est.score_samples(small_tabular))
+
+
+def test_an_archive_from_before_version_5_may_not_say_auto_for_new_options(
+        small_tabular, tmp_path, no_convergence_warnings):
+    from skdivae import DirectAligner, UnsafeArchiveError
+
+    est = DiVAE(n_components=3, aligner=DirectAligner(), hidden_layer_sizes=(8,), max_iter=2,
+                random_state=0).fit(small_tabular)
+    save(est, tmp_path / "new.skdivae")
+    with pytest.raises(UnsafeArchiveError, match="per_feature='auto' did not exist in format version 4"):
+        load(_as_version(tmp_path / "new.skdivae", tmp_path / "old.skdivae", 4))
