@@ -23,6 +23,8 @@ ESTIMATORS = [
     # prior="auto" in 1-2 dimensions: the 40-component mixture and the square-root penalty
     DiVAE(n_components=2, **FAST),
     DiVAE(n_components=1, **FAST),
+    # N(0, I) in 2-D: the default aligner's strong penalty (per feature, mean, delta 10)
+    DiVAE(n_components=2, prior="normal", **FAST),
 ]
 
 
