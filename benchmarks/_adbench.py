@@ -13,6 +13,7 @@ fitted on the training part, an unsupervised fit on the training rows
 the test part with anomalies (``y = 1``) as the positive class.
 """
 
+import argparse
 import time
 import traceback
 import warnings
@@ -69,6 +70,37 @@ def synthetic_dataset(name, seed, n_inliers=300, n_outliers=30, n_features=6):
     X = np.vstack([X_in, X_out])
     y = np.r_[np.zeros(n_inliers, dtype=int), np.ones(n_outliers, dtype=int)]
     return {"name": name, "X": X, "y": y, "n_rows_file": len(X)}
+
+
+def study_parser(description, default_seeds,
+                 seeds_help="seeds to fit (none: only write the page from --cache)"):
+    """The command line the ADBench studies share: ``--data-dir``, ``--cache``, ``--out``,
+    ``--seeds``, ``--max-rows``, ``--n-jobs`` and ``--fast`` (a study adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--seeds", type=int, nargs="*", default=default_seeds, help=seeds_help)
+    parser.add_argument("--max-rows", type=int, default=10000)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--fast", action="store_true", help="two small synthetic sets (tests)")
+    return parser
+
+
+def study_datasets(parser, args, *seed_lists):
+    """``(datasets, max_iter)`` for a study's parsed ``args``: with ``--fast``, two small
+    synthetic sets fitted for 3 epochs on seed 10 only (``args.seeds`` and every list in
+    ``seed_lists`` are set to ``[10]`` in place); else every set of ``--data-dir`` (at most
+    ``--max-rows`` rows each) with ``max_iter="auto"``."""
+    if args.fast:
+        for seeds in seed_lists:
+            seeds[:] = [10]
+        args.seeds = [10]
+        return [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)], 3
+    if args.data_dir is None:
+        parser.error("--data-dir is required (or --fast)")
+    names = list_datasets(args.data_dir)
+    return [load_dataset(args.data_dir, n, args.max_rows) for n in names], "auto"
 
 
 def split_and_scale(data, seed):

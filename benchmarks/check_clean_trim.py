@@ -21,15 +21,13 @@ Writes ``clean_trim.md`` into ``--out`` (default: print). ``--fast`` runs two
 small synthetic sets, for the tests.
 """
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from _adbench import list_datasets, load_dataset, synthetic_dataset
+from _adbench import study_datasets, study_parser
 from _report import provenance, read_jsonl, run_cached, write_page
 from select_score import split
 
@@ -148,25 +146,11 @@ def report(records, wall):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="*", default=SELECTION_SEEDS,
-                        help="seeds to fit (none: only write the page from --cache)")
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--fast", action="store_true", help="two small synthetic sets (tests)")
+    parser = study_parser(__doc__.splitlines()[0], SELECTION_SEEDS)
     args = parser.parse_args(argv)
     tic = time.perf_counter()
-    configs, max_iter = [*CONFIGS, PEER], "auto"
-    if args.fast:
-        datasets = [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)]
-        SELECTION_SEEDS[:] = REPORT_SEEDS[:] = args.seeds = [10]
-        configs, max_iter = list(CONFIGS), 3  # PyOD is an optional extra
-    else:
-        if args.data_dir is None:
-            parser.error("--data-dir is required (or --fast)")
-        datasets = [load_dataset(args.data_dir, n, 10000) for n in list_datasets(args.data_dir)]
+    datasets, max_iter = study_datasets(parser, args, SELECTION_SEEDS, REPORT_SEEDS)
+    configs = list(CONFIGS) if args.fast else [*CONFIGS, PEER]  # PyOD is an optional extra
     records = run(datasets, args.seeds, configs, args.cache, args.n_jobs, max_iter)
     text, adopted = report(records, time.perf_counter() - tic)
     write_page(args.out, "clean_trim.md", text)

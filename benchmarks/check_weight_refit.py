@@ -25,7 +25,6 @@ Writes ``weight_refit.md`` into ``--out`` (default: print). ``--fast`` runs two
 small synthetic sets, for the tests.
 """
 
-import argparse
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 import check_holdout_weight_choice as holdout
-from _adbench import list_datasets, load_dataset, split_and_scale, synthetic_dataset
+from _adbench import split_and_scale, study_datasets, study_parser
 from _report import provenance, read_jsonl, run_cached, write_page
 from skdivae import DiVAE
 
@@ -167,27 +166,12 @@ def report(picks, refits, wall):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
+    parser = study_parser(__doc__.splitlines()[0], SELECTION_SEEDS,
+                          "seeds to fit (none: only write the page from the caches)")
     parser.add_argument("--holdout-cache", type=Path, help="the hold-out check's --cache")
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="*", default=SELECTION_SEEDS,
-                        help="seeds to fit (none: only write the page from the caches)")
-    parser.add_argument("--max-rows", type=int, default=10000)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--fast", action="store_true", help="two small synthetic sets (tests)")
     args = parser.parse_args(argv)
     tic = time.perf_counter()
-    max_iter = "auto"
-    if args.fast:
-        datasets = [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)]
-        SELECTION_SEEDS[:] = REPORT_SEEDS[:] = args.seeds = [10]
-        max_iter = 3
-    else:
-        if args.data_dir is None:
-            parser.error("--data-dir is required (or --fast)")
-        datasets = [load_dataset(args.data_dir, n, args.max_rows) for n in list_datasets(args.data_dir)]
+    datasets, max_iter = study_datasets(parser, args, SELECTION_SEEDS, REPORT_SEEDS)
     if not args.seeds:  # page only: read every cached split, fit nothing
         picks = [r for r in read_jsonl(args.holdout_cache) if "error" not in r]
         refits = [r for r in read_jsonl(args.cache) if "error" not in r]

@@ -25,15 +25,13 @@ JSON line in ``--cache``, so a cut-off run resumes.
 ``--fast`` runs two small synthetic sets, for the tests.
 """
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from _adbench import list_datasets, load_dataset, synthetic_dataset
+from _adbench import study_datasets, study_parser
 from _report import provenance, read_jsonl, run_cached, write_page
 from _score_candidates import robust_z
 from select_score import split
@@ -144,23 +142,10 @@ def report(records, wall):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="*", default=SEEDS)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--fast", action="store_true", help="two small synthetic sets (tests)")
+    parser = study_parser(__doc__.splitlines()[0], SEEDS)
     args = parser.parse_args(argv)
     tic = time.perf_counter()
-    max_iter = "auto"
-    if args.fast:
-        datasets = [synthetic_dataset(f"synthetic_{i}", i) for i in range(2)]
-        args.seeds, max_iter = [10], 3
-    else:
-        if args.data_dir is None:
-            parser.error("--data-dir is required (or --fast)")
-        datasets = [load_dataset(args.data_dir, n, 10000) for n in list_datasets(args.data_dir)]
+    datasets, max_iter = study_datasets(parser, args)
     records = run(datasets, args.seeds, args.cache, args.n_jobs, max_iter)
     write_page(args.out, "teacher_complement.md", report(records, time.perf_counter() - tic))
 
