@@ -40,10 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from _adbench import list_datasets, load_dataset, split_and_scale
-from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, run_fits
+from _adbench import list_datasets, load_dataset
+from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, detection_fit, run_fits
 from _report import provenance, read_jsonl, run_cached, write_page
 from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
 from skdivae.aligners import DirectAligner
@@ -256,30 +255,12 @@ ADOPTED = "per_feature=True"
 WINNERS = [ADOPTED, "per_feature=True, reduction=mean", "per_feature=True, reduction=mean, delta=10"]
 
 
-def detection_fit(data, seed, name):
-    """ROC AUC (anomaly_score="elbo") of ``DiVAE(n_components=2, prior="normal",
-    aligner=DirectAligner(<variant name>))`` on one ADBench set (the benchmark's split and
-    scaling), as prior_2d.md fitted ``DiVAE(n_components=2, prior="normal")`` then."""
-    import warnings
-
-    import torch
-
-    from skdivae import DiVAE
-
-    torch.set_num_threads(1)
-    rec = {"part": "adbench", "dataset": data["name"], "aligner": name, "seed": seed}
-    tic = time.perf_counter()
-    try:
-        X_train, X_test, y_test = split_and_scale(data, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            aligner = DirectAligner(**{**VARIANTS, **VARIANTS_2, **VARIANTS_3}[name])
-            est = DiVAE(n_components=2, prior=PRIOR, aligner=aligner, random_state=seed).fit(X_train)
-        rec["auc"] = float(roc_auc_score(y_test, -est.score_samples(X_test)))
-    except Exception as exc:  # one failure must not stop the check
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["time"] = time.perf_counter() - tic
-    return rec
+def adbench_fit(data, seed, name):
+    """The detection check's fit: ``DiVAE(n_components=2, prior="normal",
+    aligner=DirectAligner(<variant name>))`` on one ADBench set, as prior_2d.md fitted
+    ``DiVAE(n_components=2, prior="normal")`` then."""
+    aligner = DirectAligner(**{**VARIANTS, **VARIANTS_2, **VARIANTS_3}[name])
+    return detection_fit(data, seed, {"aligner": name}, prior=PRIOR, aligner=aligner)
 
 
 def run_detection(datasets, cache, n_jobs):
@@ -289,7 +270,7 @@ def run_detection(datasets, cache, n_jobs):
     tasks = [(d, s, name) for name in WINNERS for s in DETECTION_SEEDS for d in datasets
              if (d["name"], s, name) not in done]
     tasks.sort(key=lambda t: -t[0]["X"].size)
-    run_cached(records, tasks, detection_fit, cache, n_jobs,
+    run_cached(records, tasks, adbench_fit, cache, n_jobs,
                lambda r: f"{r['dataset']} seed {r['seed']} {r['aligner']} {r.get('error', '')}")
     return records
 

@@ -1,5 +1,9 @@
 """Shared test settings: a --device option (as zuko's suite has), isolated torch seeding, fast
-DiVAE settings and the small data set most model tests fit."""
+DiVAE settings, the small data set most model tests fit, and helpers that rewrite a saved
+archive (tampered or older-version files)."""
+
+import json
+import zipfile
 
 import pytest
 
@@ -67,3 +71,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "_blockwise" in item.nodeid:
             item.add_marker(skip)
+
+
+def rewrite_archive(src, dst, edit):
+    """Copy the archive ``src`` to ``dst`` with ``edit(members) -> members`` applied."""
+    with zipfile.ZipFile(src) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members = edit(members)
+    with zipfile.ZipFile(dst, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n, data)
+    return dst
+
+
+def manifest_edit(change):
+    """An ``edit`` for :func:`rewrite_archive` that applies ``change(manifest)`` to the
+    archive's parsed ``skdivae.json``."""
+    def edit(members):
+        manifest = json.loads(members["skdivae.json"])
+        change(manifest)
+        members["skdivae.json"] = json.dumps(manifest).encode()
+        return members
+    return edit

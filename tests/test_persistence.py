@@ -28,7 +28,7 @@ from skdivae import (
     save,
 )
 
-from .conftest import FAST
+from .conftest import FAST, manifest_edit, rewrite_archive
 
 pytestmark = pytest.mark.usefixtures("no_convergence_warnings")
 
@@ -175,17 +175,6 @@ class _Payload:
         return (Path.touch, (Path(self.marker),))
 
 
-def _rewrite(src, dst, edit):
-    """Copy the archive ``src`` to ``dst`` with ``edit(members) -> members`` applied."""
-    with zipfile.ZipFile(src) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    members = edit(members)
-    with zipfile.ZipFile(dst, "w") as zf:
-        for n, data in members.items():
-            zf.writestr(n, data)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def archive(X, tmp_path_factory):
     path = tmp_path_factory.mktemp("archive") / "good.skdivae"
@@ -193,15 +182,6 @@ def archive(X, tmp_path_factory):
         warnings.simplefilter("ignore", ConvergenceWarning)
         save(DiVAE(**FAST, keep_density=True).fit(X), path)  # arrays: the kept teacher
     return path
-
-
-def _manifest_edit(change):
-    def edit(members):
-        manifest = json.loads(members["skdivae.json"])
-        change(manifest)
-        members["skdivae.json"] = json.dumps(manifest).encode()
-        return members
-    return edit
 
 
 def test_a_pickle_payload_is_refused_and_does_not_run(tmp_path):
@@ -223,7 +203,7 @@ def test_pickled_arrays_are_refused_and_do_not_run(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="pickled or unreadable"):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
     assert not marker.exists()
 
 
@@ -235,7 +215,7 @@ def test_pickled_torch_weights_are_refused_and_do_not_run(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="unreadable weights"):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
     assert not marker.exists()
 
 
@@ -262,7 +242,7 @@ def test_pickled_torch_weights_are_refused_and_do_not_run(archive, tmp_path):
 )
 def test_tampered_manifest_is_refused(archive, tmp_path, change, message):
     with pytest.raises(UnsafeArchiveError, match=message):
-        load(_rewrite(archive, tmp_path / "t.skdivae", _manifest_edit(change)))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", manifest_edit(change)))
 
 
 def test_invalid_json_and_missing_members_are_refused(archive, tmp_path):
@@ -271,14 +251,14 @@ def test_invalid_json_and_missing_members_are_refused(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="not valid JSON"):
-        load(_rewrite(archive, tmp_path / "a.skdivae", broken))
+        load(rewrite_archive(archive, tmp_path / "a.skdivae", broken))
 
     def no_arrays(members):
         del members["arrays.npz"]
         return members
 
     with pytest.raises(UnsafeArchiveError, match="not a skdivae archive"):
-        load(_rewrite(archive, tmp_path / "b.skdivae", no_arrays))
+        load(rewrite_archive(archive, tmp_path / "b.skdivae", no_arrays))
 
 
 def test_weights_that_do_not_fit_the_network_are_refused(archive, tmp_path):
@@ -289,7 +269,7 @@ def test_weights_that_do_not_fit_the_network_are_refused(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="do not fit the network"):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
 
 
 def _weights_edit(change):
@@ -324,20 +304,20 @@ def _arrays_edit(change):
 ])
 def test_non_finite_weights_and_a_zero_scale_are_refused(archive, tmp_path, change, message):
     with pytest.raises(UnsafeArchiveError, match=message):
-        load(_rewrite(archive, tmp_path / "w.skdivae", _weights_edit(change)))
+        load(rewrite_archive(archive, tmp_path / "w.skdivae", _weights_edit(change)))
 
 
 @pytest.mark.parametrize("name", ["offset_"])
 def test_a_non_finite_threshold_is_refused(archive, tmp_path, name):
-    edit = _manifest_edit(lambda m: m["root"]["state"].update({name: float("nan")}))
+    edit = manifest_edit(lambda m: m["root"]["state"].update({name: float("nan")}))
     with pytest.raises(UnsafeArchiveError, match=f"{name} is not finite"):
-        load(_rewrite(archive, tmp_path / "o.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "o.skdivae", edit))
 
 
 def test_missing_array_in_npz_is_refused(archive, tmp_path):
     edit = _arrays_edit(lambda arrays, manifest: arrays.pop(next(iter(arrays))))
     with pytest.raises(UnsafeArchiveError, match="missing from arrays.npz"):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
 
 
 @pytest.mark.parametrize(
@@ -357,7 +337,7 @@ def test_missing_array_in_npz_is_refused(archive, tmp_path):
 )
 def test_malformed_entries_are_refused_as_unsafe_archives(archive, tmp_path, change, message):
     with pytest.raises(UnsafeArchiveError, match=message):
-        load(_rewrite(archive, tmp_path / "t.skdivae", _manifest_edit(change)))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", manifest_edit(change)))
 
 
 def _nested(depth):
@@ -375,20 +355,20 @@ def test_corrupt_zip_members_and_pipeline_memory_are_refused(archive, tmp_path, 
         return members
 
     with pytest.raises(UnsafeArchiveError, match="not an .npz archive"):
-        load(_rewrite(archive, tmp_path / "a.skdivae", npy_not_npz))
+        load(rewrite_archive(archive, tmp_path / "a.skdivae", npy_not_npz))
 
     def junk_npz(members):
         members["arrays.npz"] = b"PK\x03\x04 not really a zip"
         return members
 
     with pytest.raises(UnsafeArchiveError):
-        load(_rewrite(archive, tmp_path / "b.skdivae", junk_npz))
+        load(rewrite_archive(archive, tmp_path / "b.skdivae", junk_npz))
 
     pipe = make_pipeline(StandardScaler(), DiVAE(**FAST)).fit(X)
     save(pipe, tmp_path / "p.skdivae")
-    edit = _manifest_edit(lambda m: m["root"]["params"].update(memory=str(tmp_path)))
+    edit = manifest_edit(lambda m: m["root"]["params"].update(memory=str(tmp_path)))
     with pytest.raises(UnsafeArchiveError, match="memory= is not loaded"):
-        load(_rewrite(tmp_path / "p.skdivae", tmp_path / "q.skdivae", edit))
+        load(rewrite_archive(tmp_path / "p.skdivae", tmp_path / "q.skdivae", edit))
 
 
 def _move_memory_into_state(key, folder):
@@ -408,17 +388,17 @@ def test_parameters_and_private_names_cannot_come_in_through_the_state(X, tmp_pa
     (folder / "planted.pkl").write_bytes(pickle.dumps(_Payload(marker)))
     pipe = make_pipeline(StandardScaler(), DiVAE(**FAST)).fit(X)
     save(pipe, tmp_path / "p.skdivae")
-    tampered = _rewrite(tmp_path / "p.skdivae", tmp_path / "q.skdivae",
-                        _manifest_edit(_move_memory_into_state(key, str(folder))))
+    tampered = rewrite_archive(tmp_path / "p.skdivae", tmp_path / "q.skdivae",
+                        manifest_edit(_move_memory_into_state(key, str(folder))))
     with pytest.raises(UnsafeArchiveError, match="fitted attribute"):
         load(tampered)
     assert not marker.exists()
 
 
 def test_unknown_private_state_is_refused(archive, tmp_path):
-    edit = _manifest_edit(lambda m: m["root"]["state"].update(_anything=1))
+    edit = manifest_edit(lambda m: m["root"]["state"].update(_anything=1))
     with pytest.raises(UnsafeArchiveError, match="not a fitted attribute of DiVAE"):
-        load(_rewrite(archive, tmp_path / "s.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "s.skdivae", edit))
 
 
 def test_duplicate_members_and_duplicate_json_keys_are_refused(archive, tmp_path):
@@ -439,29 +419,29 @@ def test_duplicate_members_and_duplicate_json_keys_are_refused(archive, tmp_path
         return members
 
     with pytest.raises(UnsafeArchiveError, match="duplicate key 'format'"):
-        load(_rewrite(archive, tmp_path / "k.skdivae", twice))
+        load(rewrite_archive(archive, tmp_path / "k.skdivae", twice))
 
 
 @pytest.mark.parametrize("root", [None, 3, {"__type__": "tuple", "items": []}])
 def test_a_root_that_is_not_an_estimator_is_refused(archive, tmp_path, root):
-    edit = _manifest_edit(lambda m: m.update(root=root))
+    edit = manifest_edit(lambda m: m.update(root=root))
     with pytest.raises(UnsafeArchiveError, match="root is not an estimator"):
-        load(_rewrite(archive, tmp_path / "r.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "r.skdivae", edit))
 
 
 @pytest.mark.parametrize("name", ["O,i4", "M8[s]", "c16"])
 def test_object_holding_datetime_and_complex_dtypes_are_refused(archive, tmp_path, name):
-    edit = _manifest_edit(lambda m: m["root"]["state"].update(
+    edit = manifest_edit(lambda m: m["root"]["state"].update(
         extra_={"__type__": "dtype", "name": name}))
     with pytest.raises(UnsafeArchiveError, match="not allowed"):
-        load(_rewrite(archive, tmp_path / "d.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "d.skdivae", edit))
 
 
 @pytest.mark.parametrize("values", [np.zeros(3, dtype="M8[s]"), np.zeros(3, dtype=complex)])
 def test_datetime_and_complex_arrays_are_refused(archive, tmp_path, values):
     edit = _arrays_edit(lambda arrays, manifest: arrays.update({next(iter(arrays)): values}))
     with pytest.raises(UnsafeArchiveError, match="are not allowed"):
-        load(_rewrite(archive, tmp_path / "c.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "c.skdivae", edit))
 
 
 @pytest.mark.parametrize("name", ["offset_", "n_features_in_", "score_center_"])
@@ -471,17 +451,17 @@ def test_a_fitted_state_with_attributes_missing_is_refused(archive, tmp_path, na
         if name == "score_center_":  # needed by the combined scores
             m["root"]["params"]["anomaly_score"] = "min(elbo,log_prior)"
 
-    edit = _manifest_edit(change)
+    edit = manifest_edit(change)
     with pytest.raises(UnsafeArchiveError, match="lacks|weights belong"):
-        load(_rewrite(archive, tmp_path / "m.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "m.skdivae", edit))
 
 
 @pytest.mark.parametrize("change", [dict(alignment_weight=-1.0), dict(n_threads=0),
                                     dict(anomaly_score="anything")])
 def test_loaded_parameters_are_validated_by_the_estimators_constraints(archive, tmp_path, change):
-    edit = _manifest_edit(lambda m: m["root"]["params"].update(change))
+    edit = manifest_edit(lambda m: m["root"]["params"].update(change))
     with pytest.raises(UnsafeArchiveError, match="invalid parameters"):
-        load(_rewrite(archive, tmp_path / "p.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "p.skdivae", edit))
 
 
 def test_thread_counts_are_bounded_by_the_machine(archive, tmp_path, X):
@@ -491,8 +471,8 @@ def test_thread_counts_are_bounded_by_the_machine(archive, tmp_path, X):
 
     with torch_threads(10_000):
         assert torch.get_num_threads() <= (os.cpu_count() or 1)
-    edit = _manifest_edit(lambda m: m["root"]["params"].update(n_threads=128))
-    est = load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+    edit = manifest_edit(lambda m: m["root"]["params"].update(n_threads=128))
+    est = load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
     assert np.isfinite(est.score_samples(X)).all()
 
 
@@ -501,7 +481,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(archive, tmp_path):
         members["arrays.npz"] = bytes(80 * 2**20)  # 80 MiB of zeros: about 80 kB deflated
         return members
 
-    src = _rewrite(archive, tmp_path / "b.skdivae", lambda m: m)
+    src = rewrite_archive(archive, tmp_path / "b.skdivae", lambda m: m)
     with zipfile.ZipFile(src) as zf:
         members = bomb({n: zf.read(n) for n in zf.namelist()})
     path = tmp_path / "bomb.skdivae"
@@ -525,9 +505,9 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(archive, tmp_path):
 def test_a_huge_prior_or_aligner_setting_is_refused_before_it_is_built(archive, tmp_path, param, spec):
     # Refused by the size check, which runs before any module is built (before it, these
     # settings allocated gigabytes).
-    edit = _manifest_edit(lambda m: m["root"]["params"].update({param: spec}))
+    edit = manifest_edit(lambda m: m["root"]["params"].update({param: spec}))
     with pytest.raises(UnsafeArchiveError, match="needs at least|describe .* layers"):
-        load(_rewrite(archive, tmp_path / "h.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "h.skdivae", edit))
 
 
 def test_a_network_layout_that_differs_from_the_weights_is_refused_before_allocation(
@@ -540,8 +520,8 @@ def test_a_network_layout_that_differs_from_the_weights_is_refused_before_alloca
 
     spec = {"__type__": "estimator", "class": "skdivae.GaussianMixturePrior",
             "params": {"n_components": 2, "kl": "bound"}, "state": {}}
-    edit = _manifest_edit(lambda m: m["root"]["params"].update({"prior": spec}))
-    path = _rewrite(archive, tmp_path / "l.skdivae", edit)
+    edit = manifest_edit(lambda m: m["root"]["params"].update({"prior": spec}))
+    path = rewrite_archive(archive, tmp_path / "l.skdivae", edit)
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("memory allocated for a network that does not fit its weights")
@@ -584,7 +564,7 @@ def test_a_bomb_inside_the_arrays_member_is_refused(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="arrays in arrays.npz would inflate"):
-        load(_rewrite(archive, tmp_path / "n.skdivae", bomb))
+        load(rewrite_archive(archive, tmp_path / "n.skdivae", bomb))
 
 
 def test_an_oversized_manifest_is_refused(archive, tmp_path):
@@ -595,7 +575,7 @@ def test_an_oversized_manifest_is_refused(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match="larger than"):
-        load(_rewrite(archive, tmp_path / "big.skdivae", pad))
+        load(rewrite_archive(archive, tmp_path / "big.skdivae", pad))
 
 
 def test_duplicate_key_check_is_linear(archive, tmp_path):
@@ -607,7 +587,7 @@ def test_duplicate_key_check_is_linear(archive, tmp_path):
         members["skdivae.json"] = (text[:-1] + ', "x": {' + keys + ', "k199999": 0}}').encode()
         return members
 
-    path = _rewrite(archive, tmp_path / "keys.skdivae", many_keys)
+    path = rewrite_archive(archive, tmp_path / "keys.skdivae", many_keys)
     tic = time.perf_counter()
     with pytest.raises(UnsafeArchiveError, match="duplicate key 'k199999'"):
         load(path)
@@ -625,16 +605,16 @@ def test_weights_reused_by_several_networks_and_too_many_estimators_are_refused(
 
     # (a copied DiVAE reuses the stored arrays too: either refusal comes first)
     with pytest.raises(UnsafeArchiveError, match="belong to another network|used twice"):
-        load(_rewrite(archive, tmp_path / "c.skdivae", _manifest_edit(copies(2, "root"))))
+        load(rewrite_archive(archive, tmp_path / "c.skdivae", manifest_edit(copies(2, "root"))))
     # the kept teacher: an estimator without a network, copied 300 times, reuses arrays
     with pytest.raises(UnsafeArchiveError, match="used twice"):
-        load(_rewrite(archive, tmp_path / "d.skdivae", _manifest_edit(copies(300, "density_"))))
+        load(rewrite_archive(archive, tmp_path / "d.skdivae", manifest_edit(copies(300, "density_"))))
     # 300 estimators that hold no arrays
     prior = {"__type__": "estimator", "class": "skdivae.StandardNormalPrior", "params": {},
              "state": {}}
-    edit = _manifest_edit(lambda m: m["root"]["state"].update(history_=[prior] * 300))
+    edit = manifest_edit(lambda m: m["root"]["state"].update(history_=[prior] * 300))
     with pytest.raises(UnsafeArchiveError, match="more than 256 estimators"):
-        load(_rewrite(archive, tmp_path / "e.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "e.skdivae", edit))
 
 
 def test_complex_weights_are_refused(archive, tmp_path):
@@ -644,7 +624,7 @@ def test_complex_weights_are_refused(archive, tmp_path):
         t["encoder.mlp.0.weight"] = torch.complex(v, torch.zeros_like(v))  # complex64
 
     with pytest.raises(UnsafeArchiveError, match="real floating point"):
-        load(_rewrite(archive, tmp_path / "w.skdivae", _weights_edit(change)))
+        load(rewrite_archive(archive, tmp_path / "w.skdivae", _weights_edit(change)))
 
 
 @pytest.mark.parametrize("name, value", [
@@ -657,14 +637,14 @@ def test_fitted_arrays_of_the_wrong_shape_or_type_are_refused(archive, tmp_path,
 
     edit = _arrays_edit(change)
     with pytest.raises(UnsafeArchiveError, match=f"{name} must be a float array"):
-        load(_rewrite(archive, tmp_path / "s.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "s.skdivae", edit))
 
 
 @pytest.mark.parametrize("name, value", [("offset_", "0.5"), ("n_features_in_", "4")])
 def test_fitted_scalars_of_the_wrong_type_are_refused(archive, tmp_path, name, value):
-    edit = _manifest_edit(lambda m: m["root"]["state"].update({name: value}))
+    edit = manifest_edit(lambda m: m["root"]["state"].update({name: value}))
     with pytest.raises(UnsafeArchiveError):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
 
 
 def test_only_regular_files_are_read(tmp_path):
@@ -705,7 +685,7 @@ def test_a_malformed_array_layout_is_refused(tmp_path, flip):
         layouts[0]["flip"] = flip
 
     with pytest.raises(UnsafeArchiveError, match="layout"):
-        load(_rewrite(tmp_path / "p.skdivae", tmp_path / "bad.skdivae", _manifest_edit(change)))
+        load(rewrite_archive(tmp_path / "p.skdivae", tmp_path / "bad.skdivae", manifest_edit(change)))
 
 
 def test_a_loaded_n_jobs_is_bounded_by_the_cpu_count(tmp_path):
@@ -718,7 +698,7 @@ def test_a_loaded_n_jobs_is_bounded_by_the_cpu_count(tmp_path):
         manifest["root"]["params"]["n_jobs"] = 10**6
         manifest["root"]["state"]["nn_"]["params"]["n_jobs"] = 10**6
 
-    loaded = load(_rewrite(tmp_path / "k.skdivae", tmp_path / "j.skdivae", _manifest_edit(change)))
+    loaded = load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "j.skdivae", manifest_edit(change)))
     assert loaded.n_jobs == loaded.nn_.n_jobs == (os.cpu_count() or 1)
     np.testing.assert_array_equal(loaded.score_samples(X), KNNLogDensity(10).fit(X).score_samples(X))
 
@@ -731,7 +711,7 @@ def _state_key(manifest, name):
 def test_many_tiny_layers_are_refused_before_they_are_laid_out(archive, tmp_path):
     # 5 000 one-unit layers from a file of a few kB: each layer must be among the stored
     # tensors before anything is laid out (before, 20 000 layers took 13 s of CPU).
-    params = _manifest_edit(lambda m: m["root"]["params"].update(hidden_layer_sizes=[1] * 5000))
+    params = manifest_edit(lambda m: m["root"]["params"].update(hidden_layer_sizes=[1] * 5000))
 
     def few_tensors(t):  # enough numbers in all, the first layer and centre as required
         n_features = t["center"].shape[0]
@@ -743,7 +723,7 @@ def test_many_tiny_layers_are_refused_before_they_are_laid_out(archive, tmp_path
         return _weights_edit(few_tensors)(params(members))
 
     with pytest.raises(UnsafeArchiveError, match="describe 10002 layers"):
-        load(_rewrite(archive, tmp_path / "deep.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "deep.skdivae", edit))
 
 
 def test_arrays_are_used_once_and_all_used(archive, tmp_path):
@@ -752,13 +732,13 @@ def test_arrays_are_used_once_and_all_used(archive, tmp_path):
                                                "key": _state_key(manifest, "score_center_")}
 
     with pytest.raises(UnsafeArchiveError, match="used twice"):
-        load(_rewrite(archive, tmp_path / "r.skdivae", _manifest_edit(reuse)))
+        load(rewrite_archive(archive, tmp_path / "r.skdivae", manifest_edit(reuse)))
 
     def extra(arrays, manifest):
         arrays["unused"] = np.zeros(3)
 
     with pytest.raises(UnsafeArchiveError, match="arrays nothing uses"):
-        load(_rewrite(archive, tmp_path / "u.skdivae", _arrays_edit(extra)))
+        load(rewrite_archive(archive, tmp_path / "u.skdivae", _arrays_edit(extra)))
 
 
 def test_counts_of_entries_arrays_and_tensors_are_capped(archive, tmp_path, monkeypatch):
@@ -797,7 +777,7 @@ def test_a_nearest_neighbors_index_is_rebuilt_from_float_rows_only(tmp_path):
         arrays[key] = arrays[key] > 0  # an index rebuilt from it would be 8 times larger
 
     with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float array"):
-        load(_rewrite(tmp_path / "k.skdivae", tmp_path / "b.skdivae", _arrays_edit(to_bool)))
+        load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae", _arrays_edit(to_bool)))
 
 
 def _fitted(est, tmp_path):
@@ -821,14 +801,14 @@ def test_fitted_arrays_that_disagree_with_the_sizes_are_refused(est, name, messa
         arrays[key] = arrays[key][:1]
 
     with pytest.raises(UnsafeArchiveError, match=message):
-        load(_rewrite(path, tmp_path / "bad.skdivae", _arrays_edit(shrink)))
+        load(rewrite_archive(path, tmp_path / "bad.skdivae", _arrays_edit(shrink)))
 
 
 def test_a_teacher_with_a_negative_intrinsic_dimension_is_refused(tmp_path):
     path = _fitted(KNNLogDensity(5, n_components=2), tmp_path)
-    edit = _manifest_edit(lambda m: m["root"]["state"].update(intrinsic_dim_=-1.0))
+    edit = manifest_edit(lambda m: m["root"]["state"].update(intrinsic_dim_=-1.0))
     with pytest.raises(UnsafeArchiveError, match="intrinsic_dim_ must be a positive number"):
-        load(_rewrite(path, tmp_path / "bad.skdivae", edit))
+        load(rewrite_archive(path, tmp_path / "bad.skdivae", edit))
 
 
 def _without(path, dst, names):
@@ -843,7 +823,7 @@ def _without(path, dst, names):
         np.savez(buf, **arrays)
         members["arrays.npz"] = buf.getvalue()
         return members
-    return _rewrite(path, dst, edit)
+    return rewrite_archive(path, dst, edit)
 
 
 def test_an_older_archive_refuses_thresholds_it_cannot_set(X, tmp_path):
@@ -882,4 +862,4 @@ def test_an_archive_without_its_arrays_says_so(archive, tmp_path):
         return members
 
     with pytest.raises(UnsafeArchiveError, match=r"arrays.npz missing"):
-        load(_rewrite(archive, tmp_path / "t.skdivae", edit))
+        load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))

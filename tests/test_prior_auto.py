@@ -1,8 +1,6 @@
 """DiVAE(prior="auto"), the default: the mixture prior in a latent space of one or two
 dimensions, N(0, I) in more; archives written before "auto" keep their prior."""
 
-import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -11,6 +9,18 @@ from skdivae import DiVAE, GaussianMixturePrior, StandardNormalPrior, load, save
 from skdivae._build import resolve_prior
 from skdivae._nn.priors import GaussianMixture, StandardNormal
 from skdivae.priors import LOW_DIM, MIXTURE_COMPONENTS_LOW_DIM, prior_name
+
+from .conftest import manifest_edit, rewrite_archive
+
+
+def _as_version(path, out, version, edit=None):
+    """Copy the archive ``path`` to ``out`` claiming format ``version`` (after ``edit``)."""
+    def change(manifest):
+        manifest["format_version"] = version
+        if edit is not None:
+            edit(manifest)
+
+    return rewrite_archive(path, out, manifest_edit(change))
 
 
 @pytest.mark.parametrize("n_latent", [1, 2, 3, 8])
@@ -61,16 +71,8 @@ def test_an_archive_from_before_auto_without_a_prior_loads_normal(small_tabular,
     est = DiVAE(n_components=2, prior="normal", hidden_layer_sizes=(8,), max_iter=2,
                 random_state=0).fit(small_tabular)
     save(est, tmp_path / "new.skdivae")
-    with zipfile.ZipFile(tmp_path / "new.skdivae") as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    manifest = json.loads(members["skdivae.json"])
-    manifest["format_version"] = 3
-    del manifest["root"]["params"]["prior"]
-    members["skdivae.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(tmp_path / "old.skdivae", "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    old = load(tmp_path / "old.skdivae")
+    old = load(_as_version(tmp_path / "new.skdivae", tmp_path / "old.skdivae", 3,
+                           lambda manifest: manifest["root"]["params"].pop("prior")))
     assert old.prior == "normal" and isinstance(old.module_.prior, StandardNormal)
     np.testing.assert_array_equal(old.score_samples(small_tabular),
                                   est.score_samples(small_tabular))
@@ -83,32 +85,12 @@ def test_an_archive_from_before_auto_that_says_auto_is_refused(small_tabular, tm
     est = DiVAE(n_components=3, hidden_layer_sizes=(8,), max_iter=2,
                 random_state=0).fit(small_tabular)
     save(est, tmp_path / "new.skdivae")
-    with zipfile.ZipFile(tmp_path / "new.skdivae") as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    manifest = json.loads(members["skdivae.json"])
-    assert manifest["root"]["params"]["prior"] == "auto"
-    manifest["format_version"] = 3
-    members["skdivae.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(tmp_path / "old.skdivae", "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+
+    def says_auto(manifest):
+        assert manifest["root"]["params"]["prior"] == "auto"
+
     with pytest.raises(UnsafeArchiveError, match="did not exist in format version 3"):
-        load(tmp_path / "old.skdivae")
-
-
-def _as_version(path, out, version, edit=None):
-    """Copy the archive ``path`` to ``out`` claiming format ``version`` (after ``edit``)."""
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    manifest = json.loads(members["skdivae.json"])
-    manifest["format_version"] = version
-    if edit is not None:
-        edit(manifest)
-    members["skdivae.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out
+        load(_as_version(tmp_path / "new.skdivae", tmp_path / "old.skdivae", 3, says_auto))
 
 
 @pytest.mark.parametrize("version", [3, 4])
