@@ -49,8 +49,10 @@ from .priors import LOW_DIM, GaussianMixturePrior, StandardNormalPrior, VampPrio
 
 
 def _low_dim(n_latent):
-    """Whether ``GaussianMixturePrior(n_components="auto")`` differs from the 10
-    components that ``prior="gmm"`` meant before format version 3."""
+    """Whether ``n_latent`` is a latent size of at most ``LOW_DIM``, where the ``"auto"``
+    options resolve differently: ``GaussianMixturePrior(n_components="auto")`` (not the
+    10 components ``prior="gmm"`` meant before format version 3) and the default aligner
+    with N(0, I) (before format version 5, see ``_aligner_before_version_5``)."""
     return isinstance(n_latent, Integral) and n_latent <= LOW_DIM
 
 

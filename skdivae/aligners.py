@@ -27,12 +27,18 @@ POINT, REDUCTION, SCALING, CALIBRATION, PER_FEATURE = "mean", "auto", "standardi
 REDUCTION_AUTO, REDUCTION_LOW_DIM = "mean", "sqrt"
 
 
-def resolve_per_feature(per_feature, n_latent, fixed_normal_prior):
+def _normal_low_dim(n_latent, fixed_normal_prior):
+    """The regime where the ``"auto"`` options pull hardest: a fixed N(0, I) prior in a
+    latent space of at most ``LOW_DIM`` dimensions (docs/results/calibration_2d.md)."""
+    return bool(fixed_normal_prior and n_latent <= LOW_DIM)
+
+
+def resolve_per_feature(per_feature, n_latent, fixed_normal_prior=False):
     """Whether ``per_feature`` (``"auto"`` or a bool) scales the penalty by the number of
     features: ``"auto"`` does with a fixed N(0, I) prior in a latent space of at most
     ``LOW_DIM`` dimensions (chosen in docs/results/calibration_2d.md), nowhere else."""
     if isinstance(per_feature, str) and per_feature == "auto":
-        return bool(fixed_normal_prior and n_latent <= LOW_DIM)
+        return _normal_low_dim(n_latent, fixed_normal_prior)
     return bool(per_feature)
 
 
@@ -46,7 +52,7 @@ def resolve_delta(delta, n_latent, fixed_normal_prior=False):
     """The Huber threshold that ``delta`` (``"auto"`` or a number) gives in a latent space
     of ``n_latent`` dimensions, with a fixed N(0, I) prior or another."""
     if isinstance(delta, str) and delta == "auto":
-        return DELTA_NORMAL_LOW_DIM if fixed_normal_prior and n_latent <= LOW_DIM else DELTA_AUTO
+        return DELTA_NORMAL_LOW_DIM if _normal_low_dim(n_latent, fixed_normal_prior) else DELTA_AUTO
     return float(delta)
 
 
@@ -54,8 +60,8 @@ def resolve_reduction(reduction, n_latent, fixed_normal_prior=False):
     """The reduction that ``reduction`` (``"auto"``, ``"mean"`` or ``"sqrt"``) gives in a
     latent space of ``n_latent`` dimensions, with a fixed N(0, I) prior or another."""
     if reduction == "auto":
-        low_dim = n_latent <= LOW_DIM and not fixed_normal_prior
-        return REDUCTION_LOW_DIM if low_dim else REDUCTION_AUTO
+        learnable_low_dim = n_latent <= LOW_DIM and not fixed_normal_prior
+        return REDUCTION_LOW_DIM if learnable_low_dim else REDUCTION_AUTO
     return reduction
 
 
