@@ -72,15 +72,16 @@ def detection_fit(data, seed, label, **params):
     return rec
 
 
-def _labelled_fit(label, fit_args):
-    return {**label, **measure_fit(**fit_args)}
+def _labelled_fit(label, fit_args, fit=measure_fit):
+    return {**label, **fit(**fit_args)}
 
 
-def run_fits(records, tasks, cache, n_jobs):
+def run_fits(records, tasks, cache, n_jobs, fit=measure_fit):
     """Run ``tasks``, ``(label, fit_args)`` pairs (the record's identifying fields, and the
-    keyword arguments of :func:`measure_fit`), in parallel; append each record to
-    ``records`` and to ``cache`` (JSON lines) as it finishes, so a cut-off run resumes."""
+    keyword arguments of ``fit``, :func:`measure_fit` unless given), in parallel; append each
+    record to ``records`` and to ``cache`` (JSON lines) as it finishes, so a cut-off run
+    resumes."""
     print(f"{len(records)} fits cached", flush=True)
-    return run_cached(records, tasks, _labelled_fit, cache, n_jobs,
+    return run_cached(records, [(*task, fit) for task in tasks], _labelled_fit, cache, n_jobs,
                       lambda r: " | ".join(f"{k}={v}" for k, v in r.items()
                                            if k not in ("pearson_rho", "time")))
