@@ -153,8 +153,10 @@ def write_markdown(path, results, sizes, settings, wall):
         "",
         "**Caption.** Left column: the VAE without alignment (`aligner=None`); middle: "
         "DiVAE with the paper's direct alignment to rho (`aligner=\"direct_paper\"`); right: "
-        "skdivae's direct alignment (`aligner=\"direct\"`: at the posterior mean, no square "
-        "root, standardised residuals, a learned offset; `docs/alignment.md`). Top: posterior means "
+        "skdivae's direct alignment (`aligner=\"direct\"`: at the posterior mean, residuals in "
+        "standard errors of rho, a learned offset, and, with this learnable prior in a 2-D "
+        "latent space, the paper's square root of the mean penalty; `docs/alignment.md`). "
+        "Top: posterior means "
         "`transform(X)` of the held-out points, coloured by the mixture component that drew "
         "them, with the learned prior's component centres (black x) and contours of "
         "log p_Z (10 levels spanning the top 12 nats). Bottom: the aligned log-prior (log "

@@ -216,6 +216,29 @@ def check_inner_sizes(raw, cap, path, member):
         )
 
 
+def check_search_tree(nn, fit_X, where):
+    """Refuse a neighbour index whose rebuilt search tree would hold more numbers than the
+    data it indexes (plus 1 MiB): ``leaf_size`` comes from the file, and a tree of leaf
+    size 1 over a large, highly compressible ``_fit_X`` would make a small archive
+    allocate hundreds of megabytes. scikit-learn's KD and ball trees hold about
+    ``2 n / leaf_size`` nodes of ``2 d + 4`` numbers; its default leaf size (30) is far
+    inside the bound. ``save`` runs the same check, so what it writes loads."""
+    leaf_size, algorithm = nn.leaf_size, nn.algorithm
+    if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)) \
+            or leaf_size < 1:
+        raise UnsafeArchiveError(f"{where}: leaf_size must be a positive int, got {leaf_size!r}.")
+    if algorithm == "brute":
+        return
+    n_samples, n_features = fit_X.shape
+    nodes = 2 * -(-n_samples // int(leaf_size))
+    if nodes * (2 * n_features + 4) > n_samples * n_features + 2**17:
+        raise UnsafeArchiveError(
+            f"{where}: a search tree with leaf_size={leaf_size} over {n_samples} rows of "
+            f"{n_features} features would hold more numbers than the data it indexes; such "
+            "an index is not saved or loaded (use a larger leaf_size, e.g. the default 30)."
+        )
+
+
 def inflate_cap(file_size):
     """The most bytes the members of a ``file_size``-byte archive may inflate to."""
     return max(MIN_INFLATE_CAP, INFLATE_RATIO * int(file_size))
@@ -304,6 +327,10 @@ def _check_knn_state(est, where):
     if np.ndim(floor) != 0 or not (np.isfinite(floor) and floor >= 0):
         raise UnsafeArchiveError(f"{where}: _dist_floor must be a non-negative number.")
     fit_dist = getattr(est, "_fit_dist", None)
+    method = getattr(est, "method_", est.method)
+    if method not in ("knn", "pak") or (method == "pak" and fit_dist is None):
+        raise UnsafeArchiveError(f"{where}: method_ must be 'knn', or 'pak' with the "
+                                 "training distances (_fit_dist).")
     if fit_dist is not None and (
         _shape_of(fit_dist) is None or fit_dist.ndim != 2 or fit_dist.shape[0] != n_fit
         or fit_dist.shape[1] < k

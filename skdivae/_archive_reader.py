@@ -26,6 +26,7 @@ from ._archive_checks import (
     check_divae_state,
     check_fitted_shapes,
     check_inner_sizes,
+    check_search_tree,
     check_state_names,
     count_tensors,
     divae_required_state,
@@ -98,9 +99,12 @@ class _Reader:
                     self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node["items"])
                 )
             if kind == "dict":
-                return {
-                    str(k): self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in node["items"]
-                }
+                out = {}
+                for k, v in node["items"]:
+                    if str(k) in out:  # as for the manifest's own keys: no silent last-wins
+                        raise UnsafeArchiveError(f"{where}: the key {str(k)!r} is repeated.")
+                    out[str(k)] = self.decode(v, f"{where}[{k!r}]", depth + 1)
+                return out
             if kind == "scalar":
                 dtype = np.dtype(str(node["dtype"]))
                 if dtype.kind not in "biuf":
@@ -206,6 +210,7 @@ class _Reader:
             if not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2 or fit_X.dtype.kind != "f":
                 # (a bool or int array would grow 8-fold when the index is rebuilt)
                 raise UnsafeArchiveError(f"{where}: _fit_X must be a 2-D float array.")
+            check_search_tree(est, fit_X, where)
             return est.fit(fit_X)
         check_state_names(cls, state, where)
         if getattr(est, "memory", None) is not None:
@@ -256,9 +261,12 @@ class _Reader:
         except (SafetensorError, ValueError) as exc:
             raise UnsafeArchiveError(f"{where}: unreadable weights ({exc}).") from exc
         check_architecture(est, tensors, where)
-        odd = [name for name, t in tensors.items() if not t.is_floating_point()]
-        if odd:  # complex or integer tensors would be cast silently by load_state_dict
-            raise UnsafeArchiveError(f"{where}: weights must be real floating point, not {odd[:3]}.")
+        odd = [name for name, t in tensors.items()
+               if t.dtype not in (torch.float64, torch.float32)]
+        if odd:  # load_state_dict would cast them silently: complex or integer values, or
+            # half-precision ones that pass the size checks and grow four-fold in float64
+            raise UnsafeArchiveError(f"{where}: weights must be float64 (as save writes them) "
+                                     f"or float32, not {odd[:3]}.")
         bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
         if bad:
             raise UnsafeArchiveError(f"{where}: non-finite values in the weights {bad[:3]}.")

@@ -12,6 +12,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.neighbors import NearestNeighbors
 
+from ._archive_checks import check_search_tree
 from ._archive_format import ARRAYS, FORMAT, FORMAT_VERSION, MANIFEST, NAMES
 from ._build import network_matches
 from ._divae import DiVAE
@@ -108,7 +109,9 @@ class _Writer:
         state = {k: v for k, v in vars(est).items()
                  if k not in params and k != "_block_trainer_"}
         if isinstance(est, NearestNeighbors) and "_fit_X" in state:
-            # Only the data: the search tree is rebuilt by fitting on it again.
+            # Only the data: the search tree is rebuilt by fitting on it again (within the
+            # bound load keeps to).
+            check_search_tree(est, np.asarray(state["_fit_X"]), where)
             state = {"_fit_X": state["_fit_X"]}
         if "module_" in state:
             buffer = io.BytesIO()
@@ -141,10 +144,12 @@ def save(estimator, path):
     Parameters
     ----------
     estimator : DiVAE, KNNLogDensity or Pipeline
-        A fitted estimator built from the classes in ``skdivae._archive_format.SUPPORTED``
+        An estimator built from the classes in ``skdivae._archive_format.SUPPORTED``
         (skdivae's estimators, priors and aligners; ``Pipeline``, the standard
         scalers, ``PCA``, ``GaussianMixture`` and ``NearestNeighbors`` from
-        scikit-learn). A DiVAE's ``density`` must be one of them too.
+        scikit-learn). A DiVAE's ``density`` must be one of them too. Usually
+        fitted; an unfitted one is saved too, and loads unfitted with the same
+        parameters (as ``pickle`` would keep it).
     path : str or path-like
         Where to write the archive (a zip file).
 

@@ -26,6 +26,17 @@ from ._torch_utils import torch_threads
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 
+#: The parameters that take an object with parameters of its own, and how to pass one
+#: (the example set_params gives when a nested parameter is set on a name or None).
+_NESTED_OBJECTS = {
+    "density": "density=KNNLogDensity(30, n_components=8) (the default teacher on 8 PCA "
+               "dimensions; None builds it at fit, capped by the number of features)",
+    "prior": "prior=GaussianMixturePrior() (skdivae.priors: StandardNormalPrior, "
+             "GaussianMixturePrior, VampPrior)",
+    "aligner": "aligner=FlowAligner() or aligner=DirectAligner() (skdivae.aligners)",
+}
+
+
 class DiVAE(
     GenerativeMixin,
     OutputsMixin,
@@ -60,8 +71,8 @@ class DiVAE(
         Hidden-layer activation.
     prior : {"auto", "normal", "gmm", "vamp"} or prior object, default="auto"
         Latent prior; a :mod:`skdivae.priors` object sets its size, e.g.
-        ``GaussianMixturePrior(n_components=5)`` (tunable as
-        ``prior__n_components``). ``"normal"`` is N(0, I); ``"gmm"`` is
+        ``GaussianMixturePrior(n_components=5)`` (passed as an object,
+        tunable as ``prior__n_components``). ``"normal"`` is N(0, I); ``"gmm"`` is
         ``GaussianMixturePrior()``: 10 components, 40 when ``n_components``
         is 1 or 2 (``docs/results/mixture_components_2d.md``). ``"auto"`` is
         ``"normal"`` when ``n_components`` is 3 or more (the tabular regime,
@@ -82,7 +93,8 @@ class DiVAE(
         (``"direct"``: the formulation chosen in ``docs/alignment.md``;
         ``"direct_paper"``: the paper's exact formulation,
         ``DirectAligner.paper()``) or the flow-corrected
-        :class:`~skdivae.FlowAligner` (tunable as ``aligner__n_layers``...).
+        :class:`~skdivae.FlowAligner` (passed as an object, tunable as
+        ``aligner__n_layers``...).
         ``None`` (or ``"none"``) trains the plain VAE baseline.
     alignment_weight : float, default=1.0
         Weight ``lambda`` of the alignment penalty after warm-up; 0 trains
@@ -99,7 +111,9 @@ class DiVAE(
         estimator with ``fit`` and ``score_samples`` works (KernelDensity,
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
         ``log_density_err_`` are used when present, else ``score_samples``
-        with unit errors. Tunable as ``density__n_neighbors``.
+        with unit errors. Pass it as an object to tune it, e.g.
+        ``density=KNNLogDensity(30, n_components=8)`` and then
+        ``density__n_neighbors``.
     beta : float, default=1.0
         Weight of the KL term after warm-up.
     beta_warmup, alignment_warmup : "auto", float in [0, 1] or int >= 0, \
@@ -406,13 +420,37 @@ class DiVAE(
             self._forget_fit()
             raise
 
-    def _validate_params(self):
-        """The parameter constraints, plus what they cannot say: ``n_threads`` is not a
-        boolean (``Interval(Integral, ...)`` lets ``True`` pass as 1). fit, scoring after
-        ``set_params`` and ``load`` all come through here."""
-        super()._validate_params()
-        if isinstance(self.n_threads, bool):
-            raise ValueError(f"n_threads must be 'auto', a positive int or None, got {self.n_threads!r}.")
+    def set_params(self, **params):
+        """Set the parameters of this estimator, as scikit-learn's ``set_params``.
+
+        A nested parameter (``density__n_neighbors``, ``prior__n_components``,
+        ``aligner__n_layers``) needs an object to set it on: with the default
+        ``density=None`` or a named ``prior`` or ``aligner`` (a string), the
+        error says which object to pass, e.g. ``density=KNNLogDensity(30,
+        n_components=8)`` or ``prior=GaussianMixturePrior()``.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : DiVAE
+            This estimator.
+        """
+        for key in params:
+            name, nested, sub = key.partition("__")
+            if not nested or name not in _NESTED_OBJECTS:
+                continue
+            current = params[name] if name in params else getattr(self, name, None)
+            if current is None or isinstance(current, str):
+                raise ValueError(
+                    f"cannot set {key!r}: {name}={current!r} is "
+                    + ("a name, not an object" if isinstance(current, str) else "not an object")
+                    + f"; pass the object to tune its parameters, e.g. {_NESTED_OBJECTS[name]}."
+                )
+        return super().set_params(**params)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def _validated_fit(self, X):
@@ -429,8 +467,6 @@ class DiVAE(
     def _check_training_input(self, X):
         """What the parameter constraints cannot say, checked before any work."""
         layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
-        if isinstance(self.n_components, bool):
-            raise ValueError(f"n_components must be a positive int, got {self.n_components!r}.")
         if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "

@@ -97,7 +97,11 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     n_components_ : int
         Dimension of the space the estimate lives in.
     intrinsic_dim_ : float
-        Dimension used for the ball volumes.
+        Dimension used for the ball volumes (the TWO-NN estimate is kept
+        within ``[1, n_components_]``, with a warning when it falls outside).
+    method_ : {"knn", "pak"}
+        The estimator that scoring uses: ``method`` at fit (changing it with
+        ``set_params`` takes a refit).
     pca_ : PCA or None
         The fitted projection, if ``n_components`` is set.
     nn_ : NearestNeighbors
@@ -187,7 +191,6 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the projection and neighbour index; estimate the training densities.
 
@@ -201,8 +204,26 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : KNNLogDensity
-            The fitted estimator.
+            The fitted estimator. A fit that fails leaves it unfitted, also when
+            it had been fitted before.
         """
+        try:
+            return self._validated_fit(X)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self):
+        """Remove every fitted attribute, so that a refit keeps nothing of an earlier fit
+        (``_fit_dist`` of a ``method="pak"`` fit under a later ``"knn"`` one) and a failed
+        fit leaves an unfitted estimator."""
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
+        for name in fitted + [k for k in ("_fit_dist", "_dist_floor") if k in vars(self)]:
+            delattr(self, name)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _validated_fit(self, X):
+        self._forget_fit()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
         n_samples, n_features = X.shape
         peak = float(np.max(np.abs(X)))
@@ -262,11 +283,12 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         if self.intrinsic_dim is None:
             self.intrinsic_dim_ = float(self.n_components_)
         elif self.intrinsic_dim == "twonn":
-            self.intrinsic_dim_ = twonn_dimension(dist[:, 0], dist[:, 1])
+            self.intrinsic_dim_ = self._clamped(twonn_dimension(dist[:, 0], dist[:, 1]))
         else:
             self.intrinsic_dim_ = float(self.intrinsic_dim)
 
         dist, ind = dist[:, : self.n_neighbors_], ind[:, : self.n_neighbors_]
+        self.method_ = self.method  # what scoring uses, whatever set_params says later
         if self.method == "pak":
             self._fit_dist = dist
         estimate = self._estimate(dist, ind, n_ref=n_index - 1)
@@ -274,6 +296,23 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             estimate = self._with_queried_rows(Z, estimate)
         self.log_density_, self.log_density_err_, self.kstar_ = estimate
         return self
+
+    def _clamped(self, dim):
+        """The TWO-NN dimension within ``[1, n_components_]``, with a warning when it was
+        outside: many tied or duplicated distances make the ratio of the two nearest
+        ones degenerate (a lattice, repeated rows), and the estimate is then meaningless."""
+        upper = float(max(self.n_components_, 1))
+        if 1.0 <= dim <= upper:
+            return dim
+        clamped = min(max(dim, 1.0), upper)
+        warnings.warn(
+            f"the TWO-NN intrinsic dimension came out as {dim:.3g}, outside [1, "
+            f"{upper:g}] (the dimension of the space it was estimated in); using "
+            f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
+            "unreliable: pass intrinsic_dim as a number.",
+            UserWarning,
+        )
+        return clamped
 
     def _subsample(self, n_samples):
         """Sorted rows to index, or ``None`` for all of them (``max_samples``)."""
@@ -308,7 +347,8 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     def _estimate(self, dist, ind, n_ref):
         """Log-density, error and k used, from neighbour distances/indices into the training set."""
         d = self.intrinsic_dim_
-        if self.method == "knn":
+        # (a model saved before method_ existed was scored with its method parameter)
+        if getattr(self, "method_", self.method) == "knn":
             k = self.n_neighbors_
             log_density, err = knn_log_density(dist, k, n_ref, d)
             return log_density, err, np.full(dist.shape[0], k, dtype=np.intp)

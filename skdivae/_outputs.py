@@ -105,8 +105,15 @@ class OutputsMixin:
         check_is_fitted(self)
         # Parameters changed with set_params after fit are checked as fit checks them.
         self._validate_params()
+        fitted_likelihood = self.module_.likelihood
+        if self.likelihood != fitted_likelihood:  # the network scores what it was trained for
+            raise ValueError(
+                f"likelihood={self.likelihood!r} was set after fit, but this DiVAE was fitted "
+                f"with likelihood={fitted_likelihood!r} and its network scores that one: set "
+                "it back, or refit."
+            )
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        if fitted_likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "this DiVAE was fitted with likelihood='bernoulli', which scores values in "
                 f"[0, 1] only; X has values in [{X.min():.3g}, {X.max():.3g}]. Rescale X as "
@@ -273,6 +280,11 @@ class OutputsMixin:
         judges fits of several weights on held-out rows and keeps the one it
         judged (``docs/results/holdout_weight_choice.md``); with anomaly labels,
         search with ``scoring=skdivae.model_selection.anomaly_roc_auc``.
+
+        The ELBO is a log-density in the units of the features the DiVAE
+        receives: behind a ``StandardScaler`` in a Pipeline it differs from a
+        bare DiVAE's on the same rows by a constant (the sum of the logs of the
+        scaler's scales). Compare scores between models fed the same features.
 
         Parameters
         ----------

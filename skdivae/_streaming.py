@@ -78,6 +78,10 @@ class RowBlocks:
             self.bounds = [(i, int(a), int(b)) for i, (a, b) in enumerate(zip(starts, starts[1:]))
                            if b > a]
         self.n_rows, self.n_features = int(self._array.shape[0]), int(self._array.shape[1])
+        _check_kind(self._array.dtype)
+        if self.n_features == 0:
+            raise ValueError(f"X has 0 features (shape {tuple(self._array.shape)}); DiVAE "
+                             "needs at least one.")
 
     def __len__(self):
         return len(self.bounds)
@@ -99,6 +103,7 @@ class RowBlocks:
         return self._checked(data, start), start
 
     def _checked(self, data, start):
+        _check_kind(np.asarray(data).dtype)
         try:
             data = np.array(data, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -110,6 +115,15 @@ class RowBlocks:
             where = "" if start is None else f" (in the block from row {start})"
             raise ValueError(f"Input X contains NaN or infinity{where}.")
         return data
+
+
+def _check_kind(dtype):
+    """Refuse what scikit-learn's ``validate_data`` refuses in memory (complex numbers,
+    dates, strings): a cast to float64 would drop an imaginary part or turn a date into
+    a number without a word. Object blocks are cast, which fails for non-numbers."""
+    if dtype.kind not in "biufO":
+        raise ValueError(f"X has dtype {dtype}; DiVAE needs real numbers (bool, int or "
+                         "float), as in memory.")
 
 
 def _dask_kind(X):

@@ -6,28 +6,28 @@ every import of it here means a change upstream touches one file.
 
 from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     HasMethods,
-    Interval,
     RealNotInt,
     StrOptions,
 )
+from sklearn.utils._param_validation import Interval as _SklearnInterval
+
+
+class Interval(_SklearnInterval):
+    """scikit-learn's ``Interval``, except that a boolean is never a number in it.
+
+    ``True`` is an ``int`` to Python, so ``Interval(Integral, 1, None)`` would let
+    ``max_iter=True`` pass as 1 epoch and ``Interval(Real, 0, None)`` would let
+    ``alignment_weight=True`` pass as 1.0; a boolean given for a number is a mistake
+    to report, not a value to use.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
 
 __all__ = [
     "HasMethods",
     "Interval",
     "RealNotInt",
     "StrOptions",
-    "validate",
 ]
-
-
-def validate(estimator, integers=()):
-    """``estimator._validate_params()``, and the ``integers`` parameters may not be
-    booleans (scikit-learn's ``Interval(Integral, ...)`` lets ``True`` pass as 1)."""
-    estimator._validate_params()
-    for name in integers:
-        value = getattr(estimator, name)
-        if isinstance(value, bool):
-            raise ValueError(
-                f"The {name!r} parameter of {type(estimator).__name__} must be an int, not a "
-                f"boolean; got {value!r}."
-            )

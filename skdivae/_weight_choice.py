@@ -107,8 +107,8 @@ def _within_budget(elbo, elbo_budget):
     return finite & (elbo >= elbo[finite].max() - elbo_budget)
 
 
-def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fraction=0.2,
-                            elbo_budget=0.05, random_state=None):
+def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
+                            holdout_fraction=0.2, elbo_budget=0.05, random_state=None):
     """Choose the alignment weight without labels, and keep the chosen fit.
 
     Holds out ``holdout_fraction`` of the rows of ``X`` at random and fits one
@@ -141,6 +141,9 @@ def choose_alignment_weight(estimator, X, weights=DEFAULT_WEIGHTS, *, holdout_fr
         Unfitted; it is cloned, never modified.
     X : array-like of shape (n_samples, n_features)
         Unlabelled training data.
+    y : Ignored
+        Not used (the choice needs no labels), present for API consistency,
+        as in ``DiVAE.fit``.
     weights : sequence of float >= 0, default=(0, 0.3, 1, 3, 10)
         The alignment weights to try, each once (0 trains without alignment).
     holdout_fraction : float in (0, 1), default=0.2

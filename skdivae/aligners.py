@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 from ._nn.aligners import Direct, FlowCorrected
 from ._nn.contracts import AlignerModule
 from ._nn.flow import CouplingFlow
-from ._validation import Interval, StrOptions, validate
+from ._validation import Interval, StrOptions
 from .priors import LOW_DIM
 
 __all__ = ["DirectAligner", "FlowAligner", "AlignerModule"]
@@ -247,7 +247,7 @@ class FlowAligner(BaseEstimator):
 
     def build(self, *, n_latent, n_features, density_dim):
         """Create the torch module; its PCA buffers are set from the data in ``fit``."""
-        validate(self, integers=("n_layers", "hidden_units", "update_every"))
+        self._validate_params()
         flow = CouplingFlow(n_latent, self.n_layers, self.hidden_units)
         return FlowCorrected(
             flow,

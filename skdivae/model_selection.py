@@ -14,6 +14,7 @@ weight on most data (``docs/results/model_selection.md``).
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.validation import _num_samples
 
 from ._divae import DiVAE
 from ._residuals import final_step
@@ -28,7 +29,9 @@ def anomaly_labels(y):
 
     ``{0, 1}`` labels follow ADBench and PyOD (1 = anomaly); ``{-1, 1}`` labels
     follow scikit-learn's outlier detectors (-1 = outlier). Booleans mean
-    "is an anomaly".
+    "is an anomaly". Labels that are all 1 fit both conventions and are read
+    as 0/1 (every row an anomaly); for -1/+1 labels without an outlier, pass
+    ``y == -1`` as booleans.
 
     Parameters
     ----------
@@ -115,6 +118,9 @@ def anomaly_roc_auc(estimator, X, y):
     True
     """
     is_anomaly = anomaly_labels(y)
+    if is_anomaly.ndim != 1 or len(is_anomaly) != _num_samples(X):
+        raise ValueError(f"y must hold one label per row of X: y has shape {is_anomaly.shape} "
+                         f"and X {_num_samples(X)} rows.")
     if is_anomaly.all() or not is_anomaly.any():
         values = set(np.unique(np.asarray(y)).tolist())
         holds = ("only the label 1 (all anomalies as 0/1 labels, all normal rows as -1/+1 "

@@ -15,7 +15,7 @@ from numbers import Integral
 
 from sklearn.base import BaseEstimator
 
-from ._validation import Interval, StrOptions, validate
+from ._validation import Interval, StrOptions
 
 from ._nn.contracts import PriorModule
 from ._nn.kl import KL_ESTIMATORS
@@ -109,7 +109,7 @@ class GaussianMixturePrior(BaseEstimator):
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        validate(self, integers=("n_components",))
+        self._validate_params()
         n_mix = mixture_components(self.n_components, n_latent)
         return GaussianMixture(n_latent, n_mix, kl_estimator=self.kl)
 
@@ -145,7 +145,7 @@ class VampPrior(BaseEstimator):
 
     def build(self, *, n_latent, n_features):
         """Create the torch module for a latent space of ``n_latent`` dimensions."""
-        validate(self, integers=("n_components",))
+        self._validate_params()
         return Vamp(n_latent, n_features, self.n_components, kl_estimator=self.kl)
 
 

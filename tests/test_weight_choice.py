@@ -138,3 +138,10 @@ def test_an_undefined_agreement_is_nan_and_the_best_elbo_decides(no_convergence_
     assert np.isnan(choice.results["prior_agreement"]).all()
     elbo = choice.results["elbo_per_feature"]
     assert choice.alignment_weight == [0.0, 1.0][int(np.argmax(elbo))]
+
+
+def test_labels_passed_as_in_scikit_learn_are_ignored(X):
+    y = np.r_[np.zeros(len(X) - 5), np.ones(5)]
+    with_y = choose_alignment_weight(DiVAE(**FAST), X, y, weights=[0.0, 1.0], random_state=0)
+    without = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 1.0], random_state=0)
+    assert with_y.results == without.results

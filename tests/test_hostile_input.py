@@ -1,0 +1,143 @@
+"""Silent wrong answers and archive costs found by a hostile-input battery: each test is
+one finding, and what a scikit-learn user expects instead."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+from sklearn.exceptions import NotFittedError
+from sklearn.neighbors import NearestNeighbors
+
+from skdivae import DiVAE, KNNLogDensity, UnsafeArchiveError, load, save
+from skdivae.aligners import DirectAligner
+from skdivae.model_selection import anomaly_roc_auc
+
+from .conftest import FAST, manifest_edit, rewrite_archive
+
+
+def test_likelihood_changed_after_fit_is_refused_not_scored_with_the_other_network():
+    Xb = (np.random.default_rng(0).random((80, 5)) < 0.3).astype(float)
+    est = DiVAE(**FAST, likelihood="bernoulli").fit(Xb)
+    est.set_params(likelihood="gaussian")
+    with pytest.raises(ValueError, match="fitted with likelihood='bernoulli'"):
+        est.score_samples(-2 * np.ones((1, 5)))
+    est.set_params(likelihood="bernoulli")  # set back: scores again
+    assert np.isfinite(est.score_samples(Xb)).all()
+
+
+@pytest.mark.parametrize("values", [
+    lambda X: X + 1j,
+    lambda X: X.astype("i8").astype("M8[s]"),
+])
+def test_a_memmap_of_complex_or_dates_is_refused_as_in_memory(values, X, tmp_path):
+    data = values(X[:60, :3])
+    mm = np.memmap(tmp_path / "x.dat", data.dtype, "w+", shape=data.shape)
+    mm[:] = data
+    mm.flush()
+    with pytest.raises(ValueError, match="needs real numbers"):
+        DiVAE(**FAST).fit(np.memmap(tmp_path / "x.dat", data.dtype, "r", shape=data.shape))
+
+
+@pytest.mark.parametrize("params", [
+    dict(max_iter=True), dict(batch_size=True), dict(n_iter_no_change=True),
+    dict(alignment_weight=True), dict(aligner=DirectAligner(delta=True)),
+])
+def test_a_boolean_for_a_number_is_refused(params, X):
+    with pytest.raises(ValueError, match="Got True instead"):
+        DiVAE(**{**FAST, **params}).fit(X)
+    with pytest.raises(ValueError, match="Got True instead"):
+        KNNLogDensity(True).fit(X)
+
+
+def test_knn_density_scores_with_the_method_it_was_fitted_with(X):
+    est = KNNLogDensity(10, method="pak").fit(X)
+    before = est.score_samples(X[:5])
+    est.set_params(method="knn")
+    np.testing.assert_array_equal(est.score_samples(X[:5]), before)
+    assert est.method_ == "pak"
+
+
+def test_a_knn_refit_after_a_pak_fit_keeps_nothing_of_it_and_round_trips(X, tmp_path):
+    est = KNNLogDensity(5, method="pak").fit(X)
+    est.set_params(method="knn").fit(X[:50])
+    assert not hasattr(est, "_fit_dist")
+    save(est, tmp_path / "k.skdivae")
+    np.testing.assert_array_equal(load(tmp_path / "k.skdivae").score_samples(X),
+                                  est.score_samples(X))
+
+
+def test_a_failed_knn_refit_leaves_it_unfitted(X):
+    est = KNNLogDensity(5).fit(X)
+    with pytest.raises(ValueError, match="magnitude"):
+        est.fit(np.random.default_rng(0).normal(size=(50, X.shape[1] + 2)) * 1e200)
+    assert not hasattr(est, "n_features_in_") and not hasattr(est, "nn_")
+    with pytest.raises(NotFittedError):
+        est.score_samples(X)
+
+
+def test_twonn_dimension_outside_the_space_is_clamped_with_a_warning():
+    rng = np.random.default_rng(0)
+    lattice = np.stack(np.meshgrid(np.arange(15), np.arange(15)), -1).reshape(-1, 2)
+    with pytest.warns(UserWarning, match="TWO-NN intrinsic dimension"):
+        est = KNNLogDensity(10, intrinsic_dim="twonn").fit(lattice + rng.normal(scale=1e-6, size=lattice.shape))
+    assert 1.0 <= est.intrinsic_dim_ <= 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an ordinary sample: no warning
+        KNNLogDensity(10, intrinsic_dim="twonn").fit(rng.normal(size=(300, 2)))
+
+
+def test_a_neighbour_index_whose_tree_would_outgrow_its_data_is_not_saved_or_loaded(tmp_path):
+    X = np.zeros((300_000, 1))
+    nn = NearestNeighbors(leaf_size=1, algorithm="kd_tree").fit(X[:10])
+    nn._fit_X = X  # what a tampered file would declare (the tree is rebuilt on load)
+    with pytest.raises(UnsafeArchiveError, match="leaf_size=1"):
+        save(nn, tmp_path / "nn.skdivae")
+    ok = NearestNeighbors().fit(np.zeros((50, 1)))
+    save(ok, tmp_path / "ok.skdivae")
+
+    def shrink_leaves(manifest):
+        manifest["root"]["params"]["leaf_size"] = 1
+
+    big = NearestNeighbors().fit(X)
+    save(big, tmp_path / "big.skdivae")
+    rewrite_archive(tmp_path / "big.skdivae", tmp_path / "bad.skdivae", manifest_edit(shrink_leaves))
+    with pytest.raises(UnsafeArchiveError, match="leaf_size=1"):
+        load(tmp_path / "bad.skdivae")
+    assert load(tmp_path / "ok.skdivae").n_samples_fit_ == 50
+
+
+def test_half_precision_weights_are_refused(X, tmp_path):
+    save(DiVAE(**FAST).fit(X), tmp_path / "m.skdivae")
+
+    def to_half(members):
+        name = next(n for n in members if n.endswith(".safetensors"))
+        tensors = load_tensors(members[name])
+        members[name] = save_tensors({k: v.to(torch.float16) for k, v in tensors.items()})
+        return members
+
+    rewrite_archive(tmp_path / "m.skdivae", tmp_path / "half.skdivae", to_half)
+    with pytest.raises(UnsafeArchiveError, match="float64"):
+        load(tmp_path / "half.skdivae")
+
+
+def test_a_repeated_key_inside_a_saved_mapping_is_refused(X, tmp_path):
+    est = DiVAE(**FAST).fit(X)
+    save(est, tmp_path / "m.skdivae")
+
+    def repeat_a_key(manifest):
+        history = manifest["root"]["state"]["history_"]
+        first = history[0]
+        first["items"].append(first["items"][0])
+
+    rewrite_archive(tmp_path / "m.skdivae", tmp_path / "dup.skdivae", manifest_edit(repeat_a_key))
+    with pytest.raises(UnsafeArchiveError, match="repeated"):
+        load(tmp_path / "dup.skdivae")
+
+
+def test_anomaly_roc_auc_names_a_length_mismatch(X):
+    est = DiVAE(**FAST).fit(X)
+    with pytest.raises(ValueError, match="one label per row"):
+        anomaly_roc_auc(est, X, np.zeros(len(X) // 2))
