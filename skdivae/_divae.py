@@ -64,7 +64,10 @@ class DiVAE(
     n_components : int, default=8
         Dimension of the latent space (and, by default, of rho's PCA space,
         capped at the number of features); evidence for the default in
-        ``docs/results/defaults.md``. Use 2 to plot the latent space.
+        ``docs/results/defaults.md``. Use 2 to plot the latent space. Unlike
+        PCA's, it may exceed the number of features (a VAE's latent space is
+        not a projection): ``transform`` then returns ``n_components`` columns
+        while rho's PCA space stays capped.
     hidden_layer_sizes : tuple of int, default=(64, 64)
         Widths of the encoder's hidden layers; the decoder mirrors them.
     activation : {"relu", "tanh", "elu", "logistic"}, default="relu"
