@@ -51,6 +51,15 @@ def _weight_parameter(estimator):
     return "alignment_weight", "keep_density"
 
 
+def _fixed_normal_low_dim(model, X_out):
+    """Whether the fitted DiVAE of ``model`` has a fixed N(0, I) prior in 1 or 2 latent
+    dimensions: the regime where the ELBO budget rules out every aligned fit."""
+    from ._nn.priors import StandardNormal
+
+    divae, _ = final_step(model, X_out)
+    return isinstance(divae.module_.prior, StandardNormal) and divae.module_.encoder.n_latent <= 2
+
+
 #: Fewest rows on each side of the hold-out split: the criterion is a rank correlation
 #: on the held-out rows, meaningless on two or three of them.
 MIN_ROWS = 10
@@ -129,7 +138,11 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     seeds. The same criterion run as a ``GridSearchCV`` (folds, then a refit)
     did worse than the fixed weight (``docs/results/label_free_weight.md``):
     judge the fits you keep. It picks weight 0 (no alignment) about half the
-    time. The kept fit stores its teacher (``keep_density=True``). A weight
+    time. In a 2-D latent space (``docs/results/weight_choice_2d.md``, where
+    the truth is known) it matched the default weight with the mixture prior,
+    but with a N(0, I) prior every aligned fit lost more held-out ELBO than
+    the budget and it turned alignment off in every setup, far from the best
+    weight: it warns when that happens; keep ``alignment_weight=1`` there. The kept fit stores its teacher (``keep_density=True``). A weight
     whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
     the fits that can still be chosen are kept in memory. The rows are split
     in memory: a ``numpy.memmap`` is read into RAM and fitted in memory, not
@@ -231,6 +244,17 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
         pick = int(candidates[np.argmax(np.asarray(elbo)[candidates])])
     else:
         pick = int(candidates[np.nanargmax(scores)])
+    aligned = np.asarray(weights) > 0
+    if weights[pick] == 0 and np.isfinite(np.asarray(elbo)[aligned]).any() \
+            and not within[aligned].any() and _fixed_normal_low_dim(fits[pick], X_out):
+        warnings.warn(
+            "choose_alignment_weight turned alignment off (weight 0): with a N(0, I) prior "
+            "in a latent space of 1 or 2 dimensions every aligned fit loses more held-out "
+            "ELBO than elbo_budget, since the layout that lets the log-prior follow rho "
+            "costs about a nat per feature there; the criterion then picked 0 in every "
+            "setup of docs/results/weight_choice_2d.md. For a log-prior that follows rho, "
+            "keep alignment_weight=1 (or use prior='gmm', where the choice works).",
+            UserWarning, stacklevel=2)
     results = {"alignment_weight": weights, "elbo_per_feature": elbo,
                "prior_agreement": agreement, "within_budget": within.tolist()}
     return WeightChoice(fits[pick], weights[pick], results)

@@ -145,3 +145,20 @@ def test_labels_passed_as_in_scikit_learn_are_ignored(X):
     with_y = choose_alignment_weight(DiVAE(**FAST), X, y, weights=[0.0, 1.0], random_state=0)
     without = choose_alignment_weight(DiVAE(**FAST), X, weights=[0.0, 1.0], random_state=0)
     assert with_y.results == without.results
+
+
+def test_a_warning_says_why_alignment_was_turned_off_with_n01_in_2d():
+    import warnings
+
+    from skdivae.datasets import RotatedGaussianMixture
+
+    X, _ = RotatedGaussianMixture(4, 10, random_state=0).sample(600, random_state=0)
+    est = DiVAE(n_components=2, prior="normal", max_iter=20, hidden_layer_sizes=(16,),
+                random_state=0)
+    with pytest.warns(UserWarning, match="turned alignment off"):
+        choice = choose_alignment_weight(est, X, weights=[0.0, 1.0], random_state=0)
+    assert choice.alignment_weight == 0.0 and choice.results["within_budget"] == [True, False]
+    with warnings.catch_warnings():  # the mixture prior: no such warning
+        warnings.filterwarnings("error", message="choose_alignment_weight turned")
+        choose_alignment_weight(est.set_params(prior="gmm"), X, weights=[0.0, 1.0],
+                                random_state=0)
