@@ -217,25 +217,28 @@ def check_inner_sizes(raw, cap, path, member):
 
 
 def check_search_tree(nn, fit_X, where):
-    """Refuse a neighbour index whose rebuilt search tree would hold more numbers than the
-    data it indexes (plus 1 MiB): ``leaf_size`` comes from the file, and a tree of leaf
-    size 1 over a large, highly compressible ``_fit_X`` would make a small archive
-    allocate hundreds of megabytes. scikit-learn's KD and ball trees hold about
-    ``2 n / leaf_size`` nodes of ``2 d + 4`` numbers; its default leaf size (30) is far
-    inside the bound. ``save`` runs the same check, so what it writes loads."""
+    """Refuse a neighbour index whose rebuilt search tree would be both large (more than
+    ``MIN_INFLATE_CAP`` bytes) and more than twice the size of the data it indexes:
+    ``leaf_size`` comes from the file, and a tree of leaf size 1 over a large, highly
+    compressible ``_fit_X`` would make a small archive allocate hundreds of megabytes.
+    scikit-learn's KD and ball trees hold about ``2 n / leaf_size`` nodes of ``2 d + 4``
+    numbers (an upper bound for ``algorithm="auto"``, which may build none). Every leaf
+    size passes on up to half a million indexed rows, the default (30) on any number.
+    ``save`` runs the same check, so what it writes loads."""
     leaf_size, algorithm = nn.leaf_size, nn.algorithm
     if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)) \
             or leaf_size < 1:
         raise UnsafeArchiveError(f"{where}: leaf_size must be a positive int, got {leaf_size!r}.")
-    if algorithm == "brute":
+    if algorithm == "brute" or not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2:
         return
     n_samples, n_features = fit_X.shape
-    nodes = 2 * -(-n_samples // int(leaf_size))
-    if nodes * (2 * n_features + 4) > n_samples * n_features + 2**17:
+    tree_bytes = 8 * 2 * -(-n_samples // int(leaf_size)) * (2 * n_features + 4)
+    if tree_bytes > max(MIN_INFLATE_CAP, 2 * 8 * fit_X.size):
         raise UnsafeArchiveError(
             f"{where}: a search tree with leaf_size={leaf_size} over {n_samples} rows of "
-            f"{n_features} features would hold more numbers than the data it indexes; such "
-            "an index is not saved or loaded (use a larger leaf_size, e.g. the default 30)."
+            f"{n_features} features would take about {tree_bytes / 2**20:.0f} MiB, more than "
+            "twice the data it indexes; such an index is not saved or loaded (use a larger "
+            "leaf_size, e.g. the default 30)."
         )
 
 

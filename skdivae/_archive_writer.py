@@ -111,7 +111,7 @@ class _Writer:
         if isinstance(est, NearestNeighbors) and "_fit_X" in state:
             # Only the data: the search tree is rebuilt by fitting on it again (within the
             # bound load keeps to).
-            check_search_tree(est, np.asarray(state["_fit_X"]), where)
+            check_search_tree(est, state["_fit_X"], where)
             state = {"_fit_X": state["_fit_X"]}
         if "module_" in state:
             buffer = io.BytesIO()

@@ -29,8 +29,9 @@ from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 #: The parameters that take an object with parameters of its own, and how to pass one
 #: (the example set_params gives when a nested parameter is set on a name or None).
 _NESTED_OBJECTS = {
-    "density": "density=KNNLogDensity(30, n_components=8) (the default teacher on 8 PCA "
-               "dimensions; None builds it at fit, capped by the number of features)",
+    "density": "density=KNNLogDensity(30, n_components=8, max_samples=100_000) (what None "
+               "builds at fit for n_components=8 and at least 8 features; None uses "
+               "min(n_components, n_features) PCA dimensions)",
     "prior": "prior=GaussianMixturePrior() (skdivae.priors: StandardNormalPrior, "
              "GaussianMixturePrior, VampPrior)",
     "aligner": "aligner=FlowAligner() or aligner=DirectAligner() (skdivae.aligners)",
@@ -115,7 +116,8 @@ class DiVAE(
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
         ``log_density_err_`` are used when present, else ``score_samples``
         with unit errors. Pass it as an object to tune it, e.g.
-        ``density=KNNLogDensity(30, n_components=8)`` and then
+        ``density=KNNLogDensity(30, n_components=8, max_samples=100_000)``
+        (the default for ``n_components=8`` and at least 8 features) and then
         ``density__n_neighbors``.
     beta : float, default=1.0
         Weight of the KL term after warm-up.
@@ -430,7 +432,7 @@ class DiVAE(
         ``aligner__n_layers``) needs an object to set it on: with the default
         ``density=None`` or a named ``prior`` or ``aligner`` (a string), the
         error says which object to pass, e.g. ``density=KNNLogDensity(30,
-        n_components=8)`` or ``prior=GaussianMixturePrior()``.
+        n_components=8, max_samples=100_000)`` or ``prior=GaussianMixturePrior()``.
 
         Parameters
         ----------

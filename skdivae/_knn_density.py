@@ -98,7 +98,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         Dimension of the space the estimate lives in.
     intrinsic_dim_ : float
         Dimension used for the ball volumes (the TWO-NN estimate is kept
-        within ``[1, n_components_]``, with a warning when it falls outside).
+        within ``[1, n_components_]``, with a warning when it falls far outside).
     method_ : {"knn", "pak"}
         The estimator that scoring uses: ``method`` at fit (changing it with
         ``set_params`` takes a refit).
@@ -298,20 +298,22 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         return self
 
     def _clamped(self, dim):
-        """The TWO-NN dimension within ``[1, n_components_]``, with a warning when it was
-        outside: many tied or duplicated distances make the ratio of the two nearest
-        ones degenerate (a lattice, repeated rows), and the estimate is then meaningless."""
+        """The TWO-NN dimension within ``[1, n_components_]``: an intrinsic dimension
+        cannot exceed that of the space (the estimate is noisy and often lands a little
+        above it when the data fill the space) nor fall below 1. A warning when it was
+        far outside (above twice the space's, or below 0.5): many tied or duplicated
+        distances make the ratio of the two nearest ones degenerate (a lattice,
+        repeated rows), and the estimate is then meaningless."""
         upper = float(max(self.n_components_, 1))
-        if 1.0 <= dim <= upper:
-            return dim
         clamped = min(max(dim, 1.0), upper)
-        warnings.warn(
-            f"the TWO-NN intrinsic dimension came out as {dim:.3g}, outside [1, "
-            f"{upper:g}] (the dimension of the space it was estimated in); using "
-            f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
-            "unreliable: pass intrinsic_dim as a number.",
-            UserWarning,
-        )
+        if not 0.5 <= dim <= 2 * upper:
+            warnings.warn(
+                f"the TWO-NN intrinsic dimension came out as {dim:.3g}, far outside [1, "
+                f"{upper:g}] (the dimension of the space it was estimated in); using "
+                f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
+                "unreliable: pass intrinsic_dim as a number.",
+                UserWarning,
+            )
         return clamped
 
     def _subsample(self, n_samples):

@@ -119,9 +119,10 @@ class RowBlocks:
 
 def _check_kind(dtype):
     """Refuse what scikit-learn's ``validate_data`` refuses in memory (complex numbers,
-    dates, strings): a cast to float64 would drop an imaginary part or turn a date into
-    a number without a word. Object blocks are cast, which fails for non-numbers."""
-    if dtype.kind not in "biufO":
+    dates and durations, raw records): a cast to float64 would drop an imaginary part or
+    turn a date into a number without a word. Object and string blocks are cast, as in
+    memory, which fails for anything but numbers."""
+    if dtype.kind not in "biufOUS":
         raise ValueError(f"X has dtype {dtype}; DiVAE needs real numbers (bool, int or "
                          "float), as in memory.")
 

@@ -154,9 +154,9 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
         Unfitted; it is cloned, never modified.
     X : array-like of shape (n_samples, n_features)
         Unlabelled training data.
-    y : Ignored
-        Not used (the choice needs no labels), present for API consistency,
-        as in ``DiVAE.fit``.
+    y : None or array-like of shape (n_samples,)
+        Ignored (the choice needs no labels), present for API consistency,
+        as in ``DiVAE.fit``; anything else than one entry per row is refused.
     weights : sequence of float >= 0, default=(0, 0.3, 1, 3, 10)
         The alignment weights to try, each once (0 trains without alignment).
     holdout_fraction : float in (0, 1), default=0.2
@@ -198,6 +198,12 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     weight_name, density_name = _weight_parameter(estimator)
     weights = _check_settings(weights, holdout_fraction, elbo_budget)
     n_samples = _num_samples(X)
+    if y is not None and (np.ndim(y) == 0 or _num_samples(y) != n_samples):
+        # (weights used to be the third argument: a grid passed there must not be ignored)
+        raise ValueError(
+            f"y must be None or hold one label per row of X ({n_samples}); it is ignored, "
+            f"got {np.shape(y)}. Pass the weights to try as weights=[...]."
+        )
     n_out = int(round(holdout_fraction * n_samples))
     if n_out < MIN_ROWS or n_samples - n_out < MIN_ROWS:
         raise ValueError(

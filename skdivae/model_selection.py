@@ -117,6 +117,9 @@ def anomaly_roc_auc(estimator, X, y):
     >>> bool(search.best_score_ > 0.5)
     True
     """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels, as roc_auc_score reads it
+        y = y.ravel()
     is_anomaly = anomaly_labels(y)
     if is_anomaly.ndim != 1 or len(is_anomaly) != _num_samples(X):
         raise ValueError(f"y must hold one label per row of X: y has shape {is_anomaly.shape} "

@@ -84,13 +84,17 @@ def test_twonn_dimension_outside_the_space_is_clamped_with_a_warning():
     with pytest.warns(UserWarning, match="TWO-NN intrinsic dimension"):
         est = KNNLogDensity(10, intrinsic_dim="twonn").fit(lattice + rng.normal(scale=1e-6, size=lattice.shape))
     assert 1.0 <= est.intrinsic_dim_ <= 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an ordinary sample: no warning
-        KNNLogDensity(10, intrinsic_dim="twonn").fit(rng.normal(size=(300, 2)))
+    for seed in range(10):  # ordinary samples that fill their space: clamped, no warning
+        data = np.random.default_rng(seed).normal(size=(300, 3))
+        for n_components in (None, 1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                est = KNNLogDensity(10, intrinsic_dim="twonn", n_components=n_components).fit(data)
+            assert 1.0 <= est.intrinsic_dim_ <= est.n_components_
 
 
 def test_a_neighbour_index_whose_tree_would_outgrow_its_data_is_not_saved_or_loaded(tmp_path):
-    X = np.zeros((300_000, 1))
+    X = np.zeros((1_000_000, 1))  # leaf size 1: a tree of about 90 MiB over 8 MB of data
     nn = NearestNeighbors(leaf_size=1, algorithm="kd_tree").fit(X[:10])
     nn._fit_X = X  # what a tampered file would declare (the tree is rebuilt on load)
     with pytest.raises(UnsafeArchiveError, match="leaf_size=1"):
@@ -107,6 +111,16 @@ def test_a_neighbour_index_whose_tree_would_outgrow_its_data_is_not_saved_or_loa
     with pytest.raises(UnsafeArchiveError, match="leaf_size=1"):
         load(tmp_path / "bad.skdivae")
     assert load(tmp_path / "ok.skdivae").n_samples_fit_ == 50
+
+
+def test_small_leaf_sizes_on_ordinary_data_still_save_and_load(tmp_path):
+    X = np.random.default_rng(0).normal(size=(20_000, 2))
+    for est in (KNNLogDensity(5, n_components=1, leaf_size=3).fit(X),
+                NearestNeighbors(leaf_size=1).fit(X[:, :1])):
+        save(est, tmp_path / "m.skdivae")
+        loaded = load(tmp_path / "m.skdivae")
+        if isinstance(est, KNNLogDensity):
+            np.testing.assert_array_equal(loaded.score_samples(X[:50]), est.score_samples(X[:50]))
 
 
 def test_half_precision_weights_are_refused(X, tmp_path):
@@ -137,7 +151,18 @@ def test_a_repeated_key_inside_a_saved_mapping_is_refused(X, tmp_path):
         load(tmp_path / "dup.skdivae")
 
 
-def test_anomaly_roc_auc_names_a_length_mismatch(X):
+def test_anomaly_roc_auc_names_a_length_mismatch_and_reads_a_column(X):
     est = DiVAE(**FAST).fit(X)
     with pytest.raises(ValueError, match="one label per row"):
         anomaly_roc_auc(est, X, np.zeros(len(X) // 2))
+    y = np.r_[np.zeros(len(X) - 10), np.ones(10)]
+    assert anomaly_roc_auc(est, X, y[:, None]) == anomaly_roc_auc(est, X, y)
+
+
+def test_a_memmap_of_numeric_strings_fits_as_in_memory(X, tmp_path):
+    data = X[:60, :3].round(3).astype("U12")
+    mm = np.memmap(tmp_path / "s.dat", data.dtype, "w+", shape=data.shape)
+    mm[:] = data
+    mm.flush()
+    est = DiVAE(**FAST).fit(np.memmap(tmp_path / "s.dat", data.dtype, "r", shape=data.shape))
+    assert est.n_features_in_ == 3

@@ -147,18 +147,27 @@ def test_labels_passed_as_in_scikit_learn_are_ignored(X):
     assert with_y.results == without.results
 
 
-def test_a_warning_says_why_alignment_was_turned_off_with_n01_in_2d():
+def test_a_weight_grid_passed_where_y_goes_is_refused_not_ignored(X):
+    with pytest.raises(ValueError, match="weights=\\[...\\]"):
+        choose_alignment_weight(DiVAE(**FAST), X, [0.0, 1.0], random_state=0)
+
+
+def test_a_warning_says_why_alignment_was_turned_off_with_n01_in_2d(X, monkeypatch):
     import warnings
 
-    from skdivae.datasets import RotatedGaussianMixture
+    scores = DiVAE._diagnostic_scores
 
-    X, _ = RotatedGaussianMixture(4, 10, random_state=0).sample(600, random_state=0)
-    est = DiVAE(n_components=2, prior="normal", max_iter=20, hidden_layer_sizes=(16,),
-                random_state=0)
+    def aligned_fits_lose_elbo(self, X_seen):  # as every aligned fit did in weight_choice_2d
+        log_prior, elbo, rho = scores(self, X_seen)
+        return log_prior, elbo - self.alignment_weight * self.n_features_in_, rho
+
+    monkeypatch.setattr(DiVAE, "_diagnostic_scores", aligned_fits_lose_elbo)
+    est = DiVAE(**{**FAST, "prior": "normal"})
     with pytest.warns(UserWarning, match="turned alignment off"):
         choice = choose_alignment_weight(est, X, weights=[0.0, 1.0], random_state=0)
     assert choice.alignment_weight == 0.0 and choice.results["within_budget"] == [True, False]
-    with warnings.catch_warnings():  # the mixture prior: no such warning
-        warnings.filterwarnings("error", message="choose_alignment_weight turned")
-        choose_alignment_weight(est.set_params(prior="gmm"), X, weights=[0.0, 1.0],
-                                random_state=0)
+    for other in (est.set_params(prior="gmm"), DiVAE(**{**FAST, "n_components": 3, "prior": "normal"})):
+        with warnings.catch_warnings():  # another regime: the same choice, no such warning
+            warnings.filterwarnings("error", message="choose_alignment_weight turned")
+            assert choose_alignment_weight(other, X, weights=[0.0, 1.0],
+                                           random_state=0).alignment_weight == 0.0
