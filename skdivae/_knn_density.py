@@ -97,8 +97,9 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     n_components_ : int
         Dimension of the space the estimate lives in.
     intrinsic_dim_ : float
-        Dimension used for the ball volumes (the TWO-NN estimate is kept
-        within ``[1, n_components_]``, with a warning when it falls far outside).
+        Dimension used for the ball volumes (a TWO-NN estimate far outside
+        ``[1, n_components_]``, above twice the space's dimension or below 0.5, is
+        clamped into it with a warning).
     method_ : {"knn", "pak"}
         The estimator that scoring uses: ``method`` at fit (changing it with
         ``set_params`` takes a refit).
@@ -298,22 +299,23 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         return self
 
     def _clamped(self, dim):
-        """The TWO-NN dimension within ``[1, n_components_]``: an intrinsic dimension
-        cannot exceed that of the space (the estimate is noisy and often lands a little
-        above it when the data fill the space) nor fall below 1. A warning when it was
-        far outside (above twice the space's, or below 0.5): many tied or duplicated
-        distances make the ratio of the two nearest ones degenerate (a lattice,
-        repeated rows), and the estimate is then meaningless."""
+        """The TWO-NN dimension as estimated, unless it is far outside what the space
+        allows (above twice its dimension, or below 0.5): then, with a warning, clamped
+        to ``[1, n_components_]``. Many tied or duplicated distances make the ratio of
+        the two nearest ones degenerate (a lattice, repeated rows) and the estimate
+        meaningless. A noisy estimate a little above the space's dimension, common when
+        the data fill the space, is kept as the paper's method (DADApy) keeps it."""
         upper = float(max(self.n_components_, 1))
+        if 0.5 <= dim <= 2 * upper:
+            return dim
         clamped = min(max(dim, 1.0), upper)
-        if not 0.5 <= dim <= 2 * upper:
-            warnings.warn(
-                f"the TWO-NN intrinsic dimension came out as {dim:.3g}, far outside [1, "
-                f"{upper:g}] (the dimension of the space it was estimated in); using "
-                f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
-                "unreliable: pass intrinsic_dim as a number.",
-                UserWarning,
-            )
+        warnings.warn(
+            f"the TWO-NN intrinsic dimension came out as {dim:.3g}, far outside [1, "
+            f"{upper:g}] (the dimension of the space it was estimated in); using "
+            f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
+            "unreliable: pass intrinsic_dim as a number.",
+            UserWarning,
+        )
         return clamped
 
     def _subsample(self, n_samples):
