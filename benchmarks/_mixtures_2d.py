@@ -25,20 +25,28 @@ def measure_fit(k, D, seed, n_train, n_val, **params):
     "pearson_rho", "time"}``: the Pearson correlation of the aligned log-prior at the
     posterior mean, and of the teacher rho, with the true 2-D log-density of the
     validation rows (``{"error", "time"}`` when the fit fails)."""
-    import torch
-
-    torch.set_num_threads(1)
     data = RotatedGaussianMixture(k, D, random_state=seed)
     X_train, _ = data.sample(n_train, random_state=seed)
     X_val, _ = data.sample(n_val, random_state=seed + 100)
     est = DiVAE(n_components=2, keep_density=True, random_state=seed, **params)
+    return pearsons_of_fit(est, X_train, X_val, data.log_density_2d)
+
+
+def pearsons_of_fit(est, X_train, X_val, true_log_density):
+    """Fit ``est`` (a DiVAE with ``keep_density=True``) on ``X_train`` and return
+    ``{"pearson", "pearson_rho", "time"}``: the Pearson correlation of its aligned
+    log-prior, and of its teacher rho, with ``true_log_density(X_val)`` (``{"error",
+    "time"}`` when the fit fails). One torch thread, warnings silenced."""
+    import torch
+
+    torch.set_num_threads(1)
     rec = {}
     tic = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est.fit(X_train)
-        truth = data.log_density_2d(X_val)
+        truth = true_log_density(X_val)
         center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
         rho = est.density_.score_samples((X_val - center) / scale)
         rec["pearson"] = float(pearsonr(truth, est._apply("aligned_log_prior", X_val))[0])

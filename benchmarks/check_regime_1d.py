@@ -28,12 +28,11 @@ setups, for the tests.
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, run_fits
+from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, pearsons_of_fit, run_fits
 from _report import provenance, read_jsonl, write_page
 from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
 
@@ -93,34 +92,16 @@ class Mixture1D:
 def fit_one(k, D, seed, n_train, n_val, standardize, max_iter, prior, aligner):
     """One 1-D fit; Pearson of the aligned log-prior (and of rho) with the true
     log-density of independent validation rows."""
-    import torch
-    from scipy.stats import pearsonr
-
     from skdivae import DiVAE
     from skdivae.aligners import DirectAligner
 
-    torch.set_num_threads(1)
     if isinstance(aligner, (list, tuple)) and aligner and aligner[0] == "pinned":
         aligner = DirectAligner(**aligner[1])
     data = Mixture1D(k, D, seed)
     X_train, X_val = data.sample(n_train, seed), data.sample(n_val, seed + 100)
     est = DiVAE(n_components=1, prior=prior, aligner=aligner, keep_density=True,
                 standardize=standardize, max_iter=max_iter, random_state=seed)
-    rec = {}
-    tic = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X_train)
-        truth = data.log_density(X_val)
-        center, scale = est.module_.center.numpy(), est.module_.scale.numpy()
-        rho = est.density_.score_samples((X_val - center) / scale)
-        rec["pearson"] = float(pearsonr(truth, est._apply("aligned_log_prior", X_val))[0])
-        rec["pearson_rho"] = float(pearsonr(truth, rho)[0])
-    except Exception as exc:  # one failure must not stop the check
-        rec["error"] = f"{type(exc).__name__}: {exc}"
-    rec["time"] = time.perf_counter() - tic
-    return rec
+    return pearsons_of_fit(est, X_train, X_val, data.log_density)
 
 
 def run_check(seeds, cache, n_jobs, n_train, n_val, setups):
