@@ -42,3 +42,19 @@ def test_mnist_fit_times_reach_the_performance_page(tmp_path):
     text = "\n".join(mnist_lines(fits_csv=tmp_path / "fits.csv"))
     assert "60,000 training images, 50 epochs" in text and "2 fits" in text
     assert "| gmm | flow | 2 | 200 |" in text
+
+
+def test_the_user_guide_snippets_run_in_order():
+    """docs/user_guide.md's Python blocks, run one after the other in one namespace as a
+    reader would paste them (the first block makes the stand-in data the others use)."""
+    import re
+    import warnings
+
+    text = (ROOT / "docs" / "user_guide.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 5
+    namespace = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"user_guide.md python block {i}", "exec"), namespace)
