@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._nn.contracts import GLOBAL_RNG_LOCK
+from ._nn.contracts import GLOBAL_RNG_LOCK, AlignerModule, PriorModule
 from ._nn.mlp import make_mlp
 from ._nn.priors import StandardNormal
 from ._nn.vae import Encoder, VAEModule
@@ -32,6 +32,7 @@ def layer_sizes(value):
 def resolve_prior(prior, n_latent):
     """A prior object from a shorthand string (``"auto"`` resolved for a latent space of
     ``n_latent`` dimensions), or the object itself."""
+    _instance("prior", prior)
     return PRIORS[prior_name(prior, n_latent)]() if isinstance(prior, str) else prior
 
 
@@ -39,7 +40,27 @@ def resolve_aligner(aligner):
     """An aligner object from a shorthand string; ``None`` for the plain VAE."""
     if aligner is None or aligner == "none":
         return None
+    _instance("aligner", aligner)
     return ALIGNERS[aligner]() if isinstance(aligner, str) else aligner
+
+
+def _instance(name, value):
+    """A class passed where an object goes (``prior=GaussianMixturePrior``) has the methods
+    the constraints ask for, but its ``build`` would fail on ``self``: say so."""
+    if isinstance(value, type):
+        raise TypeError(f"{name}={value.__name__} is a class; pass an instance, "
+                        f"{name}={value.__name__}().")
+
+
+def _built(kind, owner, module, contract):
+    """The module a prior's or aligner's ``build`` returned, if it honours the contract."""
+    if not isinstance(module, contract):
+        raise TypeError(
+            f"{type(owner).__name__}.build returned {type(module).__name__}; a {kind}'s build "
+            f"must return a skdivae.{kind}s.{contract.__name__} (the contract in "
+            f"skdivae.{kind}s)."
+        )
+    return module
 
 
 @torch.no_grad()
@@ -82,7 +103,8 @@ def build_module(
             make_mlp(n_features, hidden_layer_sizes, 2 * n_latent, activation), n_latent
         )
         decoder = make_mlp(n_latent, hidden_layer_sizes[::-1], n_features, activation)
-        prior_module = prior.build(n_latent=n_latent, n_features=n_features)
+        prior_module = _built("prior", prior, prior.build(n_latent=n_latent, n_features=n_features),
+                              PriorModule)
         if aligner is None:
             aligner_module = None
         elif isinstance(aligner, DirectAligner) and "fixed_normal_prior" in \
@@ -95,6 +117,8 @@ def build_module(
             aligner_module = aligner.build(
                 n_latent=n_latent, n_features=n_features, density_dim=density_dim
             )
+    if aligner_module is not None:
+        _built("aligner", aligner, aligner_module, AlignerModule)
     reset_linear_layers(encoder, generator)
     reset_linear_layers(decoder, generator)
     for part in (prior_module, aligner_module):
@@ -163,10 +187,14 @@ def tensor_shapes(state):
 
 
 def network_matches(est):
-    """Whether a fitted ``est.module_`` has the layout that ``est``'s parameters build (not
-    after ``set_params`` on a network-defining parameter, nor for a model pickled by a
-    skdivae whose defaults built another network)."""
+    """Whether a fitted ``est.module_`` is the network that ``est``'s parameters build: the
+    same tensor shapes and the same settings that are not tensors (not after
+    ``set_params`` on a network-defining parameter, nor for a model pickled by a skdivae
+    whose defaults built another network)."""
     skeleton = network_skeleton(est, n_features=est.n_features_in_,
                                 density_dim=est.density_dim_)
+    # The reprs add what shapes do not show: activations, the likelihood and a fixed
+    # decoder_std, the prior's KL estimator, the aligner's settings.
     return (tensor_shapes(skeleton.state_dict()) == tensor_shapes(est.module_.state_dict())
-            and est.module_.likelihood == est.likelihood)
+            and est.module_.likelihood == est.likelihood
+            and repr(skeleton) == repr(est.module_))

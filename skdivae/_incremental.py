@@ -20,6 +20,7 @@ from ._torch_utils import as_tensor, resolve_device
 from ._training import epoch_budget, make_optimizers, train_pass, warmup_epochs, warmup_factor
 from ._training_data import (
     standardizes,
+    check_magnitude,
     block_arrays,
     density_dim,
     density_targets,
@@ -166,6 +167,7 @@ def continue_fitted(est, X):
         n_rows=X.shape[0], module=est.module_,
     )
     trainer.passes = est.n_iter_
+    trainer.continued = True  # the fit's own rows are not in the threshold sample
     arrays = training_arrays(X_std, target, err, est.trim_fraction, trainer.device)
     return trainer, arrays
 
@@ -180,6 +182,16 @@ FIXED_BY_FIRST_CALL = (
 )
 #: Rows of the uniform sample of every row seen that ``partial_fit`` sets the threshold on.
 THRESHOLD_SAMPLE_ROWS = 10_000
+#: After fit or load, the rows ``partial_fit`` must have seen before the threshold comes
+#: from them rather than staying the fit's (quantiles of a handful of rows mean nothing).
+THRESHOLD_MIN_ROWS_AFTER_FIT = 1_000
+
+
+def keeps_fitted_threshold(trainer):
+    """Whether ``partial_fit``, continuing a model fitted by fit or load, keeps the fit's
+    threshold and score scales (fewer than ``THRESHOLD_MIN_ROWS_AFTER_FIT`` rows seen)."""
+    return getattr(trainer, "continued", False) \
+        and trainer.rows_seen < THRESHOLD_MIN_ROWS_AFTER_FIT
 
 
 def fixed_settings(est):
@@ -197,6 +209,7 @@ def check_block(est, X):
     X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
                       ensure_min_samples=3 if fits_a_teacher else 1)
     est._check_training_input(X)
+    check_magnitude(X)  # as fit refuses it, before any training
     if trainer is not None:
         changed = [k for k, v in fixed_settings(est).items() if trainer.settings[k] != v]
     elif not first:  # after fit or load: the network must be the one the parameters describe

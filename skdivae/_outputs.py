@@ -39,6 +39,10 @@ def threshold_from_quantiles(quantiles, contamination):
     return float(np.interp(contamination, QUANTILE_LEVELS, quantiles))
 
 
+#: The network's methods that give one value per row (a score or a log-density).
+PER_ROW = frozenset({"elbo", "elbo_at_mean", "aligned_log_prior", "log_prior_at_mean"})
+
+
 class OutputsMixin:
     """``score_samples``, ``decision_function``, ``predict`` and ``score`` for a fitted
     DiVAE, and ``_set_offset``, the threshold that fit derives from them. ``transform``
@@ -135,9 +139,18 @@ class OutputsMixin:
             # As many workers as CPUs, but no more than torch's own setting, so that a
             # limit set by the user, OMP_NUM_THREADS or joblib's workers is respected.
             workers = min(available_cpus(), torch.get_num_threads())
-            return parallel_no_grad(make_fn, X, min(rows, PARALLEL_CHUNK_ROWS), workers)
-        with torch_threads(self.n_threads):
-            return batched_no_grad(make_fn(), X, rows)
+            out = parallel_no_grad(make_fn, X, min(rows, PARALLEL_CHUNK_ROWS), workers)
+        else:
+            with torch_threads(self.n_threads):
+                out = batched_no_grad(make_fn(), X, rows)
+        if method in PER_ROW and out.shape != (X.shape[0],):
+            raise ValueError(
+                f"the network's {method} has shape {out.shape} for {X.shape[0]} rows, not one "
+                "value per row: a custom prior's log_prob or aligner's predict_log_density "
+                "must return shape (n_rows,) (the contracts in skdivae.priors and "
+                "skdivae.aligners)."
+            )
+        return out
 
     def _score_parts(self, X):
         return [self._apply(method, X) for method in COMBINED]
@@ -261,9 +274,12 @@ class OutputsMixin:
             )
         quantiles = quantiles[list(SCORES).index(self.anomaly_score)]
         rank = np.interp(scores, quantiles, QUANTILE_LEVELS)  # share scoring at or below
-        cut = float(np.clip(np.interp(self._current_offset(), quantiles, QUANTILE_LEVELS),
-                            1e-9, 1 - 1e-9))
-        outlier = np.where(rank <= cut, 1.0 - 0.5 * rank / cut, 0.5 * (1.0 - rank) / (1.0 - cut))
+        threshold = self._current_offset()
+        cut = float(np.clip(np.interp(threshold, quantiles, QUANTILE_LEVELS), 1e-9, 1 - 1e-9))
+        # The side of the threshold decides the half, as predict does (a fence below every
+        # training score leaves rows between the two with rank 0 but still inliers).
+        outlier = np.where(scores < threshold, 1.0 - 0.5 * np.minimum(rank, cut) / cut,
+                           0.5 * (1.0 - np.maximum(rank, cut)) / (1.0 - cut))
         outlier = np.where(np.isnan(scores), 1.0, outlier)
         return np.column_stack([1.0 - outlier, outlier])
 

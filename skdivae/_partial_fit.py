@@ -3,7 +3,7 @@
 
 from sklearn.base import _fit_context
 
-from ._incremental import check_block, partial_fit_step
+from ._incremental import check_block, keeps_fitted_threshold, partial_fit_step
 from ._torch_utils import torch_threads
 
 
@@ -31,7 +31,9 @@ class PartialFitMixin:
         The threshold (``offset_``, ``score_quantiles_``) and the robust scales of
         the combined scores are set, after each call, from a uniform sample of at
         most 10 000 of all the rows seen (the rows themselves while there are
-        fewer). The parameters that define the network and its training are
+        fewer). After ``fit`` or ``load`` the fit's rows are not at hand: the
+        fit's threshold and scales stay until the continued training has seen
+        1 000 rows, and then come from a sample of the rows seen since. The parameters that define the network and its training are
         fixed by the first call: changing one of them with ``set_params``
         before a later call raises a ``ValueError``. A model
         trained by one call on ``X`` is the model of ``fit(X)`` with
@@ -42,8 +44,10 @@ class PartialFitMixin:
         standardisation, and fits a teacher on the block unless one was kept
         (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
         ``validation_fraction`` do not apply. A block that fails validation
-        (other features, NaN, too few rows) leaves the model as it was; a call
-        that fails while training leaves it unfitted. Until ``fit`` starts over,
+        (other features, NaN, values beyond 1e18, too few rows) leaves the model
+        as it was. A call that fails while training (e.g. diverges) leaves a
+        model fitted by ``fit`` or ``load`` as it was, and a model trained block
+        by block unfitted. Until ``fit`` starts over,
         the model holds its training state (the optimiser, the teacher and the
         sample above), which pickles with it; ``skdivae.save`` leaves it out.
 
@@ -77,15 +81,25 @@ class PartialFitMixin:
             if first:
                 self._forget_fit()
             raise
+        # After fit or load, training works on a copy of the network, so the fitted model
+        # can be put back as it was if the call fails; block by block, the training state
+        # itself moves on, and a failure leaves the model unfitted.
+        before = dict(vars(self)) if getattr(self, "_block_trainer_", None) is None else None
         try:
             return self._validated_partial_fit(X)
         except BaseException:
-            self._forget_fit()
+            if before is not None and not first:
+                vars(self).clear()
+                vars(self).update(before)
+            else:
+                self._forget_fit()
             raise
 
     @_fit_context(prefer_skip_nested_validation=False)
     def _validated_partial_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             sample = partial_fit_step(self, X)
+        if keeps_fitted_threshold(self._block_trainer_):
+            return self  # too few rows seen since fit for a threshold of their own
         self._set_offset(sample)
         return self

@@ -53,16 +53,23 @@ def anomaly_labels(y):
     ([False, True, False], [False, True, False])
     """
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"anomaly labels must be a 1-D array, got shape {y.shape}.")
     if y.dtype == bool:
         return y
-    values = set(np.unique(y).tolist())
+    try:
+        values = set(np.unique(y).tolist())
+    except TypeError:  # labels of mixed types cannot be sorted
+        values = set(y.tolist())
     if values <= {0, 1}:
         return y == 1
     if values <= {-1, 1}:
         return y == -1
     raise ValueError(
         "anomaly labels must be 0/1 (1 = anomaly, as ADBench and PyOD) or -1/+1 (-1 = "
-        f"outlier, as scikit-learn); got the values {sorted(values)}."
+        f"outlier, as scikit-learn); got the values {sorted(values, key=repr)}."
     )
 
 
@@ -117,10 +124,7 @@ def anomaly_roc_auc(estimator, X, y):
     >>> bool(search.best_score_ > 0.5)
     True
     """
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels, as roc_auc_score reads it
-        y = y.ravel()
-    is_anomaly = anomaly_labels(y)
+    is_anomaly = anomaly_labels(y)  # (a column of labels is read as roc_auc_score reads it)
     if is_anomaly.ndim != 1 or len(is_anomaly) != _num_samples(X):
         raise ValueError(f"y must hold one label per row of X: y has shape {is_anomaly.shape} "
                          f"and X {_num_samples(X)} rows.")
@@ -178,6 +182,8 @@ def density_agreement_score(estimator, X, y=None):
     Returns
     -------
     score : float in [-1, 1]
+        -1 (the worst) where a correlation is undefined, as on held-out rows
+        that are all the same: such a fit is never preferred in a search.
 
     Examples
     --------

@@ -166,3 +166,99 @@ def test_a_memmap_of_numeric_strings_fits_as_in_memory(X, tmp_path):
     mm.flush()
     est = DiVAE(**FAST).fit(np.memmap(tmp_path / "s.dat", data.dtype, "r", shape=data.shape))
     assert est.n_features_in_ == 3
+
+
+P = dict(n_components=2, max_iter=5, random_state=0, n_threads=1)
+
+
+def test_partial_fit_after_fit_keeps_the_fit_threshold_until_enough_rows(X):
+    est = DiVAE(**P, keep_density=True).fit(X)  # a kept teacher: blocks of any size
+    offset, scale = est.offset_, est.score_scale_.copy()
+    est.partial_fit(X[:1])  # one row: no threshold of its own
+    assert est.offset_ == offset and np.array_equal(est.score_scale_, scale)
+    big = np.random.default_rng(1).normal(size=(1000, X.shape[1])) * X.std(0) + X.mean(0)
+    est.partial_fit(big)  # from 1 000 rows on: the rows seen since the fit
+    assert est.offset_ != offset and np.all(est.score_scale_ > 1e-6)
+
+
+@pytest.mark.parametrize("params", [
+    dict(activation="tanh"), dict(decoder_std=0.1),
+    dict(aligner=DirectAligner(delta=50.0, reduction="sqrt")),
+])
+def test_partial_fit_after_fit_refuses_a_changed_network_setting(params, X):
+    est = DiVAE(**P).fit(X)
+    est.set_params(**params)
+    with pytest.raises(ValueError, match="changed since the model was first trained"):
+        est.partial_fit(X[:20])
+
+
+def test_partial_fit_after_fit_refuses_huge_values_and_keeps_the_model(X):
+    est = DiVAE(**P).fit(X)
+    before = est.score_samples(X)
+    with pytest.raises(ValueError, match="cannot standardise values beyond"):
+        est.partial_fit(X[:5] * 1e20)
+    np.testing.assert_array_equal(est.score_samples(X), before)
+
+
+def test_a_failed_partial_fit_after_fit_leaves_the_fitted_model(X, monkeypatch):
+    from skdivae import _incremental
+
+    est = DiVAE(**P).fit(X)
+    before, n_iter = est.score_samples(X), est.n_iter_
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(_incremental.BlockTrainer, "train", diverge)
+    with pytest.raises(FloatingPointError):
+        est.partial_fit(X[:20])
+    assert est.n_iter_ == n_iter and not hasattr(est, "_block_trainer_")
+    np.testing.assert_array_equal(est.score_samples(X), before)
+
+
+def test_predict_proba_agrees_with_predict_when_the_fence_is_below_every_training_score():
+    U = np.random.default_rng(0).uniform(-1, 1, (200, 3))
+    est = DiVAE(**P, contamination="auto").fit(U)
+    R = np.random.default_rng(1).uniform(-3, 3, (3000, 3))
+    for contamination in ("auto", 0.01, 0.2):
+        est.set_params(contamination=contamination)
+        np.testing.assert_array_equal(est.predict_proba(R)[:, 1] > 0.5, est.predict(R) == -1)
+
+
+def test_a_class_for_a_prior_or_aligner_and_a_build_off_contract_are_named(X):
+    from skdivae import GaussianMixturePrior
+    from skdivae.priors import StandardNormalPrior
+
+    with pytest.raises(TypeError, match="is a class; pass an instance"):
+        DiVAE(**P, prior=GaussianMixturePrior).fit(X)
+    with pytest.raises(TypeError, match="is a class; pass an instance"):
+        DiVAE(**P, aligner=DirectAligner).fit(X)
+
+    class NoModule(StandardNormalPrior):
+        def build(self, *, n_latent, n_features):
+            return None
+
+    with pytest.raises(TypeError, match="must return a skdivae.priors.PriorModule"):
+        DiVAE(**P, prior=NoModule()).fit(X)
+
+
+def test_dataset_loaders_name_what_is_wrong_with_a_file(tmp_path):
+    from skdivae.datasets import load_adbench, load_mnist
+    from skdivae.datasets._loaders import read_idx
+
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        load_adbench(tmp_path / "x.npy")
+    np.savez(tmp_path / "c.npz", X=np.zeros((3, 2)) + 1j, y=np.zeros(3))
+    with pytest.raises(ValueError, match="real numbers"):
+        load_adbench(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="ndim must be"):
+        read_idx(tmp_path / "x.npy", ndim=2)
+    (tmp_path / "t").write_bytes(b"\x00\x00\x08\x03\x00")
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(tmp_path / "t")
+    (tmp_path / "e").write_bytes(b"\x00\x00\x08\x01" + (0).to_bytes(4, "big"))
+    with pytest.raises(ValueError, match="holds no labels"):
+        read_idx(tmp_path / "e")
+    with pytest.raises(ValueError, match="subset must be"):
+        load_mnist(tmp_path, ["train"])

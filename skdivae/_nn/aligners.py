@@ -83,6 +83,11 @@ class Direct(AlignerModule):
         if calibration == "affine":
             self.log_slope = nn.Parameter(torch.zeros(()))
 
+    def extra_repr(self):
+        return (f"delta={self.delta!r}, point={self.point!r}, reduction={self.reduction!r}, "
+                f"scaling={self.scaling!r}, calibration={self.calibration!r}, "
+                f"multiplier={self.multiplier!r}")
+
     def calibrate(self, log_prior):
         """The log-prior in the teacher's units (identity without calibration)."""
         if self.calibration is None:
@@ -128,6 +133,10 @@ class FlowCorrected(AlignerModule):
         self.register_buffer("components", torch.zeros(n_latent, n_features))
         self.register_buffer("u_scale", torch.ones(n_latent))
         self.register_buffer("log_jacobian_pca", torch.zeros(()))
+
+    def extra_repr(self):
+        return (f"delta={self.delta!r}, learning_rate={self.learning_rate!r}, "
+                f"update_every={self.update_every!r}")
 
     def own_parameters(self):
         """The flow's parameters: trained by its likelihood only."""

@@ -48,6 +48,9 @@ class _MixturePrior(PriorModule):
     """A prior that is a mixture of diagonal Gaussians (``distributions._DiagNormalMixture``),
     its KL estimated by ``kl_estimator`` (one of ``kl.KL_ESTIMATORS``, see ``kl.py``)."""
 
+    def extra_repr(self):
+        return f"n_components={self.n_components!r}, kl_estimator={self.kl_estimator!r}"
+
     def kl_draws(self):
         return {"bound": 0, "corrected_bound": GAP_DRAWS}.get(self.kl_estimator, KL_SAMPLES)
 

@@ -31,10 +31,12 @@ def read_idx(path, ndim=None):
     """Read one idx file (optionally gzip-compressed) into a uint8 array; ``ndim`` (3 for
     images, 1 for labels) refuses a file of the other kind."""
     path = Path(path)
+    if ndim not in (None, 1, 3):
+        raise ValueError(f"ndim must be None, 1 (labels) or 3 (images), got {ndim!r}.")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         data = handle.read()
-    magic = int.from_bytes(data[:4], "big")
+    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if magic not in _IDX_MAGIC:
         raise ValueError(f"{path} is not an idx file of uint8 images or labels (magic {magic}).")
     if ndim is not None and _IDX_MAGIC[magic] != ndim:
@@ -44,7 +46,11 @@ def read_idx(path, ndim=None):
             f"{kind[ndim]} (rank {ndim}) were expected; check the file names."
         )
     ndim = _IDX_MAGIC[magic]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is cut short.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if 0 in shape:
+        raise ValueError(f"{path} holds no {'images' if ndim == 3 else 'labels'} (shape {shape}).")
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: header says {shape}, found {payload.size} values.")
@@ -66,7 +72,7 @@ def load_mnist(data_dir, subset="train"):
     X : ndarray of shape (n_samples, 784), float64
     y : ndarray of shape (n_samples,), int
     """
-    if subset not in _IDX_FILES:
+    if not isinstance(subset, str) or subset not in _IDX_FILES:
         raise ValueError(f"subset must be 'train' or 'test', got {subset!r}.")
     directory = Path(data_dir)
     if not directory.is_dir():
@@ -95,11 +101,17 @@ def load_adbench(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ADBench file {path} not found (no download is attempted).")
-    with np.load(path, allow_pickle=False) as data:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
+    with data:
         missing = {"X", "y"} - set(data.files)
         if missing:
             raise ValueError(f"{path} lacks the array(s) {sorted(missing)}; found {data.files}.")
-        X, y_raw = np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"])
+        X_raw, y_raw = data["X"], np.asarray(data["y"])
+    if X_raw.dtype.kind not in "biuf":  # as fit refuses it: no date turned into a number
+        raise ValueError(f"{path}: X must hold real numbers, got dtype {X_raw.dtype}.")
+    X = np.asarray(X_raw, dtype=np.float64)
     if y_raw.dtype.kind not in "biuf" or (
         y_raw.dtype.kind == "f" and not (np.isfinite(y_raw).all() and (y_raw == np.round(y_raw)).all())
     ):

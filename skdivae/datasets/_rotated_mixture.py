@@ -50,7 +50,8 @@ class RotatedGaussianMixture:
             raise ValueError(f"n_components must be a positive int, got {n_components!r}.")
         if isinstance(n_features, bool) or not isinstance(n_features, Integral) or n_features < 2:
             raise ValueError(f"n_features must be an int of at least 2, got {n_features!r}.")
-        if not (isinstance(noise, Real) and np.isfinite(noise) and noise > 0):
+        if isinstance(noise, bool) or not (isinstance(noise, Real) and np.isfinite(noise)
+                                           and noise > 0):
             raise ValueError(f"noise must be a positive finite number, got {noise!r}.")
         rng = check_random_state(random_state)
         self.n_components = n_components
