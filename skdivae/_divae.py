@@ -80,8 +80,8 @@ class DiVAE(
         ``GaussianMixturePrior()``: 10 components, 40 when ``n_components``
         is 1 or 2 (``docs/results/mixture_components_2d.md``). ``"auto"`` is
         ``"normal"`` when ``n_components`` is 3 or more (the tabular regime,
-        ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2 (studied
-        in 2; 1 follows the same argument untested): there
+        ``docs/results/defaults.md``) and ``"gmm"`` when it is 1 or 2 (chosen
+        in 2, checked in 1: ``docs/results/regime_1d.md``): there
         N(0, I) has a single peak, so the aligned log-prior follows a density
         with several modes only under a strong pull, which the default aligner
         gives it there (median Pearson 0.95 against 0.99 with the mixture on
