@@ -193,8 +193,36 @@ def network_matches(est):
     whose defaults built another network)."""
     skeleton = network_skeleton(est, n_features=est.n_features_in_,
                                 density_dim=est.density_dim_)
-    # The reprs add what shapes do not show: activations, the likelihood and a fixed
-    # decoder_std, the prior's KL estimator, the aligner's settings.
     return (tensor_shapes(skeleton.state_dict()) == tensor_shapes(est.module_.state_dict())
             and est.module_.likelihood == est.likelihood
-            and repr(skeleton) == repr(est.module_))
+            and _settings(skeleton) == _settings(est.module_)
+            and _same_fixed_noise(est.module_, est.decoder_std))
+
+
+def _settings(module):
+    """What tells two networks of the same tensor shapes apart, for the parts skdivae
+    builds: the layers (activations) of the encoder and decoder, and the settings of the
+    built-in priors and aligners (their ``extra_repr``: the KL estimator, the aligner's
+    threshold, reduction...). A custom prior or aligner is compared by its shapes only:
+    its repr may hold dtypes or addresses that differ between two equal networks."""
+    from ._nn.aligners import Direct, FlowCorrected
+    from ._nn.priors import GaussianMixture, Vamp
+
+    parts = [repr(module.encoder), repr(module.decoder)]
+    for part, kinds in ((module.prior, (StandardNormal, GaussianMixture, Vamp)),
+                        (module.aligner, (Direct, FlowCorrected))):
+        parts.append(f"{type(part).__name__}({part.extra_repr()})"
+                     if type(part) in kinds else type(part).__name__)
+    return parts
+
+
+def _same_fixed_noise(module, decoder_std):
+    """Whether ``module``'s decoder noise is the learned one (``decoder_std=None``) or
+    fixed at ``decoder_std``, read from its noise buffer (a network pickled by an older
+    skdivae keeps the same buffer)."""
+    if not getattr(module, "fixed_noise", False) or module.likelihood != "gaussian":
+        return decoder_std is None or module.likelihood != "gaussian"
+    if decoder_std is None:
+        return False
+    std = torch.exp(module.log_noise.double()) * module.scale.double()
+    return bool(torch.allclose(std, torch.full_like(std, float(decoder_std)), rtol=1e-5))

@@ -48,25 +48,27 @@ class OutputsMixin:
     DiVAE, and ``_set_offset``, the threshold that fit derives from them. ``transform``
     stays on DiVAE itself, where scikit-learn's ``set_output`` wraps it."""
 
-    def _set_offset(self, X):
+    def _set_offset(self, X, assign=True):
         """Score the training data with every ``anomaly_score`` (with the scoring threads)
         and keep a summary of each score's distribution there (``score_quantiles_``, one
         row per score in the order of ``SCORES``), from which ``contamination`` sets the
         thresholds: ``offsets_`` (one per score), ``offset_`` (the fitted score's). So
         ``set_params(anomaly_score=...)`` or ``set_params(contamination=...)`` on a
         fitted model thresholds correctly without a refit. Also sets the robust scales
-        of the combined scores' parts (``score_center_``, ``score_scale_``)."""
+        of the combined scores' parts (``score_center_``, ``score_scale_``). With
+        ``assign=False`` only checks that every score of ``X`` is finite (a
+        ``FloatingPointError`` otherwise) and keeps the thresholds it has."""
         if getattr(self, "verbose", 0):
             print(f"scoring the {X.shape[0]} training rows to set the threshold "
                   f"(contamination={self.contamination})...", flush=True)
         parts = self._score_parts(X)
-        self.score_center_, self.score_scale_ = map(
-            np.array, zip(*(robust_scale(p) for p in parts))
-        )
+        center, scale = map(np.array, zip(*(robust_scale(p) for p in parts)))
+        if not assign:
+            center, scale = self.score_center_, self.score_scale_
         quantiles = []
         for name, method in SCORES.items():
             if method is None:
-                scores = combine(parts, self.score_center_, self.score_scale_, name)
+                scores = combine(parts, center, scale, name)
             elif method == COMBINED[0]:
                 scores = parts[0]
             else:
@@ -78,6 +80,9 @@ class OutputsMixin:
                     "the input."
                 )
             quantiles.append(np.quantile(scores, QUANTILE_LEVELS))
+        if not assign:
+            return self
+        self.score_center_, self.score_scale_ = center, scale
         self.score_quantiles_ = np.array(quantiles)
         self.offsets_ = np.array(
             [threshold_from_quantiles(q, self.contamination) for q in self.score_quantiles_]

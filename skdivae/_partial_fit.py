@@ -33,7 +33,10 @@ class PartialFitMixin:
         most 10 000 of all the rows seen (the rows themselves while there are
         fewer). After ``fit`` or ``load`` the fit's rows are not at hand: the
         fit's threshold and scales stay until the continued training has seen
-        1 000 rows, and then come from a sample of the rows seen since. The parameters that define the network and its training are
+        1 000 rows, and then come from a sample of the rows seen since. The
+        count is part of the training state, which ``skdivae.save`` leaves out:
+        a model saved and loaded between blocks of fewer than 1 000 rows keeps
+        the fit's threshold (``pickle`` keeps the count). The parameters that define the network and its training are
         fixed by the first call: changing one of them with ``set_params``
         before a later call raises a ``ValueError``. A model
         trained by one call on ``X`` is the model of ``fit(X)`` with
@@ -45,9 +48,10 @@ class PartialFitMixin:
         (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
         ``validation_fraction`` do not apply. A block that fails validation
         (other features, NaN, values beyond 1e18, too few rows) leaves the model
-        as it was. A call that fails while training (e.g. diverges) leaves a
-        model fitted by ``fit`` or ``load`` as it was, and a model trained block
-        by block unfitted. Until ``fit`` starts over,
+        as it was. If the first call after ``fit`` or ``load`` fails while
+        training (e.g. diverges, or leaves scores that are not finite), the
+        fitted model is put back as it was; a later call that fails leaves the
+        model unfitted, as block-by-block training does from its start. Until ``fit`` starts over,
         the model holds its training state (the optimiser, the teacher and the
         sample above), which pickles with it; ``skdivae.save`` leaves it out.
 
@@ -99,7 +103,6 @@ class PartialFitMixin:
     def _validated_partial_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             sample = partial_fit_step(self, X)
-        if keeps_fitted_threshold(self._block_trainer_):
-            return self  # too few rows seen since fit for a threshold of their own
-        self._set_offset(sample)
-        return self
+        # Too few rows seen since fit for a threshold of their own: keep the fit's, but
+        # check the scores as setting one would (a last step may have diverged).
+        return self._set_offset(sample, assign=not keeps_fitted_threshold(self._block_trainer_))

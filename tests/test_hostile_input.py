@@ -262,3 +262,39 @@ def test_dataset_loaders_name_what_is_wrong_with_a_file(tmp_path):
         read_idx(tmp_path / "e")
     with pytest.raises(ValueError, match="subset must be"):
         load_mnist(tmp_path, ["train"])
+
+
+def test_partial_fit_after_fit_continues_custom_priors_and_equal_decoder_stds(X):
+    from torch import nn
+    from torch.distributions import Independent, Normal
+
+    from skdivae.priors import PriorModule
+
+    class ListModule(PriorModule):  # its repr shows dtypes, which differ from a skeleton's
+        def __init__(self, n_latent):
+            super().__init__()
+            self.params = nn.ParameterList([nn.Parameter(torch.zeros(n_latent)),
+                                            nn.Parameter(torch.zeros(n_latent))])
+
+        def forward(self, encoder=None):
+            return Independent(Normal(self.params[0], self.params[1].exp()), 1)
+
+    class ListPrior:
+        def build(self, *, n_latent, n_features):
+            return ListModule(n_latent)
+
+        def get_params(self, deep=True):
+            return {}
+
+    DiVAE(**P, prior=ListPrior(), keep_density=True).fit(X).partial_fit(X[:20])
+    est = DiVAE(**P, decoder_std=np.float64(0.1)).fit(X)
+    est.set_params(decoder_std=0.1).partial_fit(X[:20])  # the same value, another type
+
+
+def test_a_partial_fit_that_leaves_non_finite_scores_puts_the_fit_back(X):
+    est = DiVAE(**P, keep_density=True).fit(X)
+    before = est.score_samples(X)
+    est.set_params(learning_rate_init=1e39)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        est.partial_fit(X[:20])
+    np.testing.assert_array_equal(est.score_samples(X), before)

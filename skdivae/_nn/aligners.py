@@ -86,7 +86,7 @@ class Direct(AlignerModule):
     def extra_repr(self):
         return (f"delta={self.delta!r}, point={self.point!r}, reduction={self.reduction!r}, "
                 f"scaling={self.scaling!r}, calibration={self.calibration!r}, "
-                f"multiplier={self.multiplier!r}")
+                f"multiplier={getattr(self, 'multiplier', 1.0)!r}")
 
     def calibrate(self, log_prior):
         """The log-prior in the teacher's units (identity without calibration)."""

@@ -80,17 +80,11 @@ class VAEModule(nn.Module):
         self.register_load_state_dict_post_hook(_note_identity_after_load)
         n_features = center.shape[0]
         self.fixed_noise = decoder_std is not None  # a fixed std is used as given
-        self.decoder_std = decoder_std
         if likelihood == "gaussian" and decoder_std is None:
             self.log_noise = nn.Parameter(torch.zeros(n_features))
         elif likelihood == "gaussian":
             # in standardised units, so that noise * scale is decoder_std in raw units
             self.register_buffer("log_noise", math.log(decoder_std) - torch.log(scale))
-
-    def extra_repr(self):
-        # The settings that are not tensors: with the layers' own reprs, what tells two
-        # networks of the same tensor shapes apart (``_build.network_matches``).
-        return f"likelihood={self.likelihood!r}, decoder_std={getattr(self, 'decoder_std', None)!r}"
 
     @torch.no_grad()
     def set_standardization(self, center, scale):
