@@ -20,6 +20,10 @@ PAK_THRESHOLD = float(chi2.isf(1e-6, 1))  # 23.928...
 _MAX_NEWTON_ITER = 100
 _NEWTON_TOL = 1e-8
 _MAX_SLOPE = 1e3
+#: Neighbour distances closer than this, relative to the larger, are ties (rounding noise):
+#: their shell is empty, as for an exact tie, not a sliver of 1e-16 that PAk's fit would
+#: chase to an extreme slope.
+_TIE_RTOL = 1e-10
 
 
 def log_unit_ball_volume(d):
@@ -126,8 +130,9 @@ def pak_log_density(dist, kstar, n_ref, d):
     ratio_pow = np.exp(d * (np.log(dist) - log_rk[:, None]))
     ratio_pow = np.minimum(ratio_pow, 1.0)
     shell = np.diff(ratio_pow, axis=1, prepend=0.0)
+    tied = np.diff(dist, axis=1, prepend=0.0) <= _TIE_RTOL * dist
     index = np.arange(1, max_k + 1, dtype=float)
-    mask = index[None, :] <= kstar[:, None]
+    mask = (index[None, :] <= kstar[:, None]) & ~tied
     shell = np.where(mask, np.maximum(shell, 0.0), 0.0)
 
     k = kstar.astype(float)
@@ -168,6 +173,13 @@ def pak_log_density(dist, kstar, n_ref, d):
     log_density = f - log_rk * d - log_unit_ball_volume(d) - np.log(n_ref)
     with np.errstate(divide="ignore"):
         err = np.sqrt((4.0 * k + 2.0) / np.maximum((k - 1.0) * k, 1.0))
+    # A k*-ball whose neighbours all tie with the first (copies of the row, whose distances
+    # sit at the floor) holds no profile and no volume: k* is meaningless there, so take
+    # the kNN estimate with every neighbour, as method="knn" would.
+    point_mass = ~ok & (dist[rows, kstar - 1] <= dist[:, 0] * (1.0 + _TIE_RTOL))
+    if point_mass.any():
+        knn_all, knn_err = knn_log_density(dist[point_mass], max_k, n_ref, d)
+        log_density[point_mass], err[point_mass] = knn_all, knn_err
     return log_density, err
 
 
@@ -187,6 +199,7 @@ def twonn_dimension(r1, r2, fraction=0.9):
     Returns
     -------
     d : float
+        NaN where every kept ratio is 1 (tied distances: a lattice, repeated rows).
     """
     mu = np.sort(r2 / r1)
     n = mu.size
@@ -195,5 +208,5 @@ def twonn_dimension(r1, r2, fraction=0.9):
     y = -np.log1p(-np.arange(1, n_fit + 1) / n)
     denom = float(x @ x)
     if denom <= 0 or not np.isfinite(denom):
-        return 1.0
+        return float("nan")  # every kept ratio is 1 (ties): no dimension can be read
     return float((x @ y) / denom)

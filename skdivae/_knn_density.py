@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._density_math import (
     floor_distances,
@@ -124,8 +124,15 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     Notes
     -----
     ``transform`` and ``score_samples`` treat their input as new points: a
-    training row passed to them counts itself as a neighbour. The
-    leave-one-out values of the training rows are in ``log_density_``.
+    training row passed to them counts itself as a neighbour, and so does
+    ``fit_transform(X)``. The leave-one-out values of the training rows are in
+    ``log_density_``.
+
+    PAk (``method="pak"``) assumes continuous data. Distances equal up to
+    rounding count as ties, and a row whose nearest neighbours are all copies
+    of it gets the kNN estimate with every neighbour; but on rounded or
+    discrete features (a grid of values) its fitted profiles are unreliable:
+    prefer ``method="knn"`` there.
 
     Examples
     --------
@@ -244,11 +251,14 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         Z = X.astype(np.float64, copy=False)
         if self.n_components is not None:
             n_components = self.n_components
-            limit = min(n_samples, n_features)
+            # Whitening divides by each component's spread: centred data have rank
+            # n_samples - 1, and a component beyond it (spread ~1e-16) would send every
+            # new row infinitely far away.
+            limit = min(n_samples - 1 if self.whiten else n_samples, n_features)
             if isinstance(n_components, Integral) and n_components > limit:
                 warnings.warn(
-                    f"n_components={n_components} exceeds min(n_samples, n_features)={limit}; "
-                    f"using {limit}.",
+                    f"n_components={n_components} exceeds min(n_samples"
+                    f"{' - 1' if self.whiten else ''}, n_features)={limit}; using {limit}.",
                     UserWarning,
                 )
                 n_components = limit
@@ -265,7 +275,10 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         if self.n_neighbors > n_index - 1:
             warnings.warn(
                 f"n_neighbors ({self.n_neighbors}) is not smaller than the number of "
-                f"samples ({n_index}); using n_neighbors={n_index - 1}.",
+                f"samples ({n_index}"
+                + ("" if self.sample_indices_ is None else
+                   f" indexed, of {n_samples}, by max_samples={self.max_samples!r}")
+                + f"); using n_neighbors={n_index - 1}.",
                 UserWarning,
             )
             self.n_neighbors_ = n_index - 1
@@ -308,9 +321,12 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         upper = float(max(self.n_components_, 1))
         if 0.5 <= dim <= 2 * upper:
             return dim
-        clamped = min(max(dim, 1.0), upper)
+        if np.isnan(dim):  # every ratio tied: the space's dimension, as intrinsic_dim=None
+            clamped, came_out = upper, "undefined (the two nearest distances tie)"
+        else:
+            clamped, came_out = min(max(dim, 1.0), upper), f"{dim:.3g}"
         warnings.warn(
-            f"the TWO-NN intrinsic dimension came out as {dim:.3g}, far outside [1, "
+            f"the TWO-NN intrinsic dimension came out as {came_out}, far outside [1, "
             f"{upper:g}] (the dimension of the space it was estimated in); using "
             f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
             "unreliable: pass intrinsic_dim as a number.",
@@ -430,4 +446,5 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             ``["log_density", "log_density_err"]``.
         """
         check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
         return np.asarray(["log_density", "log_density_err"], dtype=object)

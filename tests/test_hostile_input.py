@@ -298,3 +298,39 @@ def test_a_partial_fit_that_leaves_non_finite_scores_puts_the_fit_back(X):
     with pytest.raises(FloatingPointError, match="non-finite"):
         est.partial_fit(X[:20])
     np.testing.assert_array_equal(est.score_samples(X), before)
+
+
+def test_pak_on_copies_and_rounded_data_stays_near_the_knn_estimate():
+    base = np.random.default_rng(0).normal(size=(2000, 2))
+    copies = np.vstack([base, base[[0, 0, 0]]])  # a row that appears four times
+    pak, knn = (KNNLogDensity(method=m).fit(copies) for m in ("pak", "knn"))
+    assert abs(pak.log_density_[0] - knn.log_density_[0]) < 1.0  # was +36 nats
+    rounded = np.round(base, 1)  # distances equal up to rounding are ties
+    pak, knn = (KNNLogDensity(method=m).fit(rounded) for m in ("pak", "knn"))
+    assert (pak.log_density_ - knn.log_density_).min() > -15  # was -74
+
+
+def test_twonn_on_an_exact_lattice_warns_and_uses_the_space_dimension():
+    lattice = np.stack(np.meshgrid(np.arange(40), np.arange(40)), -1).reshape(-1, 2).astype(float)
+    with pytest.warns(UserWarning, match="undefined"):
+        est = KNNLogDensity(intrinsic_dim="twonn").fit(lattice)
+    assert est.intrinsic_dim_ == 2.0
+
+
+def test_whitened_pca_keeps_new_rows_at_a_finite_distance_on_wide_data():
+    rng = np.random.default_rng(0)
+    X, Q = rng.normal(size=(10, 20)), rng.normal(size=(3, 20))
+    with pytest.warns(UserWarning, match="n_samples - 1"):
+        est = KNNLogDensity(3, n_components=15, whiten=True).fit(X)
+    assert est.n_components_ == 9
+    assert est.score_samples(Q).min() > est.score_samples(X).min() - 10  # was -360 vs -17
+
+
+def test_knn_density_feature_names_out_checks_its_input():
+    import pandas as pd
+
+    est = KNNLogDensity(5).fit(pd.DataFrame(np.zeros((50, 3)) + np.arange(50)[:, None],
+                                            columns=list("abc")))
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["q", "r", "s"])
+    assert list(est.get_feature_names_out(["a", "b", "c"])) == ["log_density", "log_density_err"]
