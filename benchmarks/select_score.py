@@ -368,7 +368,8 @@ def ood_page(records, names, score, wall):
     """The clean-training (OOD) page: per data set, DiVAE() beside its peers."""
     cells, _ = table(records, "clean", REPORT_SEEDS)
     cols = {"DiVAE()": cells.get(("default", score)), "DiVAE(aligner=None)": cells.get(("aligner=None", score)),
-            "DiVAE() reading the ELBO": cells.get(("default", ELBO)),
+            # (the same column as DiVAE()'s when the default score is the ELBO)
+            **({} if score == ELBO else {"DiVAE() reading the ELBO": cells.get(("default", ELBO))}),
             **{ref: cells.get((ref, ref)) for ref in REFERENCES}}
     cols = {k: v for k, v in cols.items() if v}
     complete = [d for d in names if all(d in c for c in cols.values())]
