@@ -94,6 +94,8 @@ def parallel_no_grad(make_fn, X, batch_size, workers):
 
 _THREADS_LOCK = threading.Lock()
 _THREADS_STATE = {"depth": 0, "outer": None}
+#: How many blocks the current thread is inside (its own nesting).
+_THREAD_DEPTH = threading.local()
 
 
 @contextmanager
@@ -101,11 +103,14 @@ def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch intra-op threads (``None``: as they are).
 
     The calling thread's setting is restored on exit. torch (with OpenMP) keeps
-    one setting per thread plus a default that threads started later pick up;
-    with several blocks running at once in different threads, the last one to
-    leave restores the value the first one found, so concurrent fits leave
-    that default as it was. A thread started *while* a fit runs elsewhere may
-    start with the fit's one thread (speed only: results do not depend on it).
+    one setting per thread plus a default that threads started later pick up
+    (the last value set by any thread); with several blocks running at once in
+    different threads, the last one to leave sets the value the first one found
+    again, so concurrent fits leave that default as it was. A thread started
+    *while* a fit runs elsewhere may pick up the fit's one thread; when it
+    leaves its own outermost block it takes the value the first block found, so
+    that a stale count cannot become the default of a later round of blocks
+    (speed only: results do not depend on it).
     """
     if n_threads is None:
         yield
@@ -118,6 +123,7 @@ def torch_threads(n_threads):
         if _THREADS_STATE["depth"] == 0:
             _THREADS_STATE["outer"] = before
         _THREADS_STATE["depth"] += 1
+        _THREAD_DEPTH.value = getattr(_THREAD_DEPTH, "value", 0) + 1
         if before != n_threads:
             torch.set_num_threads(n_threads)
     try:
@@ -125,6 +131,8 @@ def torch_threads(n_threads):
     finally:
         with _THREADS_LOCK:
             _THREADS_STATE["depth"] -= 1
-            restore = _THREADS_STATE["outer"] if _THREADS_STATE["depth"] == 0 else before
-            if torch.get_num_threads() != restore:
-                torch.set_num_threads(restore)
+            _THREAD_DEPTH.value -= 1
+            last = _THREADS_STATE["depth"] == 0
+            restore = _THREADS_STATE["outer"] if last or _THREAD_DEPTH.value == 0 else before
+            if last or torch.get_num_threads() != restore:
+                torch.set_num_threads(restore)  # the last one also resets the default
