@@ -108,7 +108,7 @@ def pak_kstar(dist, neigh_dist_of_neighbours, d, threshold=PAK_THRESHOLD):
     return kstar
 
 
-def pak_log_density(dist, kstar, n_ref, d):
+def pak_log_density(dist, kstar, n_ref, d, return_k=False):
     """PAk estimate: log-linear density over the k* shells fitted by maximum likelihood.
 
     With shells ``l = 1..k*`` of volume ``v_l`` between consecutive
@@ -122,6 +122,9 @@ def pak_log_density(dist, kstar, n_ref, d):
     -------
     log_density, log_density_err : ndarray of shape (n,)
         The error is ``sqrt((4 k* + 2) / ((k* - 1) k*))``.
+    k_used : ndarray of shape (n,), int
+        With ``return_k``: the neighbourhood each estimate used (``K`` for a
+        point mass, below; ``k*`` elsewhere).
     """
     n, max_k = dist.shape
     rows = np.arange(n)
@@ -180,6 +183,8 @@ def pak_log_density(dist, kstar, n_ref, d):
     if point_mass.any():
         knn_all, knn_err = knn_log_density(dist[point_mass], max_k, n_ref, d)
         log_density[point_mass], err[point_mass] = knn_all, knn_err
+    if return_k:
+        return log_density, err, np.where(point_mass, max_k, kstar).astype(np.intp)
     return log_density, err
 
 

@@ -265,6 +265,8 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             self.pca_ = PCA(
                 n_components=n_components, whiten=self.whiten, random_state=self.random_state
             ).fit(Z)
+            if self.whiten:
+                self.pca_ = self._without_empty_components(self.pca_, Z)
             Z = self.pca_.transform(Z)
         self.n_components_ = Z.shape[1]
 
@@ -310,6 +312,22 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             estimate = self._with_queried_rows(Z, estimate)
         self.log_density_, self.log_density_err_, self.kstar_ = estimate
         return self
+
+    def _without_empty_components(self, pca, Z):
+        """``pca`` refitted without the components whose spread is rounding noise (below
+        1e-10 of the largest variance: collinear features, fewer rows than components),
+        with a warning: whitening would divide new rows' coordinates on them by ~1e-8."""
+        variance = pca.explained_variance_
+        keep = int(np.sum(variance > 1e-10 * variance[0])) if variance.size else 0
+        if keep == variance.size or keep == 0:
+            return pca
+        warnings.warn(
+            f"whiten=True: {variance.size - keep} of the {variance.size} principal components "
+            "have no spread (collinear features or too few rows); keeping "
+            f"n_components={keep}.",
+            UserWarning,
+        )
+        return PCA(n_components=keep, whiten=True, random_state=self.random_state).fit(Z)
 
     def _clamped(self, dim):
         """The TWO-NN dimension as estimated, unless it is far outside what the space
@@ -378,8 +396,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             return train_dist[ind[:, j - 1], j - 2]
 
         kstar = pak_kstar(dist, neighbours_ball, d)
-        log_density, err = pak_log_density(dist, kstar, n_ref, d)
-        return log_density, err, kstar
+        return pak_log_density(dist, kstar, n_ref, d, return_k=True)
 
     def _log_density(self, X):
         """Log-density and error of the rows of ``X``, in chunks of rows whose widest

@@ -102,15 +102,16 @@ _THREAD_DEPTH = threading.local()
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch intra-op threads (``None``: as they are).
 
-    The calling thread's setting is restored on exit. torch (with OpenMP) keeps
-    one setting per thread plus a default that threads started later pick up
-    (the last value set by any thread); with several blocks running at once in
-    different threads, the last one to leave sets the value the first one found
-    again, so concurrent fits leave that default as it was. A thread started
-    *while* a fit runs elsewhere may pick up the fit's one thread; when it
-    leaves its own outermost block it takes the value the first block found, so
-    that a stale count cannot become the default of a later round of blocks
-    (speed only: results do not depend on it).
+    The calling thread's setting is restored on exit when it is alone in a
+    block. torch (with OpenMP) keeps one setting per thread plus a default
+    that threads started later pick up (the last value set by any thread);
+    with several blocks running at once in different threads, the last one to
+    leave sets the value the first one found again, so concurrent fits leave
+    that default as it was. A thread that leaves its own outermost block while
+    blocks of other threads are still open takes that same value rather than
+    its own earlier count: that count may be the one thread it picked up while
+    another fit held it, and it must not become the default of a later round
+    of blocks (speed only: results do not depend on the count).
     """
     if n_threads is None:
         yield

@@ -305,6 +305,7 @@ def test_pak_on_copies_and_rounded_data_stays_near_the_knn_estimate():
     copies = np.vstack([base, base[[0, 0, 0]]])  # a row that appears four times
     pak, knn = (KNNLogDensity(method=m).fit(copies) for m in ("pak", "knn"))
     assert abs(pak.log_density_[0] - knn.log_density_[0]) < 1.0  # was +36 nats
+    assert pak.kstar_[0] == pak.n_neighbors_  # the neighbourhood that estimate used
     rounded = np.round(base, 1)  # distances equal up to rounding are ties
     pak, knn = (KNNLogDensity(method=m).fit(rounded) for m in ("pak", "knn"))
     assert (pak.log_density_ - knn.log_density_).min() > -15  # was -74
@@ -324,6 +325,16 @@ def test_whitened_pca_keeps_new_rows_at_a_finite_distance_on_wide_data():
         est = KNNLogDensity(3, n_components=15, whiten=True).fit(X)
     assert est.n_components_ == 9
     assert est.score_samples(Q).min() > est.score_samples(X).min() - 10  # was -360 vs -17
+
+
+def test_whitened_pca_drops_components_without_spread():
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(500, 4)), rng.normal(size=(50, 4))
+    X, Q = np.column_stack([A, A[:, 0]]), np.column_stack([B, B[:, 0]])  # a repeated column
+    with pytest.warns(UserWarning, match="no spread"):
+        est = KNNLogDensity(n_components=5, whiten=True).fit(X)
+    assert est.n_components_ == 4
+    assert abs(np.median(est.score_samples(Q)) - np.median(est.score_samples(X))) < 2  # was 52
 
 
 def test_knn_density_feature_names_out_checks_its_input():
