@@ -93,3 +93,28 @@ def run_fits(records, tasks, cache, n_jobs, fit=measure_fit):
     return run_cached(records, [(*task, fit) for task in tasks], _labelled_fit, cache, n_jobs,
                       lambda r: " | ".join(f"{k}={v}" for k, v in r.items()
                                            if k not in ("pearson_rho", "time")))
+
+
+#: Two small setups (k, D, standardize, epochs) and their rows, for the checks' --fast runs.
+FAST_SETUPS, FAST_ROWS = [(3, 6, True, 2), (3, 5, False, 2)], (300, 200)
+
+
+def check_arguments(description, seeds, argv=None):
+    """The command line of the mixture checks (``--cache``, ``--out``, ``--seeds``,
+    ``--n-jobs``, ``--fast``): returns the parsed arguments, the setups and the training
+    and validation rows (the small ones with ``--fast``)."""
+    import argparse
+    from pathlib import Path
+
+    from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--fast", action="store_true", help="two small setups (tests)")
+    args = parser.parse_args(argv)
+    if args.fast:
+        return args, FAST_SETUPS, *FAST_ROWS
+    return args, SETUPS, N_TRAIN, N_VAL

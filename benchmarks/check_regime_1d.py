@@ -26,15 +26,13 @@ Writes ``regime_1d.md`` into ``--out`` (default: print). ``--fast``: two small
 setups, for the tests.
 """
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, pearsons_of_fit, run_fits
+from _mixtures_2d import DIRECT_2D_BEFORE_CALIBRATION, check_arguments, pearsons_of_fit, run_fits
 from _report import provenance, read_jsonl, write_page
-from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
+from select_mixture_components_2d import setup_name
 
 DEFAULT = "DirectAligner() (default)"
 BEFORE = "DirectAligner() as before calibration_2d (sqrt, per_feature=False, delta=1)"
@@ -204,21 +202,12 @@ def report(records, wall, seeds, setups, n_train, n_val):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="+", default=DECIDING_SEEDS + REPORT_SEEDS)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--fast", action="store_true", help="two small setups (tests)")
-    args = parser.parse_args(argv)
-    setups, n_train, n_val = SETUPS, N_TRAIN, N_VAL
-    if args.fast:
-        setups, n_train, n_val = [(3, 6, True, 2), (3, 5, False, 2)], 300, 200
+    args, setups, n_train, n_val = check_arguments(
+        __doc__.splitlines()[0], DECIDING_SEEDS + REPORT_SEEDS, argv)
     tic = time.perf_counter()
     records = run_check(args.seeds, args.cache, args.n_jobs, n_train, n_val, setups)
     write_page(args.out, "regime_1d.md",
                report(records, time.perf_counter() - tic, args.seeds, setups, n_train, n_val))
-
 
 if __name__ == "__main__":
     main()

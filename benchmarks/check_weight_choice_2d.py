@@ -29,18 +29,18 @@ Writes ``weight_choice_2d.md`` into ``--out`` (default: print). ``--fast``: two
 small setups, two weights, for the tests.
 """
 
-import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from _mixtures_2d import run_fits
+from _mixtures_2d import check_arguments, run_fits
 from _report import provenance, read_jsonl, write_page
-from select_mixture_components_2d import N_TRAIN, N_VAL, SETUPS, setup_name
+from select_mixture_components_2d import setup_name
 
 PRIORS = ["normal", "gmm"]
+#: The helper's defaults: the share of rows held out, the ELBO budget, the default weight.
+HOLDOUT_FRACTION, ELBO_BUDGET, DEFAULT_WEIGHT = 0.2, 0.05, 1.0
 DECIDING_SEEDS, REPORT_SEEDS = [21], [31, 32]
 RULE = (
     "Decided on seed 21 (seeds 31 and 32 only report). For each prior (normal, gmm) in a 2-D "
@@ -215,28 +215,17 @@ def report(records, wall, seeds, weights, setups, n_train, n_val):
     return "\n".join(lines) + "\n"
 
 
-HOLDOUT_FRACTION, ELBO_BUDGET, DEFAULT_WEIGHT = 0.2, 0.05, 1.0
-
-
 def main(argv=None):
     from skdivae._weight_choice import DEFAULT_WEIGHTS
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--seeds", type=int, nargs="+", default=DECIDING_SEEDS + REPORT_SEEDS)
-    parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--fast", action="store_true", help="two small setups (tests)")
-    args = parser.parse_args(argv)
-    setups, weights, n_train, n_val = SETUPS, list(DEFAULT_WEIGHTS), N_TRAIN, N_VAL
-    if args.fast:
-        setups, weights, n_train, n_val = [(3, 6, True, 2), (3, 5, False, 2)], [0.0, 1.0], 300, 200
+    args, setups, n_train, n_val = check_arguments(
+        __doc__.splitlines()[0], DECIDING_SEEDS + REPORT_SEEDS, argv)
+    weights = [0.0, 1.0] if args.fast else list(DEFAULT_WEIGHTS)
     tic = time.perf_counter()
     records = run_check(args.seeds, weights, args.cache, args.n_jobs, n_train, n_val, setups)
     write_page(args.out, "weight_choice_2d.md",
                report(records, time.perf_counter() - tic, args.seeds, weights, setups,
                       n_train, n_val))
-
 
 if __name__ == "__main__":
     main()
