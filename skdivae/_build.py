@@ -10,7 +10,8 @@ from torch import nn
 
 from ._nn.contracts import GLOBAL_RNG_LOCK, AlignerModule, PriorModule
 from ._nn.mlp import make_mlp
-from ._nn.priors import StandardNormal
+from ._nn.aligners import Direct, FlowCorrected
+from ._nn.priors import GaussianMixture, StandardNormal, Vamp
 from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS, DirectAligner
 from .priors import PRIORS, prior_name
@@ -205,9 +206,6 @@ def _settings(module):
     built-in priors and aligners (their ``extra_repr``: the KL estimator, the aligner's
     threshold, reduction...). A custom prior or aligner is compared by its shapes only:
     its repr may hold dtypes or addresses that differ between two equal networks."""
-    from ._nn.aligners import Direct, FlowCorrected
-    from ._nn.priors import GaussianMixture, Vamp
-
     parts = [repr(module.encoder), repr(module.decoder)]
     for part, kinds in ((module.prior, (StandardNormal, GaussianMixture, Vamp)),
                         (module.aligner, (Direct, FlowCorrected))):
@@ -220,9 +218,10 @@ def _same_fixed_noise(module, decoder_std):
     """Whether ``module``'s decoder noise is the learned one (``decoder_std=None``) or
     fixed at ``decoder_std``, read from its noise buffer (a network pickled by an older
     skdivae keeps the same buffer)."""
-    if not getattr(module, "fixed_noise", False) or module.likelihood != "gaussian":
-        return decoder_std is None or module.likelihood != "gaussian"
-    if decoder_std is None:
-        return False
+    if module.likelihood != "gaussian":  # no noise scale at all
+        return True
+    fixed = getattr(module, "fixed_noise", False)
+    if not fixed or decoder_std is None:  # both learned, or one fixed and one learned
+        return not fixed and decoder_std is None
     std = torch.exp(module.log_noise.double()) * module.scale.double()
     return bool(torch.allclose(std, torch.full_like(std, float(decoder_std)), rtol=1e-5))

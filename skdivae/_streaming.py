@@ -103,7 +103,6 @@ class RowBlocks:
         return self._checked(data, start), start
 
     def _checked(self, data, start):
-        _check_kind(np.asarray(data).dtype)
         try:
             data = np.array(data, dtype=np.float64)
         except (TypeError, ValueError) as exc:
