@@ -82,6 +82,11 @@ def check_divae_state(est, where):
         raise UnsafeArchiveError(f"{where}: offset_ must be a number.")
     if isinstance(est.n_features_in_, bool) or not isinstance(est.n_features_in_, (int, np.integer)):
         raise UnsafeArchiveError(f"{where}: n_features_in_ must be an integer.")
+    n_out = getattr(est, "_n_features_out", est.n_components)
+    if isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer)) \
+            or n_out != est.module_.encoder.n_latent:
+        # (transform's feature names are built from it)
+        raise UnsafeArchiveError(f"{where}: _n_features_out must be the latent size.")
     quantiles = getattr(est, "score_quantiles_", None)
     if quantiles is not None and not bool((np.diff(quantiles, axis=1) >= 0).all()):
         raise UnsafeArchiveError(f"{where}: score_quantiles_ must be non-decreasing.")
@@ -91,6 +96,21 @@ def check_divae_state(est, where):
             raise UnsafeArchiveError(f"{where}: {name} is not finite.")
     if getattr(est, "score_scale_", None) is not None and not np.all(np.asarray(est.score_scale_) > 0):
         raise UnsafeArchiveError(f"{where}: score_scale_ must be positive.")
+
+
+def check_feature_names(est, where):
+    """Refuse ``feature_names_in_`` that is not a 1-D array of ``n_features_in_`` strings
+    (scikit-learn compares every name at every call with a DataFrame)."""
+    names = getattr(est, "feature_names_in_", None)
+    if names is None:
+        return
+    n = getattr(est, "n_features_in_", None)
+    if not isinstance(names, np.ndarray) or names.ndim != 1 or n is None \
+            or isinstance(n, bool) or not isinstance(n, (int, np.integer)) \
+            or names.shape[0] != n or not all(isinstance(x, str) for x in names.tolist()):
+        raise UnsafeArchiveError(
+            f"{where}: feature_names_in_ must be a 1-D array of n_features_in_ strings."
+        )
 
 
 def check_architecture(est, tensors, where):
@@ -334,6 +354,19 @@ def _check_knn_state(est, where):
     if method not in ("knn", "pak") or (method == "pak" and fit_dist is None):
         raise UnsafeArchiveError(f"{where}: method_ must be 'knn', or 'pak' with the "
                                  "training distances (_fit_dist).")
+    if method == "pak" and k < 2 <= n_fit - 1:
+        raise UnsafeArchiveError(f"{where}: method 'pak' needs n_neighbors_ >= 2, as fit does.")
+    width = getattr(nn, "_fit_X", None)
+    width = width.shape[1] if isinstance(width, np.ndarray) and width.ndim == 2 else None
+    n_in = getattr(est, "n_features_in_", None)
+    expected_in = n_in if pca is None else getattr(pca, "n_features_in_", None)
+    expected_width = n_in if pca is None else getattr(pca, "n_components_", None)
+    if n_in is None or expected_in != n_in or (width is not None and width != expected_width) \
+            or getattr(est, "n_components_", expected_width) != expected_width:
+        raise UnsafeArchiveError(
+            f"{where}: n_features_in_, pca_ and the neighbour index disagree on the number "
+            "of features."
+        )
     if fit_dist is not None and (
         _shape_of(fit_dist) is None or fit_dist.ndim != 2 or fit_dist.shape[0] != n_fit
         or fit_dist.shape[1] < k

@@ -24,6 +24,7 @@ from ._archive_checks import (
     check_architecture,
     check_compression,
     check_divae_state,
+    check_feature_names,
     check_fitted_shapes,
     check_inner_sizes,
     check_search_tree,
@@ -207,9 +208,10 @@ class _Reader:
             if "_fit_X" not in state:
                 return est
             fit_X = state["_fit_X"]
-            if not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2 or fit_X.dtype.kind != "f":
-                # (a bool or int array would grow 8-fold when the index is rebuilt)
-                raise UnsafeArchiveError(f"{where}: _fit_X must be a 2-D float array.")
+            if not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2 \
+                    or fit_X.dtype != np.float64:
+                # (the index is rebuilt in float64: narrower data would grow up to 8-fold)
+                raise UnsafeArchiveError(f"{where}: _fit_X must be a 2-D float64 array.")
             check_search_tree(est, fit_X, where)
             return est.fit(fit_X)
         check_state_names(cls, state, where)
@@ -226,6 +228,7 @@ class _Reader:
                 raise UnsafeArchiveError(f"{where}: the fitted state lacks {', '.join(missing)}.")
         for k, v in state.items():
             setattr(est, k, v)
+        check_feature_names(est, where)
         fitted_divae = cls is DiVAE and "n_features_in_" in state
         if ("weights" in node) != fitted_divae:
             if cls is DiVAE and "weights" in node:
@@ -411,7 +414,9 @@ def _load(path):
     root = manifest.get("root")
     if not isinstance(root, dict) or root.get("__type__") != "estimator":
         raise UnsafeArchiveError(f"{path}: the archive's root is not an estimator.")
-    bad = [k for k, a in arrays.items() if a.dtype.hasobject or a.dtype.kind not in "biufU"]
+    # (an item size of 0, as in '<U0', would let any number of elements pass the size caps)
+    bad = [k for k, a in arrays.items()
+           if a.dtype.hasobject or a.dtype.kind not in "biufU" or a.dtype.itemsize == 0]
     if bad:
         raise UnsafeArchiveError(
             f"{path}: arrays of dtype {arrays[bad[0]].dtype} are not allowed ({bad[0]!r})."

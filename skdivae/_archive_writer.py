@@ -4,6 +4,7 @@ member, each DiVAE's weights as safetensors; the file replaced atomically."""
 import io
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -112,7 +113,9 @@ class _Writer:
             # Only the data: the search tree is rebuilt by fitting on it again (within the
             # bound load keeps to).
             check_search_tree(est, state["_fit_X"], where)
-            state = {"_fit_X": state["_fit_X"]}
+            # float64, as the tree is built on: load refuses narrower floats, whose
+            # rebuilt index would grow past what the file declares.
+            state = {"_fit_X": np.asarray(state["_fit_X"], dtype=np.float64)}
         if "module_" in state:
             buffer = io.BytesIO()
             module = state.pop("module_")
@@ -151,13 +154,17 @@ def save(estimator, path):
         fitted; an unfitted one is saved too, and loads unfitted with the same
         parameters (as ``pickle`` would keep it).
     path : str or path-like
-        Where to write the archive (a zip file).
+        Where to write the archive (a zip file). A symbolic link is written
+        through, to the file it names; a path that holds something other than
+        a regular file (a folder, a device, a pipe) is refused.
 
     Raises
     ------
     TypeError
         If the estimator holds an object that cannot be stored without pickle;
         the message names it. Nothing is written then.
+    ValueError
+        If ``path`` holds something other than a regular file.
 
     See Also
     --------
@@ -184,7 +191,12 @@ def save(estimator, path):
     np.savez(arrays, **writer.arrays)
     # Written to a temporary file beside the target, flushed to disk, then moved over it in
     # one step: a failed or concurrent save never leaves a truncated archive at ``path``.
-    path = os.fspath(path)
+    # A link is written through (to the file it names), as open() would; anything at the
+    # path that is not a regular file (a device, a pipe, a folder) is left alone.
+    path = os.path.realpath(os.fspath(path))
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{path} exists and is not a regular file; save writes archives to "
+                         "regular files only.")
     fd, tmp = tempfile.mkstemp(prefix=".skdivae-", suffix=".tmp",
                                dir=os.path.dirname(os.path.abspath(path)))
     try:

@@ -785,12 +785,88 @@ def test_a_nearest_neighbors_index_is_rebuilt_from_float_rows_only(tmp_path):
     X = np.random.default_rng(0).normal(size=(60, 3))
     save(KNNLogDensity(5).fit(X), tmp_path / "k.skdivae")
 
-    def to_bool(arrays, manifest):
-        key = manifest["root"]["state"]["nn_"]["state"]["_fit_X"]["key"]
-        arrays[key] = arrays[key] > 0  # an index rebuilt from it would be 8 times larger
+    for narrow in (lambda a: a > 0, lambda a: a.astype(np.float16), lambda a: a.astype(np.float32)):
+        def to_narrow(arrays, manifest):
+            key = manifest["root"]["state"]["nn_"]["state"]["_fit_X"]["key"]
+            arrays[key] = narrow(arrays[key])  # an index rebuilt from it would be larger
 
-    with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float array"):
-        load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae", _arrays_edit(to_bool)))
+        with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float64 array"):
+            load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae",
+                                 _arrays_edit(to_narrow)))
+
+
+def test_a_float32_neighbour_index_is_saved_in_float64(tmp_path):
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    save(NearestNeighbors(n_neighbors=3).fit(X), tmp_path / "n.skdivae")
+    nn = load(tmp_path / "n.skdivae")
+    assert nn._fit_X.dtype == np.float64
+    np.testing.assert_array_equal(nn.kneighbors(X)[1], NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)[1])
+
+
+def test_zero_width_arrays_are_refused(tmp_path):
+    # '<U0' holds any number of elements in 0 bytes: past every size cap.
+    save(KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2))), tmp_path / "k.skdivae")
+
+    def add_names(members):  # numpy writes '<U0' as '<U1', so the member is made by hand
+        header = repr({"descr": "<U0", "fortran_order": False, "shape": (10**12,)}).encode()
+        header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+        npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+        buf = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(members["arrays.npz"])) as old, \
+                zipfile.ZipFile(buf, "w") as new:
+            for name in old.namelist():
+                new.writestr(name, old.read(name))
+            new.writestr("huge.npy", npy)
+        members["arrays.npz"] = buf.getvalue()
+        return members
+
+    def names_state(manifest):
+        manifest["root"]["state"]["feature_names_in_"] = {"__type__": "array", "key": "huge"}
+
+    def edit(members):
+        return manifest_edit(names_state)(add_names(members))
+
+    with pytest.raises(UnsafeArchiveError, match="dtype <U0 are not allowed"):
+        load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae", edit))
+
+
+@pytest.mark.parametrize("names", [["a", "b"], ["a", "b", "c"], [["a"], ["b"]]])
+def test_feature_names_that_disagree_with_the_features_are_refused(names, tmp_path):
+    import pandas as pd
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(30, 2)), columns=["a", "b"])
+    save(KNNLogDensity(5).fit(X), tmp_path / "k.skdivae")
+    value = np.array(names)
+    entry = {"__type__": "str_array", "shape": list(value.shape), "items": value.ravel().tolist()}
+    edit = manifest_edit(lambda m: m["root"]["state"].update(feature_names_in_=entry))
+    if names == ["a", "b"]:  # the untampered names load
+        assert list(load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae", edit))
+                    .feature_names_in_) == ["a", "b"]
+        return
+    with pytest.raises(UnsafeArchiveError, match="feature_names_in_ must be a 1-D array"):
+        load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae", edit))
+
+
+def test_a_divae_whose_output_width_is_not_its_latent_size_is_refused(tmp_path):
+    # transform's feature names are built from it: 10**12 of them would never end.
+    save(DiVAE(**FAST).fit(np.random.default_rng(0).normal(size=(40, 3))), tmp_path / "d.skdivae")
+    edit = manifest_edit(lambda m: m["root"]["state"].update(_n_features_out=10**12))
+    with pytest.raises(UnsafeArchiveError, match="_n_features_out must be the latent size"):
+        load(rewrite_archive(tmp_path / "d.skdivae", tmp_path / "b.skdivae", edit))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(n_features_in_=5), "disagree on the number of features"),
+    (dict(n_components_=7), "disagree on the number of features"),
+    (dict(n_neighbors_=1, method_="pak"), "needs n_neighbors_ >= 2"),
+])
+def test_teacher_state_that_fit_would_not_produce_is_refused(change, message, tmp_path):
+    path = _fitted(KNNLogDensity(5, n_components=2, method="pak"), tmp_path)
+    edit = manifest_edit(lambda m: m["root"]["state"].update(**change))
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(rewrite_archive(path, tmp_path / "bad.skdivae", edit))
 
 
 def _fitted(est, tmp_path):
@@ -876,3 +952,19 @@ def test_an_archive_without_its_arrays_says_so(archive, tmp_path):
 
     with pytest.raises(UnsafeArchiveError, match=r"arrays.npz missing"):
         load(rewrite_archive(archive, tmp_path / "t.skdivae", edit))
+
+
+def test_save_writes_through_a_link_and_refuses_what_is_not_a_regular_file(tmp_path):
+    import os
+
+    kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    (tmp_path / "target.skdivae").write_bytes(b"old")
+    os.symlink(tmp_path / "target.skdivae", tmp_path / "link.skdivae")
+    save(kd, tmp_path / "link.skdivae")
+    assert (tmp_path / "link.skdivae").is_symlink()  # the link stays, its file is replaced
+    np.testing.assert_array_equal(load(tmp_path / "target.skdivae").log_density_, kd.log_density_)
+    os.mkfifo(tmp_path / "pipe")
+    for bad in (tmp_path / "pipe", tmp_path):
+        with pytest.raises(ValueError, match="not a regular file"):
+            save(kd, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.skdivae", "pipe", "target.skdivae"]
