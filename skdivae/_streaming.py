@@ -201,12 +201,22 @@ class _TargetCache:
     block is read, into a temporary file by ordinary writes (the process's memory does
     not grow with the rows)."""
 
-    def __init__(self, n_rows):
+    def __init__(self, n_rows, known=None):
         self._dir = tempfile.TemporaryDirectory(prefix="skdivae-")
         self._path = os.path.join(self._dir.name, "targets.bin")
         self._file = open(self._path, "w+b")
+        self._known = known
 
     def write(self, start, target, err):
+        """Store the values of rows ``start, start + 1, ...``; rows given in ``known``
+        (sorted row numbers and their values) keep those instead."""
+        if self._known is not None:
+            rows, known_target, known_err = self._known
+            lo, hi = np.searchsorted(rows, [start, start + len(target)])
+            if hi > lo:
+                target, err = np.array(target, dtype=float), np.array(err, dtype=float)
+                target[rows[lo:hi] - start] = known_target[lo:hi]
+                err[rows[lo:hi] - start] = known_err[lo:hi]
         self._file.seek(16 * start)
         np.column_stack([target, err]).astype(np.float64).tofile(self._file)
 
@@ -250,14 +260,16 @@ def fit_streaming(est, X):
     est._check_training_input(X_sample)
     X_sample_std = (X_sample - center) / scale
     density = fit_density(est.density, X_sample_std, est.n_components, seed)
-    target, _ = density_targets(density, X_sample_std)
+    # The teacher's own rows get their leave-one-out values, as in fit from memory (a
+    # query would count each row as its own neighbour); the other rows are new to it.
+    target, err = density_targets(density, X_sample_std)
     trainer = BlockTrainer(
         est, center=center, scale=scale, density=density,
         threshold=trim_threshold(target, est.trim_fraction), X_init_std=X_sample_std,
         seed=seed, n_rows=source.n_rows,
     )
     max_iter = epoch_budget(est.max_iter, source.n_rows, trainer.batch_size)
-    cache = _TargetCache(source.n_rows)
+    cache = _TargetCache(source.n_rows, known=(rows, target, err))
     history = []
     try:
         for epoch in range(max_iter):

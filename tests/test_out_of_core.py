@@ -113,6 +113,38 @@ def test_fit_streams_a_memmap_block_by_block(data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(DiVAE(**FAST).fit(view).score_samples(X), model.score_samples(X))
 
 
+@pytest.mark.parametrize("max_samples", [None, 500])
+def test_a_streamed_fit_gives_the_teachers_own_rows_their_leave_one_out_values(
+        data, tmp_path, monkeypatch, max_samples):
+    # A query would count each row the teacher indexes as its own neighbour (with one
+    # neighbour: the same value for every row, and nothing trimmed).
+    import skdivae._streaming as streaming
+    from skdivae import KNNLogDensity
+
+    X, _ = data
+    np.save(tmp_path / "X.npy", X)
+    monkeypatch.setattr(streaming, "BLOCK_ROWS", 700)
+    monkeypatch.setattr(streaming, "DENSITY_MAX_SAMPLES", 2000)  # a sample of the rows
+    seen = []
+    block_arrays = streaming.block_arrays
+
+    def spy(X_std, target, err, threshold, device):
+        seen.append((X_std.copy(), np.array(target), threshold))
+        return block_arrays(X_std, target, err, threshold, device)
+
+    monkeypatch.setattr(streaming, "block_arrays", spy)
+    teacher = KNNLogDensity(1, n_components=2, max_samples=max_samples, random_state=0)
+    model = DiVAE(**{**FAST, "max_iter": 1}, density=teacher, keep_density=True)
+    model.fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+    X_std = np.concatenate([s[0] for s in seen])
+    target = np.concatenate([s[1] for s in seen])
+    queried = model.density_.score_samples(X_std)
+    assert len(np.unique(target)) > len(target) // 2  # not one value for every row
+    # exactly the rows the teacher indexes differ from a query: their leave-one-out values
+    assert (target != queried).sum() == model.density_.nn_.n_samples_fit_
+    assert np.mean(target <= seen[0][2]) == pytest.approx(0.05, abs=0.02)
+
+
 def test_streaming_from_dask_matches_a_memmap_with_the_same_blocks(data, tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array", reason="dask is not installed: pip install 'skdivae[dask]'")
     import skdivae._streaming as streaming
