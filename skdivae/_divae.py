@@ -23,6 +23,7 @@ from ._nested_params import NestedParamsMixin
 from ._outputs import OutputsMixin
 from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
+from ._training import convergence_message
 from ._torch_utils import torch_threads
 from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
@@ -188,9 +189,13 @@ class DiVAE(
         the same as 100 up to 256 000 training rows at batch 128, and 25
         epochs for a million rows (``docs/results/performance.md``). A fit that uses
         up an int ``max_iter`` with its loss still falling warns
-        (``ConvergenceWarning``); with ``"auto"`` it does not, since on the
-        development sets training three times longer did not make such fits
-        better detectors (``docs/results/convergence.md``).
+        (``ConvergenceWarning``), and so does one with fewer than 5 epochs after
+        the warm-ups (too few to tell; the warm-ups default to half of
+        ``max_iter``, so any ``max_iter`` below 10 warns); with ``"auto"`` it
+        does not, since on the development sets training three times longer did
+        not make such fits better detectors (``docs/results/convergence.md``).
+        A fit streamed from disk (a memmap or a dask collection) does not
+        monitor its loss and never warns.
     tol : float, default=1e-4
         Improvement of the monitored loss that resets the patience counter.
     early_stopping : bool, default=False
@@ -216,7 +221,9 @@ class DiVAE(
         number of CPUs; ``None`` leaves torch's setting alone.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batches, the reparameterisation noise and the density
-        teacher, through local generators, so fits in several threads give the
+        teacher (a ``density`` whose own ``random_state``, nested ones included,
+        is None gets a seed drawn from it; one the user set is kept), through
+        local generators, so fits in several threads give the
         same result as serial ones. torch's global random state is left as it
         was (torch's layers draw from it while being built; those draws are
         replaced, under a lock, and the state restored). An int or a RandomState leaves numpy's global state
@@ -238,7 +245,8 @@ class DiVAE(
     density_dim_ : int
         Dimension of the teacher's space (what the aligner projects to).
     history_ : list of dict
-        Per epoch: ``loss``, ``recon``, ``kl``, ``align``, ``beta``,
+        Per epoch: ``epoch`` (from 1), ``loss``, ``recon``, ``kl``, ``align``,
+        ``aux`` (the flow aligner's own loss, 0 for other aligners), ``beta``,
         ``alignment_weight``, ``time`` and ``valid_loss`` with early stopping.
         Loss terms are in the units of the standardised data (the raw-unit
         reconstruction term differs by the constant ``sum(log scale)``).
@@ -440,19 +448,17 @@ class DiVAE(
         vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
         if is_out_of_core(X):  # a memmap or a dask collection: trained block by block
             fitted, X = fit_streaming(self, X)
-            converged, max_iter = True, len(fitted["history_"])
+            status, max_iter = "converged", len(fitted["history_"])  # not monitored
         else:
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
             self._check_training_input(X)
-            fitted, converged, max_iter = train_network(self, X)
+            fitted, status, max_iter = train_network(self, X)
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
         # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
-        if not converged and max_iter > 1 and self.max_iter != "auto":
+        if status != "converged" and max_iter > 1 and self.max_iter != "auto":
             warnings.warn(
-                f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still "
-                "falling; consider a larger max_iter.",
-                ConvergenceWarning,
+                convergence_message(status, max_iter), ConvergenceWarning,
                 stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
             )
         density = fitted.pop("density")

@@ -100,6 +100,13 @@ def fit_density(density, X_std, n_latent, seed):
         )
     else:
         density = clone(density)
+        # A teacher left unseeded draws from DiVAE's seed, so that random_state=int makes
+        # the whole fit repeatable and leaves numpy's global state alone; a seed the user
+        # gave the teacher is kept.
+        unseeded = {name: seed for name, value in density.get_params(deep=True).items()
+                    if (name == "random_state" or name.endswith("__random_state"))
+                    and value is None}
+        density.set_params(**unseeded)
     with warnings.catch_warnings():
         # Small data: the neighbour count is clamped, which is expected here.
         warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")

@@ -87,6 +87,25 @@ def test_same_seed_gives_bit_identical_scores_and_global_rng_untouched(data):
     assert not np.array_equal(a.score_samples(data[0]), c.score_samples(data[0]))
 
 
+def test_an_unseeded_teacher_is_seeded_by_random_state_and_a_seeded_one_kept(data):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = data[0]
+    np_state = np.random.get_state()[1].copy()
+    teachers = [KNNLogDensity(10, max_samples=50),  # a random subsample of the rows
+                make_pipeline(StandardScaler(), KNNLogDensity(10, max_samples=50))]
+    for teacher in teachers:
+        a = DiVAE(**FAST, density=teacher).fit(X).score_samples(X)
+        b = DiVAE(**FAST, density=teacher).fit(X).score_samples(X)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)
+    assert teachers[0].random_state is None  # the user's object is left as it was
+    seeded = DiVAE(**FAST, density=KNNLogDensity(10, max_samples=50, random_state=7),
+                   keep_density=True).fit(X)
+    assert seeded.density_.random_state == 7
+
+
 def test_scoring_never_samples(fitted, data):
     state = torch.random.get_rng_state().clone()
     for method in ["score_samples", "transform", "score"]:
