@@ -31,7 +31,8 @@ def train_network(est, X):
     fitted : dict
         ``module_`` (CPU, float64, eval mode, with the real standardisation),
         ``history_``, ``batch_size_``, ``device_`` and ``density`` (the fitted teacher).
-    converged : bool
+    status : {"converged", "still_falling", "too_short"}
+        How training ended (:func:`~skdivae._training.fit_loop`).
     max_iter : int
         The epoch budget the loop ran under.
     """
@@ -77,7 +78,7 @@ def train_network(est, X):
     )
     module.set_standardization(np.zeros(n_features), np.ones(n_features))
     module = module.to(device)
-    history, converged = fit_loop(
+    history, status = fit_loop(
         module,
         train,
         valid,
@@ -99,4 +100,4 @@ def train_network(est, X):
     module.set_standardization(center, scale)
     fitted = {"module_": module, "history_": history, "batch_size_": batch_size,
               "device_": device, "density": density}
-    return fitted, converged, max_iter
+    return fitted, status, max_iter

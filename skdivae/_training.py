@@ -187,7 +187,7 @@ def _evaluate(module, X, target, weight, elbo_weight, beta, alignment_weight, ba
 
 def fit_loop(module, train, valid=None, **settings):
     """Train ``module`` with Adam (:class:`~skdivae._flat_adam.FlatAdam`); return
-    ``(history, converged)``.
+    ``(history, status)``.
 
     ``settings`` are keyword-only: ``batch_size``, ``max_iter``, ``learning_rate_init``,
     ``beta``, ``alignment_weight``, ``beta_warmup``, ``alignment_warmup``, ``tol``,
@@ -203,9 +203,11 @@ def fit_loop(module, train, valid=None, **settings):
     once the monitored loss (validation loss if ``valid`` is given, else the
     training loss) has not improved by ``tol`` for ``n_iter_no_change``
     epochs, as in :class:`~sklearn.neural_network.MLPClassifier`; with a
-    validation set the best weights are restored. ``converged`` is also true
-    when training ran to ``max_iter`` with a loss that no longer falls
-    (:func:`loss_still_falling` on the last epochs).
+    validation set the best weights are restored. ``status`` is ``"converged"``
+    after such a stop, and also when training ran to ``max_iter`` with a loss that
+    no longer falls (:func:`loss_still_falling` on the last epochs);
+    ``"still_falling"`` when the loss was still going down at ``max_iter``; and
+    ``"too_short"`` when fewer than 5 epochs followed the warm-ups, too few to tell.
 
     Raises
     ------
@@ -318,14 +320,32 @@ def _train_epochs(
               flush=True)
     if best_state is not None:
         module.load_state_dict(best_state)
-    if not converged:
-        key = "valid_loss" if valid is not None else "loss"
-        after_warm = [h[key] for h in history if h["epoch"] - 1 >= warm_end]
-        # Fewer than 5 epochs after the warm-ups cannot show that the loss settled.
-        converged = len(after_warm) >= 5 and not loss_still_falling(
-            after_warm[-max(n_iter_no_change, 5):]
+    if converged:
+        return history, "converged"
+    key = "valid_loss" if valid is not None else "loss"
+    after_warm = [h[key] for h in history if h["epoch"] - 1 >= warm_end]
+    # Fewer than 5 epochs after the warm-ups cannot show that the loss settled.
+    if len(after_warm) < 5:
+        return history, "too_short"
+    if loss_still_falling(after_warm[-max(n_iter_no_change, 5):]):
+        return history, "still_falling"
+    return history, "converged"
+
+
+def convergence_message(status, max_iter):
+    """The ``ConvergenceWarning`` text for a :func:`fit_loop` ``status`` other than
+    ``"converged"``."""
+    if status == "too_short":
+        return (
+            f"DiVAE stopped at max_iter={max_iter} epochs with fewer than 5 of them after "
+            "the warm-ups (beta_warmup and alignment_warmup, by default half of max_iter), "
+            "too few to tell whether its loss had settled; consider a larger max_iter or "
+            "max_iter='auto'."
         )
-    return history, converged
+    return (
+        f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still falling; "
+        "consider a larger max_iter."
+    )
 
 
 def loss_still_falling(values, rel_drop=1e-3):

@@ -158,8 +158,11 @@ def density_agreement_score(estimator, X, y=None):
     mean (does alignment carry over to new data?) and that of the ELBO (is
     the generative model still sound, or did a heavy alignment weight break
     it?). Both are rank correlations, so the score is free of units and
-    comparable across alignment weights, priors and data sets. Use it as
-    ``scoring=density_agreement_score`` in ``GridSearchCV``.
+    comparable across alignment weights, priors and data sets. It works as
+    ``scoring=density_agreement_score`` in ``GridSearchCV``, but it is a
+    diagnostic, not a way to choose the weight: to choose it without labels,
+    use :func:`choose_alignment_weight` (the one label-free choice that beat
+    the fixed weight, ``docs/results/holdout_weight_choice.md``).
 
     It grows with the alignment weight on most data: on the development
     benchmark, with a 2-D latent space, ``prior="normal"`` and the aligner of the

@@ -39,10 +39,17 @@ def test_converged_long_fit_does_not_warn():
 
 
 def test_short_fit_warns_at_the_callers_line():
+    # 6 epochs, 3 of them after the default warm-ups: too few to tell, and it says so
     caught = _warnings(max_iter=6)
     assert len(caught) == 1
-    assert "still falling" in str(caught[0].message)
+    assert "too few to tell" in str(caught[0].message)
+    assert "still falling" not in str(caught[0].message)
     assert caught[0].filename == __file__
+
+
+def test_a_fit_whose_loss_still_falls_says_so():
+    caught = _warnings(max_iter=12)
+    assert len(caught) == 1 and "still falling" in str(caught[0].message)
 
 
 @pytest.mark.parametrize("max_iter", [1])
