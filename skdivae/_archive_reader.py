@@ -209,9 +209,11 @@ class _Reader:
                 return est
             fit_X = state["_fit_X"]
             if not isinstance(fit_X, np.ndarray) or fit_X.ndim != 2 \
-                    or fit_X.dtype != np.float64:
-                # (the index is rebuilt in float64: narrower data would grow up to 8-fold)
-                raise UnsafeArchiveError(f"{where}: _fit_X must be a 2-D float64 array.")
+                    or fit_X.dtype not in (np.float32, np.float64):
+                # (a tree is built in float64: float16, bool or int data would grow 4- to
+                # 8-fold; float32 doubles, within check_search_tree's bound)
+                raise UnsafeArchiveError(
+                    f"{where}: _fit_X must be a 2-D float32 or float64 array.")
             check_search_tree(est, fit_X, where)
             return est.fit(fit_X)
         check_state_names(cls, state, where)

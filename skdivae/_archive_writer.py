@@ -113,9 +113,12 @@ class _Writer:
             # Only the data: the search tree is rebuilt by fitting on it again (within the
             # bound load keeps to).
             check_search_tree(est, state["_fit_X"], where)
-            # float64, as the tree is built on: load refuses narrower floats, whose
-            # rebuilt index would grow past what the file declares.
-            state = {"_fit_X": np.asarray(state["_fit_X"], dtype=np.float64)}
+            # float32 or float64 as fitted; anything narrower as float64, since load
+            # refuses it (its rebuilt index would grow past what the file declares).
+            fit_X = state["_fit_X"]
+            if fit_X.dtype not in (np.float32, np.float64):
+                fit_X = np.asarray(fit_X, dtype=np.float64)
+            state = {"_fit_X": fit_X}
         if "module_" in state:
             buffer = io.BytesIO()
             module = state.pop("module_")
@@ -193,7 +196,10 @@ def save(estimator, path):
     # one step: a failed or concurrent save never leaves a truncated archive at ``path``.
     # A link is written through (to the file it names), as open() would; anything at the
     # path that is not a regular file (a device, a pipe, a folder) is left alone.
-    path = os.path.realpath(os.fspath(path))
+    path = os.fspath(path)
+    if not path or path.endswith((os.sep, "/")) or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"{path!r} names a folder, not a file to write the archive to.")
+    path = os.path.realpath(path)
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
         raise ValueError(f"{path} exists and is not a regular file; save writes archives to "
                          "regular files only.")

@@ -106,7 +106,10 @@ def fit_density(density, X_std, n_latent, seed):
         unseeded = {name: seed for name, value in density.get_params(deep=True).items()
                     if (name == "random_state" or name.endswith("__random_state"))
                     and value is None}
-        density.set_params(**unseeded)
+        try:
+            density.set_params(**unseeded)
+        except (TypeError, ValueError):  # a teacher that takes no int seed stays as given
+            pass
     with warnings.catch_warnings():
         # Small data: the neighbour count is clamped, which is expected here.
         warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")

@@ -785,24 +785,27 @@ def test_a_nearest_neighbors_index_is_rebuilt_from_float_rows_only(tmp_path):
     X = np.random.default_rng(0).normal(size=(60, 3))
     save(KNNLogDensity(5).fit(X), tmp_path / "k.skdivae")
 
-    for narrow in (lambda a: a > 0, lambda a: a.astype(np.float16), lambda a: a.astype(np.float32)):
+    for narrow in (lambda a: a > 0, lambda a: a.astype(np.float16), lambda a: a.astype(np.int64)):
         def to_narrow(arrays, manifest):
             key = manifest["root"]["state"]["nn_"]["state"]["_fit_X"]["key"]
             arrays[key] = narrow(arrays[key])  # an index rebuilt from it would be larger
 
-        with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float64 array"):
+        with pytest.raises(UnsafeArchiveError, match="_fit_X must be a 2-D float32 or float64"):
             load(rewrite_archive(tmp_path / "k.skdivae", tmp_path / "b.skdivae",
                                  _arrays_edit(to_narrow)))
 
 
-def test_a_float32_neighbour_index_is_saved_in_float64(tmp_path):
+@pytest.mark.parametrize("algorithm", ["brute", "kd_tree"])
+def test_a_float32_neighbour_index_round_trips_bit_identical(algorithm, tmp_path):
     from sklearn.neighbors import NearestNeighbors
 
-    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
-    save(NearestNeighbors(n_neighbors=3).fit(X), tmp_path / "n.skdivae")
-    nn = load(tmp_path / "n.skdivae")
-    assert nn._fit_X.dtype == np.float64
-    np.testing.assert_array_equal(nn.kneighbors(X)[1], NearestNeighbors(n_neighbors=3).fit(X).kneighbors(X)[1])
+    X = np.random.default_rng(0).normal(size=(200, 20)).astype(np.float32)
+    nn = NearestNeighbors(n_neighbors=3, algorithm=algorithm).fit(X)
+    save(nn, tmp_path / "n.skdivae")
+    loaded = load(tmp_path / "n.skdivae")
+    assert loaded._fit_X.dtype == np.float32
+    for a, b in zip(loaded.kneighbors(X), nn.kneighbors(X)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_zero_width_arrays_are_refused(tmp_path):
@@ -964,6 +967,8 @@ def test_save_writes_through_a_link_and_refuses_what_is_not_a_regular_file(tmp_p
     assert (tmp_path / "link.skdivae").is_symlink()  # the link stays, its file is replaced
     np.testing.assert_array_equal(load(tmp_path / "target.skdivae").log_density_, kd.log_density_)
     os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="names a folder"):
+        save(kd, str(tmp_path / "target.skdivae") + os.sep)  # open() would refuse it too
     for bad in (tmp_path / "pipe", tmp_path):
         with pytest.raises(ValueError, match="not a regular file"):
             save(kd, bad)
