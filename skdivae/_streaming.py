@@ -19,6 +19,7 @@ import torch
 
 from ._incremental import BlockTrainer, _seed
 from ._training import epoch_budget
+from ._validation import outside_unit_interval
 from ._training_data import (
     DENSITY_MAX_SAMPLES,
     block_arrays,
@@ -37,8 +38,22 @@ BUFFER_BLOCKS = 4
 
 
 def is_out_of_core(X):
-    """True for a ``numpy.memmap`` or a dask collection: what ``fit`` streams."""
-    return isinstance(X, np.memmap) or hasattr(X, "__dask_graph__")
+    """True for a ``numpy.memmap`` or a dask collection: what ``fit`` streams. A memmap
+    that joblib made to hand an array to a worker process (``n_jobs`` in a
+    ``FeatureUnion``, ``Parallel``, ...) is the user's in-memory array and is fitted as
+    one, so that ``n_jobs`` changes the speed only."""
+    if isinstance(X, np.memmap):
+        return not _made_by_joblib(X)
+    return hasattr(X, "__dask_graph__")
+
+
+def _made_by_joblib(X):
+    """Whether the memmap ``X`` lives in one of joblib's automatic memmapping folders."""
+    filename = getattr(X, "filename", None)
+    if not filename:
+        return False
+    folder = os.path.basename(os.path.dirname(os.fspath(filename)))
+    return folder.startswith("joblib_memmapping_folder_")
 
 
 class RowBlocks:
@@ -180,7 +195,7 @@ def column_moments(source, sample_rows, bernoulli=False):
         lo, hi = np.searchsorted(sample_rows, [start, start + block.shape[0]])
         sample[lo:hi] = block[sample_rows[lo:hi] - start]
         check_magnitude(block)
-        if bernoulli and (block.min() < 0 or block.max() > 1):
+        if bernoulli and outside_unit_interval(block):
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
                 "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."

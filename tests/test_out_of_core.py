@@ -141,8 +141,24 @@ def test_a_streamed_fit_gives_the_teachers_own_rows_their_leave_one_out_values(
     queried = model.density_.score_samples(X_std)
     assert len(np.unique(target)) > len(target) // 2  # not one value for every row
     # exactly the rows the teacher indexes differ from a query: their leave-one-out values
-    assert (target != queried).sum() == model.density_.nn_.n_samples_fit_
+    assert (~np.isclose(target, queried, rtol=0, atol=1e-9)).sum() == model.density_.nn_.n_samples_fit_
     assert np.mean(target <= seen[0][2]) == pytest.approx(0.05, abs=0.02)
+
+
+def test_a_memmap_joblib_makes_for_a_worker_is_fitted_in_memory(data):
+    # joblib hands large arrays to worker processes as read-only memmaps: n_jobs must not
+    # turn a fit from memory into a streamed one (early stopping would be refused).
+    from joblib import Parallel, delayed
+
+    X, _ = data
+    params = {**FAST, "early_stopping": True}
+
+    def fit_scores(X_worker):
+        return type(X_worker).__name__, DiVAE(**params).fit(X_worker).score_samples(X[:50])
+
+    (kind, parallel), = Parallel(n_jobs=2, max_nbytes="1K")(delayed(fit_scores)(X) for _ in [0])
+    assert kind == "memmap"
+    np.testing.assert_array_equal(parallel, DiVAE(**params).fit(X).score_samples(X[:50]))
 
 
 def test_streaming_from_dask_matches_a_memmap_with_the_same_blocks(data, tmp_path, monkeypatch):
