@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._nn.workspace import Workspace
 from ._scoring import COMBINED, SCORES, combine, robust_scale
+from ._validation import outside_unit_interval
 from ._torch_utils import (
     PARALLEL_CHUNK_ROWS,
     available_cpus,
@@ -122,11 +123,12 @@ class OutputsMixin:
                 "it back, or refit."
             )
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        if fitted_likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        if fitted_likelihood == "bernoulli" and outside_unit_interval(X):
             raise ValueError(
                 "this DiVAE was fitted with likelihood='bernoulli', which scores values in "
                 f"[0, 1] only; X has values in [{X.min():.3g}, {X.max():.3g}]. Rescale X as "
-                "the training data were."
+                "the training data were; a scaler fitted on them can map new rows outside "
+                "[0, 1], so clip (MinMaxScaler(clip=True)) or use likelihood='gaussian'."
             )
         return X
 
@@ -151,8 +153,9 @@ class OutputsMixin:
         if method in PER_ROW and out.shape != (X.shape[0],):
             raise ValueError(
                 f"the network's {method} has shape {out.shape} for {X.shape[0]} rows, not one "
-                "value per row: a custom prior's log_prob or aligner's predict_log_density "
-                "must return shape (n_rows,) (the contracts in skdivae.priors and "
+                "value per row: a custom prior's log_prob, or an aligner's "
+                "predict_log_density or calibrate (what scoring reads), must return shape "
+                "(n_rows,) (the contracts in skdivae.priors and "
                 "skdivae.aligners)."
             )
         return out

@@ -67,3 +67,30 @@ def test_the_flow_loss_does_not_train_the_new_prior(X):
 @parametrize_with_checks([DiVAE(prior=StudentTPrior(), **FAST)])
 def test_a_new_prior_passes_the_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("broken", ["column", "vector penalty"])
+def test_an_aligner_off_the_contract_is_named_in_training(X, broken):
+    # predict_log_density of shape (n, 1) against targets of shape (n,) broadcast to an
+    # (n, n) penalty and trained on it, silently.
+    from skdivae.aligners import AlignerModule
+
+    class Off(AlignerModule):
+        point = "mean"
+
+        def predict_log_density(self, log_prior, x_std=None, log_det=None):
+            return log_prior[:, None] if broken == "column" else log_prior
+
+        def penalty(self, pred, target, weight):
+            squared = (pred - target) ** 2
+            return squared if broken == "vector penalty" else squared.mean()
+
+    class OffAligner(BaseEstimator):
+        def build(self, *, n_latent, n_features, density_dim):
+            return Off()
+
+    message = "predict_log_density returned shape" if broken == "column" else "penalty returned"
+    est = DiVAE(**FAST, aligner=OffAligner())
+    with pytest.raises(ValueError, match=message):
+        est.fit(X)
+    assert not hasattr(est, "module_")

@@ -123,7 +123,9 @@ class AlignerModule(nn.Module):
         raise NotImplementedError
 
     def calibrate(self, log_prior):
-        """The log-prior at the posterior mean in rho's units, for scoring (identity)."""
+        """The log-prior at the posterior mean in rho's units, for scoring (identity by
+        default: override it to apply what :meth:`predict_log_density` applies, for an
+        aligner whose map does not read ``x_std`` or ``log_det``)."""
         return log_prior
 
     def own_parameters(self):

@@ -198,7 +198,19 @@ class VAEModule(nn.Module):
         if aligning:
             x_std = x_std if log_det is None and self.aligner.needs_input else None
             pred = self.aligner.predict_log_density(log_prior, x_std, log_det)
+            if pred.shape != target.shape:  # (n, 1) against (n,) would broadcast to (n, n)
+                raise ValueError(
+                    f"the aligner's predict_log_density returned shape {tuple(pred.shape)} "
+                    f"for {target.shape[0]} rows, not one value per row {tuple(target.shape)} "
+                    "(the contract in skdivae.aligners)."
+                )
             align = self.aligner.penalty(pred, target, weight)
+            if not torch.is_tensor(align) or align.ndim != 0:
+                raise ValueError(
+                    f"the aligner's penalty returned {type(align).__name__} of shape "
+                    f"{tuple(getattr(align, 'shape', ()))}, not a scalar tensor "
+                    "(the contract in skdivae.aligners)."
+                )
             total = total + alignment_weight * align
         return {"loss": total, "recon": recon, "kl": kl, "align": align}
 
