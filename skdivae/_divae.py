@@ -25,7 +25,7 @@ from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
 from ._training import convergence_message
 from ._torch_utils import torch_threads
-from ._validation import HasMethods, Interval, RealNotInt, StrOptions
+from ._validation import HasMethods, Interval, RealNotInt, StrOptions, outside_unit_interval
 
 
 class DiVAE(
@@ -191,7 +191,7 @@ class DiVAE(
         up an int ``max_iter`` with its loss still falling warns
         (``ConvergenceWarning``), and so does one with fewer than 5 epochs after
         the warm-ups (too few to tell; the warm-ups default to half of
-        ``max_iter``, so any ``max_iter`` below 10 warns); with ``"auto"`` it
+        ``max_iter``, so any ``max_iter`` from 2 to 9 warns); with ``"auto"`` it
         does not, since on the development sets training three times longer did
         not make such fits better detectors (``docs/results/convergence.md``).
         A fit streamed from disk (a memmap or a dask collection) does not
@@ -438,7 +438,7 @@ class DiVAE(
     def _check_training_input(self, X):
         """What the parameter constraints cannot say, checked before any work."""
         layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+        if self.likelihood == "bernoulli" and outside_unit_interval(X):
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1]; "
                 "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."

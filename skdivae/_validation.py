@@ -31,3 +31,13 @@ __all__ = [
     "RealNotInt",
     "StrOptions",
 ]
+
+
+#: How far outside [0, 1] a value for the Bernoulli decoder may lie: rounding, as in
+#: MinMaxScaler's 1.0000000000000002, is not an out-of-range value.
+UNIT_INTERVAL_TOL = 1e-9
+
+
+def outside_unit_interval(X):
+    """Whether ``X`` has a value outside [0, 1] by more than rounding."""
+    return bool(X.size) and (X.min() < -UNIT_INTERVAL_TOL or X.max() > 1 + UNIT_INTERVAL_TOL)

@@ -265,6 +265,18 @@ def test_bernoulli_refuses_values_outside_unit_interval_at_fit_and_score():
             getattr(est, method)(X_bad)
 
 
+def test_bernoulli_takes_values_off_the_unit_interval_by_rounding_only(tmp_path):
+    # MinMaxScaler can return 1.0000000000000002; that is not an out-of-range value.
+    X = np.random.default_rng(0).uniform(size=(80, 5))
+    X[0, 0], X[1, 1] = 1.0000000000000002, -1e-17
+    est = DiVAE(**FAST, likelihood="bernoulli").fit(X)
+    assert np.isfinite(est.score_samples(X)).all()
+    np.save(tmp_path / "X.npy", X)
+    DiVAE(**FAST, likelihood="bernoulli").fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+    with pytest.raises(ValueError, match="MinMaxScaler\\(clip=True\\)"):
+        est.score_samples(X + 1e-6)
+
+
 # ------------------------------------------------------------------ the density teacher
 class _Teacher(BaseEstimator):
     """A teacher whose score_samples is broken in a chosen way."""
