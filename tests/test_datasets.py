@@ -62,6 +62,20 @@ def test_load_adbench(tmp_path):
     np.savez(tmp_path / "noy.npz", X=X)
     with pytest.raises(ValueError, match="lacks"):
         load_adbench(tmp_path / "noy.npz")
+    # a pickle, a text file or an empty file named .npz: no advice to unpickle it
+    import pickle
+
+    (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"X": X, "y": y}))
+    (tmp_path / "text.npz").write_text("1,2,3\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name in ("pickled.npz", "text.npz", "empty.npz"):
+        with pytest.raises(ValueError, match="is not an .npz archive"):
+            load_adbench(tmp_path / name)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X_nan, y=y)
+    with pytest.raises(ValueError, match="only finite values"):
+        load_adbench(tmp_path / "nan.npz")
 
 
 def test_rotated_mixture_true_density():

@@ -5,6 +5,7 @@ is missing, says which file it looked for.
 """
 
 import gzip
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,13 @@ def load_adbench(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ADBench file {path} not found (no download is attempted).")
-    data = np.load(path, allow_pickle=False)
+    if not zipfile.is_zipfile(path):  # (numpy would read a pickle or text and suggest unpickling)
+        raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable .npz archive of arrays X and y ({exc}).") \
+            from exc
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
     with data:
@@ -123,4 +130,6 @@ def load_adbench(path):
     y = y_raw.astype(np.int64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"{path}: X must be 2-D and y 1-D of the same length, got {X.shape}, {y.shape}.")
+    if X.shape[0] == 0 or not np.isfinite(X).all():
+        raise ValueError(f"{path}: X must have at least one row and only finite values.")
     return X, y
