@@ -110,11 +110,14 @@ def run(datasets, seeds, cache, n_jobs, max_iter):
 
 def picks(rec):
     """The weight each criterion picks on one split."""
+    from skdivae._weight_choice import _pick
+
     fits = {float(w): v for w, v in rec["weights"].items()}
-    top = max(f["elbo_per_feature"] for f in fits.values())
-    allowed = {w: f for w, f in fits.items() if f["elbo_per_feature"] >= top - BUDGET}
+    weights = list(fits)
+    chosen = _pick([fits[w]["elbo_per_feature"] for w in weights],
+                   [fits[w]["agreement"] for w in weights], BUDGET)
     return {
-        CANDIDATE: max(allowed, key=lambda w: allowed[w]["agreement"]),
+        CANDIDATE: weights[chosen],
         "held-out mean ELBO alone (DiVAE.score)": max(fits, key=lambda w: fits[w]["elbo_per_feature"]),
         "held-out agreement with rho alone": max(fits, key=lambda w: fits[w]["agreement"]),
         f"fixed weight {DEFAULT_WEIGHT:g} (default)": DEFAULT_WEIGHT,

@@ -105,17 +105,14 @@ def run_check(seeds, weights, cache, n_jobs, n_train, n_val, setups):
 
 def helper_pick(fits, elbo_budget):
     """The weight ``choose_alignment_weight`` keeps among ``fits`` (``{weight: record}``):
-    the best held-out agreement among the fits within ``elbo_budget`` of the best ELBO,
-    the best ELBO among them if no agreement is defined."""
-    from skdivae._weight_choice import _within_budget
+    the best held-out agreement among the fits within ``elbo_budget`` of the best ELBO
+    (ties to the better ELBO), the best ELBO among them if no agreement is defined."""
+    from skdivae._weight_choice import _pick
 
     weights = sorted(fits)
-    elbo = np.array([fits[w].get("elbo_per_feature", np.nan) for w in weights])
-    agreement = np.array([fits[w].get("agreement", np.nan) for w in weights])
-    candidates = np.flatnonzero(_within_budget(elbo, elbo_budget))
-    if np.isnan(agreement[candidates]).all():
-        return weights[int(candidates[np.argmax(elbo[candidates])])]
-    return weights[int(candidates[np.nanargmax(agreement[candidates])])]
+    elbo = [fits[w].get("elbo_per_feature", np.nan) for w in weights]
+    agreement = [fits[w].get("agreement", np.nan) for w in weights]
+    return weights[_pick(elbo, agreement, elbo_budget)]
 
 
 def cells(records, seeds, prior, weights, setups):

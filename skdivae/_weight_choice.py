@@ -116,6 +116,21 @@ def _within_budget(elbo, elbo_budget):
     return finite & (elbo >= elbo[finite].max() - elbo_budget)
 
 
+def _pick(elbo, agreement, elbo_budget):
+    """The index of the fit to keep: among the fits within ``elbo_budget`` of the best
+    held-out ELBO, the best agreement with rho, ties (exact, as on a few held-out rows)
+    broken by the better ELBO so that the order of ``weights`` does not matter; the best
+    ELBO among them if no agreement is defined. ``None`` if no ELBO is finite."""
+    elbo, agreement = np.asarray(elbo, dtype=float), np.asarray(agreement, dtype=float)
+    candidates = np.flatnonzero(_within_budget(elbo, elbo_budget))
+    if not len(candidates):
+        return None
+    scores = agreement[candidates]
+    if not np.isnan(scores).all():
+        candidates = candidates[scores == np.nanmax(scores)]
+    return int(candidates[np.argmax(elbo[candidates])])
+
+
 def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
                             holdout_fraction=0.2, elbo_budget=0.05, random_state=None):
     """Choose the alignment weight without labels, and keep the chosen fit.
@@ -126,8 +141,9 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     each fit's mean ELBO per sample and feature, and the Spearman correlation
     of its log-prior with the teacher's log-density rho. Among the fits whose
     ELBO is within ``elbo_budget`` nats per feature of the best, it keeps the
-    one whose log-prior agrees best with rho. Nothing is refitted: the fit that
-    was judged is the one returned.
+    one whose log-prior agrees best with rho (an exact tie goes to the better
+    ELBO, so the order of ``weights`` does not matter). Nothing is refitted: the
+    fit that was judged is the one returned.
 
     On the development benchmark (``docs/results/holdout_weight_choice.md``),
     on its selection and its reporting seeds, this had a lower mean regret
@@ -240,16 +256,12 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     if errors:
         warnings.warn("choose_alignment_weight left out weights whose fit failed: "
                       + "; ".join(errors), RuntimeWarning, stacklevel=2)
-    candidates = np.flatnonzero(within)
-    scores = np.asarray(agreement)[candidates]
-    if np.isnan(scores).all():
+    if np.isnan(np.asarray(agreement)[within]).all():
         warnings.warn(
             "choose_alignment_weight: the log-prior's agreement with rho is undefined for "
             "every weight within the ELBO budget (constant held-out log-prior or rho); "
             "chose the weight with the best held-out ELBO.", RuntimeWarning, stacklevel=2)
-        pick = int(candidates[np.argmax(np.asarray(elbo)[candidates])])
-    else:
-        pick = int(candidates[np.nanargmax(scores)])
+    pick = _pick(elbo, agreement, elbo_budget)
     aligned = np.asarray(weights) > 0
     if weights[pick] == 0 and np.isfinite(np.asarray(elbo)[aligned]).any() \
             and not within[aligned].any() and _fixed_normal_low_dim(fits[pick], X_out):

@@ -171,3 +171,14 @@ def test_a_warning_says_why_alignment_was_turned_off_with_n01_in_2d(X, monkeypat
             warnings.filterwarnings("error", message="choose_alignment_weight turned")
             assert choose_alignment_weight(other, X, weights=[0.0, 1.0],
                                            random_state=0).alignment_weight == 0.0
+
+
+def test_tied_agreements_go_to_the_better_elbo_whatever_the_order():
+    from skdivae._weight_choice import _pick
+
+    weights = [0.0, 1.0, 3.0]
+    elbo, agreement = [1.00, 1.02, 1.01], [0.2, 0.5, 0.5]  # 1 and 3 tie on agreement
+    assert weights[_pick(elbo, agreement, 0.05)] == 1.0
+    assert weights[::-1][_pick(elbo[::-1], agreement[::-1], 0.05)] == 1.0
+    assert _pick([1.0, np.nan], [np.nan, np.nan], 0.05) == 0  # no agreement: the best ELBO
+    assert _pick([np.nan, np.nan], [0.1, 0.2], 0.05) is None
