@@ -60,8 +60,9 @@ class DiVAE(
         PCA's, it may exceed the number of features (a VAE's latent space is
         not a projection): ``transform`` then returns ``n_components`` columns
         while rho's PCA space stays capped.
-    hidden_layer_sizes : tuple of int, default=(64, 64)
-        Widths of the encoder's hidden layers; the decoder mirrors them.
+    hidden_layer_sizes : tuple of int or int, default=(64, 64)
+        Widths of the encoder's hidden layers; the decoder mirrors them. An
+        int is one hidden layer of that width, as in ``MLPClassifier``.
     activation : {"relu", "tanh", "elu", "logistic"}, default="relu"
         Hidden-layer activation.
     prior : {"auto", "normal", "gmm", "vamp"} or prior object, default="auto"
@@ -296,7 +297,7 @@ class DiVAE(
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
         "prior": [StrOptions({"auto", "normal", "gmm", "vamp"}), HasMethods(["build"])],
         "aligner": [None, StrOptions({"direct", "direct_paper", "flow", "none"}), HasMethods(["build"])],

@@ -94,3 +94,20 @@ def test_an_aligner_off_the_contract_is_named_in_training(X, broken):
     with pytest.raises(ValueError, match=message):
         est.fit(X)
     assert not hasattr(est, "module_")
+
+
+def test_a_prior_without_one_event_per_latent_vector_is_named(X):
+    # StudentT without Independent: event shape () instead of (L,), which torch reported
+    # as a size mismatch deep in the KL term.
+    class PerCoordinate(StudentTModule):
+        def forward(self, encoder=None):
+            return StudentT(self.df, self.loc, self.log_scale.exp())
+
+    class PerCoordinatePrior(StudentTPrior):
+        def build(self, *, n_latent, n_features):
+            return PerCoordinate(n_latent, float(self.df))
+
+    est = DiVAE(prior=PerCoordinatePrior(), **FAST)
+    with pytest.raises(ValueError, match="wrap a per-coordinate distribution in"):
+        est.fit(X)
+    assert not hasattr(est, "module_")

@@ -177,6 +177,13 @@ class VAEModule(nn.Module):
         """
         x_std = self.standardize(x)
         q, p = self._posterior_and_prior(x_std)
+        if tuple(p.event_shape) != tuple(q.event_shape):
+            raise ValueError(
+                f"the prior's distribution has event shape {tuple(p.event_shape)}, not "
+                f"{tuple(q.event_shape)} (one latent vector): wrap a per-coordinate "
+                "distribution in torch.distributions.Independent(..., 1) (the contract in "
+                "skdivae.priors)."
+            )
         z = reparameterized_sample(q, (), generator)
         recon_i = -self.log_likelihood(z, x, x_std)
         aligning = self.aligner is not None and target is not None
@@ -187,6 +194,15 @@ class VAEModule(nn.Module):
             )
         else:
             kl_i = self.kl(q, p, generator)
+        n = x.shape[0]
+        for name, value in (("KL", kl_i), ("log_prob", log_prior if aligning else None)):
+            if value is not None and tuple(value.shape) != (n,):
+                raise ValueError(
+                    f"the prior's {name} has shape {tuple(value.shape)} for {n} rows, not one "
+                    "value per row: a prior's log_prob must return shape (n_rows,), e.g. a "
+                    "distribution wrapped in torch.distributions.Independent (the contract "
+                    "in skdivae.priors)."
+                )
         if elbo_weight is None:
             recon, kl = recon_i.mean(), kl_i.mean()
         else:
