@@ -122,7 +122,8 @@ def run(datasets, seeds, cache, n_jobs, max_iter):
     done = {(r["dataset"], r["seed"], r["protocol"], r["config"]) for r in records
             if "error" not in r}
     tasks, copies = [], []
-    for s in seeds:
+    # copies are not cached: they are made again for every seed the cache holds
+    for s in sorted(set(seeds) | {r["seed"] for r in records}):
         for d in datasets:
             protocols = ["clean"] if d.get("synthetic_dim") else PROTOCOLS
             for p in protocols:
@@ -130,7 +131,10 @@ def run(datasets, seeds, cache, n_jobs, max_iter):
                     if (d["name"], s, p, c) in done:
                         continue
                     same = _same_as_today(d, s, p, c)
-                    (copies if same else tasks).append((d, s, p, c, same))
+                    if same:
+                        copies.append((d, s, p, c, same))
+                    elif s in seeds:
+                        tasks.append((d, s, p, c, same))
     print(f"{len(done)} fits cached, {len(copies)} the same as today's", flush=True)
     run_cached(records, [(d, s, p, c, max_iter) for d, s, p, c, _ in tasks], one_fit, cache,
                n_jobs, lambda r: f"{r['dataset']} {r['seed']} {r['protocol']} {r['config']} "

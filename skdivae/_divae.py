@@ -181,7 +181,10 @@ class DiVAE(
         ``set_params`` after fit: thresholds come from a summary of the
         training scores (``score_quantiles_``), not from a refit.
     batch_size : int or "auto", default="auto"
-        Mini-batch size; "auto" is ``min(128, n_samples)``.
+        Mini-batch size; "auto" is ``min(128, n_samples)``. On small data,
+        smaller batches (``min(128, max(16, n_samples // 32))``) ranked
+        anomalies better with clean training data and worse with anomalies in
+        it (``docs/results/batch_size.md``; the OOD use in the user guide).
     learning_rate_init : float, default=1e-3
         Adam learning rate.
     max_iter : int or "auto", default="auto"
