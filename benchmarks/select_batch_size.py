@@ -126,6 +126,7 @@ def run(datasets, seeds, cache, n_jobs, max_iter, extras=False):
     records = read_jsonl(cache)
     done = {(r["dataset"], r["seed"], r["protocol"], r["config"]) for r in records
             if "error" not in r}
+    extras = extras or any(r["config"] in CLEAN_EXTRA for r in records)  # as cached
     tasks, copies = [], []
     # copies are not cached: they are made again for every seed the cache holds
     for s in sorted(set(seeds) | {r["seed"] for r in records}):
