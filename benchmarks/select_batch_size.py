@@ -22,7 +22,10 @@ them, in one and two dimensions) are reported beside, outside the rule.
 Rule, written before the run (``RULE``). Every fit is one JSON line in ``--cache``.
 
     python benchmarks/select_batch_size.py --data-dir ../shared/data/adbench \\
-        --cache results/batch_size.jsonl --seeds 10 11 --out docs/results
+        --cache results/batch_size.jsonl --clean-extras --seeds 10 11 --out docs/results
+
+then ``--seeds 0 1 2`` with the same arguments (``--clean-extras`` adds the OOD recipe's
+rows, clean training data only, reported beside and never part of the rule).
 
 Writes ``batch_size.md`` into ``--out`` (default: print). ``--fast`` runs two small
 synthetic sets, for the tests.
