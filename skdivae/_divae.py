@@ -25,7 +25,7 @@ from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
 from ._training import convergence_message
 from ._torch_utils import torch_threads
-from ._validation import HasMethods, Interval, RealNotInt, StrOptions, outside_unit_interval
+from ._validation import HasMethods, Interval, RealNotInt, StrOptions, check_bernoulli_range
 
 
 class DiVAE(
@@ -442,11 +442,8 @@ class DiVAE(
     def _check_training_input(self, X):
         """What the parameter constraints cannot say, checked before any work."""
         layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
-        if self.likelihood == "bernoulli" and outside_unit_interval(X):
-            raise ValueError(
-                "likelihood='bernoulli' needs every value of X in [0, 1]; "
-                "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
-            )
+        if self.likelihood == "bernoulli":
+            check_bernoulli_range(X)
 
     def _fit(self, X):
         vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it

@@ -19,7 +19,7 @@ import torch
 
 from ._incremental import BlockTrainer, _seed
 from ._training import epoch_budget
-from ._validation import outside_unit_interval
+from ._validation import check_bernoulli_range
 from ._training_data import (
     DENSITY_MAX_SAMPLES,
     block_arrays,
@@ -195,11 +195,8 @@ def column_moments(source, sample_rows, bernoulli=False):
         lo, hi = np.searchsorted(sample_rows, [start, start + block.shape[0]])
         sample[lo:hi] = block[sample_rows[lo:hi] - start]
         check_magnitude(block)
-        if bernoulli and outside_unit_interval(block):
-            raise ValueError(
-                "likelihood='bernoulli' needs every value of X in [0, 1]; "
-                "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
-            )
+        if bernoulli:
+            check_bernoulli_range(block)
         nb = block.shape[0]
         mean_b = block.mean(axis=0)
         m2_b = ((block - mean_b) ** 2).sum(axis=0)

@@ -41,3 +41,12 @@ UNIT_INTERVAL_TOL = 1e-9
 def outside_unit_interval(X):
     """Whether ``X`` has a value outside [0, 1] by more than rounding."""
     return bool(X.size) and (X.min() < -UNIT_INTERVAL_TOL or X.max() > 1 + UNIT_INTERVAL_TOL)
+
+
+def check_bernoulli_range(X):
+    """The error for training data a Bernoulli decoder cannot model (values off [0, 1])."""
+    if outside_unit_interval(X):
+        raise ValueError(
+            "likelihood='bernoulli' needs every value of X in [0, 1]; "
+            "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
+        )

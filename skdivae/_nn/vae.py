@@ -16,6 +16,17 @@ RECON_POINTS = "sigma"
 _LOGVAR_RANGE = (-16.0, 10.0)
 
 
+def _check_per_row(value, n_rows, name):
+    """A prior's per-row term must be one value per row (a clear error, not a broadcast)."""
+    if value.shape != (n_rows,):
+        raise ValueError(
+            f"the prior's {name} has shape {tuple(value.shape)} for {n_rows} rows, not one "
+            "value per row: a prior's log_prob must return shape (n_rows,), e.g. a "
+            "distribution wrapped in torch.distributions.Independent (the contract in "
+            "skdivae.priors)."
+        )
+
+
 def reparameterized_sample(q, prefix, generator):
     """``loc + scale * eps`` for a diagonal Gaussian ``q``, with ``eps`` from ``generator``."""
     loc, scale = q.base_dist.loc, q.base_dist.scale
@@ -177,7 +188,7 @@ class VAEModule(nn.Module):
         """
         x_std = self.standardize(x)
         q, p = self._posterior_and_prior(x_std)
-        if tuple(p.event_shape) != tuple(q.event_shape):
+        if p.event_shape != q.event_shape:
             raise ValueError(
                 f"the prior's distribution has event shape {tuple(p.event_shape)}, not "
                 f"{tuple(q.event_shape)} (one latent vector): wrap a per-coordinate "
@@ -194,15 +205,9 @@ class VAEModule(nn.Module):
             )
         else:
             kl_i = self.kl(q, p, generator)
-        n = x.shape[0]
-        for name, value in (("KL", kl_i), ("log_prob", log_prior if aligning else None)):
-            if value is not None and tuple(value.shape) != (n,):
-                raise ValueError(
-                    f"the prior's {name} has shape {tuple(value.shape)} for {n} rows, not one "
-                    "value per row: a prior's log_prob must return shape (n_rows,), e.g. a "
-                    "distribution wrapped in torch.distributions.Independent (the contract "
-                    "in skdivae.priors)."
-                )
+        _check_per_row(kl_i, x.shape[0], "KL")
+        if aligning:
+            _check_per_row(log_prior, x.shape[0], "log_prob")
         if elbo_weight is None:
             recon, kl = recon_i.mean(), kl_i.mean()
         else:
