@@ -51,6 +51,18 @@ class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def divergence_message(module, epoch=None):
+    """What a NaN or infinite training loss means and what to try; a fixed decoder noise
+    (``decoder_std``) comes first, since a tiny one overflows the reconstruction term
+    whatever the learning rate."""
+    where = "" if epoch is None else f" at epoch {epoch}"
+    fixed = getattr(module, "fixed_noise", False) and getattr(module, "likelihood", None) == "gaussian"
+    first = "a larger decoder_std (the fixed decoder noise divides every residual), " if fixed else ""
+    return (f"the training loss became NaN or infinite{where}. Try {first}a smaller "
+            "learning_rate_init, scaling the input (e.g. StandardScaler), a smaller "
+            "alignment_weight, or likelihood='gaussian' for data outside [0, 1].")
+
+
 def _fused_adam_ok(module):
     """Fused Adam (one kernel per step) where torch supports it for these parameters."""
     p = next(module.parameters())
@@ -162,11 +174,7 @@ def train_pass(module, optimizers, arrays, *, batch_size, beta, alignment_weight
     finally:
         module.eval()
     if record is None:
-        raise TrainingDiverged(
-            "the training loss became NaN or infinite. Try a smaller learning_rate_init, "
-            "scaling the input (e.g. StandardScaler), a smaller alignment_weight, or "
-            "likelihood='gaussian' for data outside [0, 1]."
-        )
+        raise TrainingDiverged(divergence_message(module))
     return record
 
 
@@ -271,11 +279,7 @@ def _train_epochs(
             epoch_alignment_weight, noise_generator,
         )
         if record is None:
-            raise TrainingDiverged(
-                f"the training loss became NaN or infinite at epoch {epoch + 1}. Try a smaller "
-                "learning_rate_init, scaling the input (e.g. StandardScaler), a smaller "
-                "alignment_weight, or likelihood='gaussian' for data outside [0, 1]."
-            )
+            raise TrainingDiverged(divergence_message(module, epoch + 1))
         record.update(epoch=epoch + 1, beta=epoch_beta, alignment_weight=epoch_alignment_weight)
         module.eval()
         monitored = record["loss"]

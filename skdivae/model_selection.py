@@ -11,6 +11,8 @@ judged (``docs/results/holdout_weight_choice.md``);
 weight on most data (``docs/results/model_selection.md``).
 """
 
+import warnings
+
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
@@ -108,6 +110,10 @@ def anomaly_roc_auc(estimator, X, y):
     silently keeps the first grid value. Stratified folds give each fold its
     share of anomalies.
 
+    A row whose score is NaN or -inf (a fit that overflowed) counts as the most
+    anomalous, as ``predict`` treats it; if every score is, the result is 0.5 and a
+    ``RuntimeWarning`` says so.
+
     Examples
     --------
     >>> import numpy as np
@@ -143,6 +149,12 @@ def anomaly_roc_auc(estimator, X, y):
     # A row whose score overflowed (NaN or -inf) is as anomalous as can be (as predict
     # treats it); +inf is as normal as can be.
     finite = anomaly[np.isfinite(anomaly)]
+    if not finite.size:
+        warnings.warn(
+            "anomaly_roc_auc: every score is NaN or infinite, so no row ranks above another "
+            "and the ROC AUC is 0.5 (chance); the detector's fit probably diverged.",
+            RuntimeWarning, stacklevel=2,
+        )
     top = finite.max() + 1.0 if finite.size else 1.0
     bottom = finite.min() - 1.0 if finite.size else -1.0
     anomaly = np.where(np.isnan(anomaly) | (anomaly == np.inf), top, anomaly)

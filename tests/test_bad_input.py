@@ -554,3 +554,25 @@ def test_a_nested_parameter_on_an_object_is_set(X):
     pipe = make_pipeline(DiVAE(density=KNNLogDensity(), max_iter=2, random_state=0))
     search = GridSearchCV(pipe, {"divae__density__n_neighbors": [5, 10]}, cv=2).fit(X)
     assert search.best_params_["divae__density__n_neighbors"] in (5, 10)
+
+
+def test_anomaly_roc_auc_warns_when_no_score_is_finite(X):
+    from skdivae.model_selection import anomaly_roc_auc
+
+    class AllNaN(BaseEstimator):
+        def score_samples(self, X):
+            return np.full(len(X), np.nan)
+
+    y = np.r_[np.zeros(len(X) - 10), np.ones(10)]
+    with pytest.warns(RuntimeWarning, match="every score is NaN or infinite"):
+        assert anomaly_roc_auc(AllNaN(), X, y) == 0.5
+
+
+def test_divergence_with_a_tiny_fixed_decoder_std_names_it(X):
+    from skdivae._training import divergence_message
+
+    with pytest.raises(FloatingPointError, match="larger decoder_std"):
+        DiVAE(**FAST, decoder_std=1e-30).fit(X)
+    est = DiVAE(**FAST).fit(X)  # learned noise: the message does not mention it
+    assert "decoder_std" not in divergence_message(est.module_, 3)
+    assert "at epoch 3" in divergence_message(est.module_, 3)
