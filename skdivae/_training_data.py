@@ -23,6 +23,11 @@ DENSITY_MAX_SAMPLES = 100_000
 #: Largest magnitude and smallest spread DiVAE trains on: the network runs in float32
 #: (normal numbers from 1.2e-38 to 3.4e38) and the Gaussian likelihood squares its scale.
 MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-15
+#: A column is constant when its spread is at most this share of its mean's magnitude:
+#: about 45 float64 units in the last place, i.e. rounding noise. Any wider spread is
+#: resolved in float64 (where the data are standardised) and is standardised like any
+#: other column (1e-12 before: a column of mean 1e14 and spread 35 was left unscaled).
+CONSTANT_RTOL = 1e-14
 
 
 def standardizes(est):
@@ -36,9 +41,9 @@ def standardization(X, enabled):
     """Per-feature ``(center, scale)``: training mean and standard deviation, or zeros
     and ones when ``enabled`` is False.
 
-    A column is constant when its standard deviation is at most ``1e-12`` times its
-    mean's magnitude (a relative test: data of any scale keep their spread); constant
-    columns keep scale 1. The moments are computed on the data divided by each
+    A column is constant when its standard deviation is at most ``CONSTANT_RTOL``
+    (1e-14) times its mean's magnitude, rounding noise (a relative test: data of any
+    scale keep their spread); constant columns keep scale 1. The moments are computed on the data divided by each
     column's largest magnitude, so large values do not overflow when squared.
 
     Raises
@@ -74,8 +79,8 @@ def check_magnitude(X):
 
 def scale_from_moments(center, std):
     """``(center, scale)`` from the columns' means and standard deviations: constant
-    columns (spread at most 1e-12 of the mean's magnitude) keep scale 1."""
-    constant = std <= 1e-12 * np.abs(center)
+    columns (spread at most ``CONSTANT_RTOL`` of the mean's magnitude) keep scale 1."""
+    constant = std <= CONSTANT_RTOL * np.abs(center)
     small = ~constant & (std < MIN_ABS_SCALE)
     if np.any(small):
         col = int(np.argmax(small))

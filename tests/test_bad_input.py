@@ -576,3 +576,14 @@ def test_divergence_with_a_tiny_fixed_decoder_std_names_it(X):
     est = DiVAE(**FAST).fit(X)  # learned noise: the message does not mention it
     assert "decoder_std" not in divergence_message(est.module_, 3)
     assert "at epoch 3" in divergence_message(est.module_, 3)
+
+
+def test_column_shifted_far_from_zero_keeps_its_scale(X):
+    # 1e14 + 35 x: a spread of 3.5e-13 of the mean, resolved in float64, is not constant.
+    Xs = X * np.array([35.0, 1, 1, 1])
+    _, base = finite_fit_and_scores(Xs)
+    shifted = Xs.copy()
+    shifted[:, 0] += 1e14
+    est, moved = finite_fit_and_scores(shifted)
+    assert est.module_.scale[0].item() == pytest.approx(Xs[:, 0].std(), rel=1e-3)
+    assert np.corrcoef(base, moved)[0, 1] > 0.999
