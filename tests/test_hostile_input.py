@@ -264,6 +264,36 @@ def test_dataset_loaders_name_what_is_wrong_with_a_file(tmp_path):
         load_mnist(tmp_path, ["train"])
 
 
+def test_idx_reader_stops_at_the_declared_size(tmp_path):
+    import gzip
+
+    from skdivae.datasets._loaders import read_idx
+
+    header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (1, 28, 28))
+    bomb = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as f:  # ~10 KB on disk, 8 MiB inflated past the header
+        f.write(header + bytes(784))
+        for _ in range(8):
+            f.write(bytes(1 << 20))
+    reads = []
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        out = real_read(self, size)
+        reads.append(len(out))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gzip.GzipFile, "read", counting_read)
+        with pytest.raises(ValueError, match="header says \\(1, 28, 28\\), found more"):
+            read_idx(bomb)
+    assert sum(reads) <= 4 + 12 + 785  # the header, the declared bytes and one more
+    good = tmp_path / "good-idx3-ubyte.gz"
+    with gzip.open(good, "wb") as f:
+        f.write(header + bytes(range(256)) * 3 + bytes(16))
+    assert read_idx(good, ndim=3).shape == (1, 28, 28)
+
+
 def test_partial_fit_after_fit_continues_custom_priors_and_equal_decoder_stds(X):
     from torch import nn
     from torch.distributions import Independent, Normal

@@ -28,6 +28,18 @@ def _find(directory, stem):
     )
 
 
+def _read_at_most(handle, limit, chunk=1 << 24):
+    """Up to ``limit`` bytes of ``handle``, read ``chunk`` bytes at a time."""
+    parts, size = [], 0
+    while size < limit:
+        part = handle.read(min(chunk, limit - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def read_idx(path, ndim=None):
     """Read one idx file (optionally gzip-compressed) into a uint8 array; ``ndim`` (3 for
     images, 1 for labels) refuses a file of the other kind."""
@@ -36,25 +48,32 @@ def read_idx(path, ndim=None):
         raise ValueError(f"ndim must be None, 1 (labels) or 3 (images), got {ndim!r}.")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
-        data = handle.read()
-    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
-    if magic not in _IDX_MAGIC:
-        raise ValueError(f"{path} is not an idx file of uint8 images or labels (magic {magic}).")
-    if ndim is not None and _IDX_MAGIC[magic] != ndim:
-        kind = {3: "images", 1: "labels"}
-        raise ValueError(
-            f"{path} holds {kind[_IDX_MAGIC[magic]]} (rank {_IDX_MAGIC[magic]}), but "
-            f"{kind[ndim]} (rank {ndim}) were expected; check the file names."
-        )
-    ndim = _IDX_MAGIC[magic]
-    if len(data) < 4 + 4 * ndim:
-        raise ValueError(f"{path} is truncated: its header is cut short.")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if 0 in shape:
-        raise ValueError(f"{path} holds no {'images' if ndim == 3 else 'labels'} (shape {shape}).")
-    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {payload.size} values.")
+        head = handle.read(4)
+        magic = int.from_bytes(head, "big") if len(head) == 4 else None
+        if magic not in _IDX_MAGIC:
+            raise ValueError(f"{path} is not an idx file of uint8 images or labels (magic {magic}).")
+        if ndim is not None and _IDX_MAGIC[magic] != ndim:
+            kind = {3: "images", 1: "labels"}
+            raise ValueError(
+                f"{path} holds {kind[_IDX_MAGIC[magic]]} (rank {_IDX_MAGIC[magic]}), but "
+                f"{kind[ndim]} (rank {ndim}) were expected; check the file names."
+            )
+        ndim = _IDX_MAGIC[magic]
+        dims = handle.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise ValueError(f"{path} is truncated: its header is cut short.")
+        shape = tuple(int.from_bytes(dims[4 * i : 4 + 4 * i], "big") for i in range(ndim))
+        if 0 in shape:
+            raise ValueError(f"{path} holds no {'images' if ndim == 3 else 'labels'} (shape {shape}).")
+        # Read what the header declares and one byte more, a chunk at a time: memory grows
+        # with the bytes the file really holds, never past the declared size (a small
+        # compressed file can inflate without end).
+        expected = int(np.prod(shape, dtype=object))
+        payload = _read_at_most(handle, expected + 1)
+    if len(payload) != expected:
+        found = "more" if len(payload) > expected else len(payload)
+        raise ValueError(f"{path} is truncated or corrupt: header says {shape}, found {found} values.")
+    payload = np.frombuffer(payload, dtype=np.uint8)
     return payload.reshape(shape)
 
 
