@@ -9,6 +9,7 @@ using the warm-up factors of epoch ``k`` of ``fit``.
 """
 
 import copy
+import re
 
 import numpy as np
 import torch
@@ -195,9 +196,40 @@ def keeps_fitted_threshold(trainer):
 
 
 def fixed_settings(est):
-    """The values of ``FIXED_BY_FIRST_CALL``, comparable across calls."""
+    """The values of ``FIXED_BY_FIRST_CALL``, comparable across calls (and after a pickle
+    or a copy of the model: see :func:`fingerprint`)."""
     params = est.get_params(deep=False)
-    return {name: repr(params[name]) for name in FIXED_BY_FIRST_CALL}
+    return {name: fingerprint(params[name]) for name in FIXED_BY_FIRST_CALL}
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def fingerprint(value):
+    """A comparable description of a parameter's value, by structure rather than by
+    ``repr``: a scikit-learn estimator is its class and the fingerprints of its
+    parameters (its ``repr`` elides the middle of long pipelines, where a change would go
+    unseen), containers are taken element by element, arrays by content, and a numpy
+    random generator by its type alone (its state advances as it is drawn from, and its
+    ``repr`` holds a memory address that a pickle or a copy changes). Anything else is its
+    type and its ``repr`` without memory addresses."""
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, (np.random.RandomState, np.random.Generator)):
+        return (kind,)
+    if hasattr(value, "get_params") and hasattr(value, "set_params"):
+        try:
+            params = value.get_params(deep=False)
+        except Exception:  # not a scikit-learn estimator after all
+            params = None
+        if isinstance(params, dict):
+            return (kind, tuple((k, fingerprint(v)) for k, v in sorted(params.items())))
+    if isinstance(value, (list, tuple)):
+        return (kind, tuple(fingerprint(v) for v in value))
+    if isinstance(value, dict):
+        return (kind, tuple((repr(k), fingerprint(v)) for k, v in sorted(value.items(), key=repr)))
+    if isinstance(value, np.ndarray):
+        return (kind, value.dtype.str, value.shape, value.tobytes())
+    return (kind, _ADDRESS.sub("", repr(value)))
 
 
 def check_block(est, X):

@@ -1,6 +1,8 @@
 """Silent wrong answers and archive costs found by a hostile-input battery: each test is
 one finding, and what a scikit-learn user expects instead."""
 
+import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -190,6 +192,29 @@ def test_partial_fit_after_fit_refuses_a_changed_network_setting(params, X):
     est.set_params(**params)
     with pytest.raises(ValueError, match="changed since the model was first trained"):
         est.partial_fit(X[:20])
+
+
+@pytest.mark.parametrize("copy_model", [
+    lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy,
+], ids=["pickle", "deepcopy"])
+def test_partial_fit_continues_a_copied_model_seeded_by_a_random_state(copy_model, X):
+    seeded = dict(P, random_state=np.random.RandomState(0),
+                  density=KNNLogDensity(5, random_state=np.random.RandomState(1)))
+    est = DiVAE(**seeded).partial_fit(X[:60])
+    copy_model(est).partial_fit(X[60:])  # the generators' reprs hold memory addresses
+
+
+def test_partial_fit_sees_a_change_in_the_middle_of_a_long_teacher_pipeline(X):
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    steps = [(f"s{i}", StandardScaler()) for i in range(14)] + [("pca", PCA(3))] \
+        + [(f"t{i}", StandardScaler()) for i in range(14)] + [("kd", KNNLogDensity(7))]
+    est = DiVAE(**dict(P, n_components=3), density=Pipeline(steps)).partial_fit(X[:60])
+    est.set_params(density__pca__n_components=2)  # its repr elides this step
+    with pytest.raises(ValueError, match="density changed since the model was first trained"):
+        est.partial_fit(X[60:])
 
 
 def test_partial_fit_after_fit_refuses_huge_values_and_keeps_the_model(X):
