@@ -407,7 +407,9 @@ class DiVAE(
             bounded by the block size whatever the number of rows (one pass for
             the moments, the teacher on a random sample of at most 100 000 rows,
             blocks in a random order shuffled four at a time;
-            ``docs/deployment.md``); ``early_stopping`` is not available then.
+            ``docs/deployment.md``). With ``early_stopping=True`` a memmap is read
+            into memory and fitted as an array (the held-out rows need it), and a
+            dask collection is refused.
         y : Ignored
             Not used, present for API consistency. To score a search with
             anomaly labels, use ``scoring=skdivae.model_selection.anomaly_roc_auc``
@@ -447,7 +449,7 @@ class DiVAE(
 
     def _fit(self, X):
         vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
-        if is_out_of_core(X):  # a memmap or a dask collection: trained block by block
+        if is_out_of_core(X, self.early_stopping):  # trained block by block
             fitted, X = fit_streaming(self, X)
             status, max_iter = "converged", len(fitted["history_"])  # not monitored
         else:

@@ -37,13 +37,15 @@ BLOCK_ROWS = 65_536
 BUFFER_BLOCKS = 4
 
 
-def is_out_of_core(X):
+def is_out_of_core(X, early_stopping=False):
     """True for a ``numpy.memmap`` or a dask collection: what ``fit`` streams. A memmap
     that joblib made to hand an array to a worker process (``n_jobs`` in a
     ``FeatureUnion``, ``Parallel``, ...) is the user's in-memory array and is fitted as
-    one, so that ``n_jobs`` changes the speed only."""
+    one, so that ``n_jobs`` changes the speed only. With ``early_stopping``, which holds
+    rows out in memory, a memmap is read and fitted as an array too (a dask collection
+    is refused by :func:`fit_streaming`)."""
     if isinstance(X, np.memmap):
-        return not _made_by_joblib(X)
+        return not (early_stopping or _made_by_joblib(X))
     return hasattr(X, "__dask_graph__")
 
 
@@ -249,7 +251,8 @@ def fit_streaming(est, X):
     if est.early_stopping:
         raise ValueError(
             "early_stopping=True holds out rows in memory; it is not available when fit "
-            "streams a memmap or a dask collection. Set early_stopping=False."
+            "streams a dask collection. Set early_stopping=False, or pass the rows as an "
+            "array (a numpy.memmap is then read into memory)."
         )
     source = RowBlocks(X)
     if source.n_rows < 3:

@@ -28,6 +28,8 @@ ESTIMATORS = [
     DiVAE(n_components=1, **FAST),
     # N(0, I) in 2-D: the default aligner's strong penalty (per feature, mean, delta 10)
     DiVAE(n_components=2, prior="normal", **FAST),
+    # early stopping: the common checks' read-only memmaps are fitted in memory
+    DiVAE(early_stopping=True, **FAST),
 ]
 
 
