@@ -115,3 +115,15 @@ def test_load_adbench_refuses_labels_that_are_not_0_or_1(tmp_path, y, message):
     np.savez(tmp_path / "bad.npz", X=np.zeros((20, 3)), y=y)
     with pytest.raises(ValueError, match=message):
         load_adbench(tmp_path / "bad.npz")
+
+
+def test_rotated_mixture_names_bad_arguments():
+    data = RotatedGaussianMixture(n_components=3, n_features=5, random_state=0)
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        data.log_density(np.zeros(5))
+    with pytest.raises(ValueError, match="X has 4 features, but this mixture lives in 5"):
+        data.log_density_2d(np.zeros((2, 4)))
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ValueError, match="n_samples must be an int of at least 0"):
+            data.sample(bad)
+    assert data.sample(0)[0].shape == (0, 5)

@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import norm
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 
 
 class RotatedGaussianMixture:
@@ -67,6 +67,8 @@ class RotatedGaussianMixture:
 
     def sample(self, n_samples, random_state=None):
         """Draw ``n_samples`` points; returns ``(X, component_labels)``."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 0:
+            raise ValueError(f"n_samples must be an int of at least 0, got {n_samples!r}.")
         rng = check_random_state(random_state)
         labels = rng.randint(self.n_components, size=n_samples)
         x2d = self.means_[labels] + self.scales_[labels] * rng.normal(size=(n_samples, 2))
@@ -75,7 +77,11 @@ class RotatedGaussianMixture:
 
     def unrotate(self, X):
         """Coordinates before the rotation: the first two are the mixture plane."""
-        return np.asarray(X) @ self.rotation_
+        X = check_array(X, dtype=np.float64, input_name="X")
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features, but this mixture lives in "
+                             f"{self.n_features} dimensions (n_features).")
+        return X @ self.rotation_
 
     def log_density_2d(self, X):
         """True log-density of the 2-D mixture at the projection of ``X`` on its plane."""
