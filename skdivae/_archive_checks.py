@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 from sklearn.decomposition import PCA
+from sklearn.feature_selection import VarianceThreshold
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
@@ -300,6 +301,8 @@ def _expected_shapes(est):
         names = ("mean_", "var_", "scale_", "min_", "data_min_", "data_max_", "data_range_",
                  "center_", "max_abs_")
         return {name: (n,) for name in names}
+    if isinstance(est, VarianceThreshold):
+        return {"variances_": (n,)}
     if isinstance(est, PCA):
         c = getattr(est, "n_components_", None)
         return {"mean_": (n,), "components_": (c, n), "explained_variance_": (c,),

@@ -20,6 +20,7 @@ What an archive is (this module: its names, versions and the classes it may hold
 """
 
 from sklearn.decomposition import PCA
+from sklearn.feature_selection import VarianceThreshold
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
@@ -66,6 +67,7 @@ SUPPORTED = {
         MinMaxScaler,
         RobustScaler,
         MaxAbsScaler,
+        VarianceThreshold,
         PCA,
         GaussianMixture,
         NearestNeighbors,

@@ -348,7 +348,9 @@ def convergence_message(status, max_iter):
         )
     return (
         f"DiVAE stopped at max_iter={max_iter} epochs while its loss was still falling; "
-        "consider a larger max_iter."
+        "consider a larger max_iter, and check on labelled rows that it ranks better (the "
+        "loss can keep falling, mostly by the decoder's noise shrinking, after the ranking "
+        "has settled: the user guide's section 6)."
     )
 
 

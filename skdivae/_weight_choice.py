@@ -158,7 +158,9 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     the truth is known) it matched the default weight with the mixture prior,
     but with a N(0, I) prior every aligned fit lost more held-out ELBO than
     the budget and it turned alignment off in every setup, far from the best
-    weight: it warns when that happens; keep ``alignment_weight=1`` there. The kept fit stores its teacher (``keep_density=True``). A weight
+    weight: it warns when that happens; keep ``alignment_weight=1`` there. The kept fit has the estimator's own
+    ``keep_density``: the teacher, which holds training rows and was needed to judge
+    the fits, is dropped from it unless ``keep_density=True``. A weight
     whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
     the fits that can still be chosen are kept in memory. The rows are split
     in memory: a ``numpy.memmap`` is read into RAM and fitted in memory, not
@@ -275,4 +277,16 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
             UserWarning, stacklevel=2)
     results = {"alignment_weight": weights, "elbo_per_feature": elbo,
                "prior_agreement": agreement, "within_budget": within.tolist()}
-    return WeightChoice(fits[pick], weights[pick], results)
+    return WeightChoice(_with_own_keep_density(fits[pick], estimator, density_name),
+                        weights[pick], results)
+
+
+def _with_own_keep_density(kept, estimator, density_name):
+    """The kept fit with the estimator's own ``keep_density``: the teacher (which holds
+    training rows) was needed to judge the fits, and is dropped unless asked for."""
+    if estimator.get_params()[density_name]:
+        return kept
+    kept.set_params(**{density_name: False})
+    divae = kept.steps[-1][1] if hasattr(kept, "steps") else kept
+    divae.density_ = None
+    return kept

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_selection import VarianceThreshold
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import make_pipeline
@@ -49,6 +50,7 @@ MODELS = {
         **FAST, density=make_pipeline(PCA(2, random_state=0), GaussianMixture(2, random_state=0))
     ),
     "pipeline": lambda: make_pipeline(StandardScaler(), DiVAE(**FAST)),
+    "pipeline-variance-threshold": lambda: make_pipeline(VarianceThreshold(0.5), DiVAE(**FAST)),
     "knn": lambda: KNNLogDensity(10),
     "pak": lambda: KNNLogDensity(10, method="pak", intrinsic_dim="twonn"),
     "knn-subsample": lambda: KNNLogDensity(10, max_samples=50, random_state=0),
@@ -880,6 +882,7 @@ def _fitted(est, tmp_path):
 
 @pytest.mark.parametrize("est, name, message", [
     (StandardScaler(), "scale_", "scale_ must be a float array of shape"),
+    (VarianceThreshold(), "variances_", "variances_ must be a float array of shape"),
     (PCA(2), "explained_variance_", "explained_variance_ must be a float array"),
     (GaussianMixture(3, random_state=0), "weights_", "weights_ must be a float array"),
     (KNNLogDensity(5, method="pak"), "_fit_dist", "_fit_dist must be a float array"),

@@ -30,9 +30,13 @@ def test_the_choice_follows_the_rule_and_returns_the_judged_fit(X, no_convergenc
     expected = np.flatnonzero(within)[np.argmax(agree[within])]
     assert choice.alignment_weight == res["alignment_weight"][expected]
     assert choice.estimator.alignment_weight == choice.alignment_weight
-    assert choice.estimator.keep_density is True
+    # The teacher (training rows) judged the fits, and is not kept unless asked for.
+    assert choice.estimator.keep_density is False and choice.estimator.density_ is None
+    kept = choose_alignment_weight(DiVAE(**FAST, keep_density=True), X,
+                                   weights=[0.0, 1.0, 3.0], random_state=0).estimator
+    np.testing.assert_array_equal(kept.score_samples(X), choice.estimator.score_samples(X))
     # The kept model is the one fitted on the non-held-out rows (160 of 200), not a refit.
-    assert choice.estimator.density_.nn_.n_samples_fit_ == 160
+    assert kept.density_.nn_.n_samples_fit_ == 160
     # The user's estimator is not touched.
     assert est.alignment_weight == 1.0 and est.keep_density is False
     assert not hasattr(est, "module_")
@@ -59,6 +63,7 @@ def test_a_pipeline_and_a_dataframe(X, no_convergence_warnings):
     assert choice.estimator[-1].alignment_weight == choice.alignment_weight
     assert choice.estimator.score_samples(frame).shape == (200,)
     assert pipe[-1].keep_density is False
+    assert choice.estimator[-1].keep_density is False and choice.estimator[-1].density_ is None
 
 
 @pytest.mark.parametrize("kwargs, match", [
