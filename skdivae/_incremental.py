@@ -202,6 +202,16 @@ def fixed_settings(est):
     return {name: fingerprint(params[name]) for name in FIXED_BY_FIRST_CALL}
 
 
+def changed_settings(est, settings):
+    """The names of ``FIXED_BY_FIRST_CALL`` whose value differs from ``settings`` (those
+    of the first call). A model pickled by an older skdivae kept each value's ``repr``
+    string, and is compared that way."""
+    params, current = est.get_params(deep=False), fixed_settings(est)
+    return [name for name in FIXED_BY_FIRST_CALL
+            if settings[name] != (repr(params[name]) if isinstance(settings[name], str)
+                                  else current[name])]
+
+
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -243,7 +253,7 @@ def check_block(est, X):
     est._check_training_input(X)
     check_magnitude(X)  # as fit refuses it, before any training
     if trainer is not None:
-        changed = [k for k, v in fixed_settings(est).items() if trainer.settings[k] != v]
+        changed = changed_settings(est, trainer.settings)
     elif not first:  # after fit or load: the network must be the one the parameters describe
         changed = [] if network_matches(est) else ["the network's parameters"]
     else:

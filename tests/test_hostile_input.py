@@ -400,3 +400,16 @@ def test_knn_density_feature_names_out_checks_its_input():
     with pytest.raises(ValueError, match="input_features"):
         est.get_feature_names_out(["q", "r", "s"])
     assert list(est.get_feature_names_out(["a", "b", "c"])) == ["log_density", "log_density_err"]
+
+
+def test_partial_fit_continues_a_model_whose_settings_are_repr_strings(X):
+    # as a model pickled by skdivae before the settings were compared by structure
+    from skdivae._incremental import FIXED_BY_FIRST_CALL
+
+    est = DiVAE(**P).partial_fit(X[:60])
+    params = est.get_params(deep=False)
+    est._block_trainer_.settings = {k: repr(params[k]) for k in FIXED_BY_FIRST_CALL}
+    est.partial_fit(X[60:])
+    est.set_params(activation="tanh")
+    with pytest.raises(ValueError, match="activation changed since"):
+        est.partial_fit(X[60:])
