@@ -14,6 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
 from ._build import layer_sizes, resolve_aligner, resolve_prior
@@ -376,3 +377,71 @@ def _check_knn_state(est, where):
     ):
         raise UnsafeArchiveError(f"{where}: _fit_dist must be a float array with one row "
                                  "per indexed sample.")
+
+
+#: Fitted arrays of the supported scikit-learn steps that must be finite, and those of them
+#: that must also be positive (a scale or whitening variance of 0 or less, which fit never
+#: writes, turns every score into NaN or a constant).
+_FINITE = ("mean_", "var_", "scale_", "min_", "data_min_", "data_max_", "data_range_",
+           "center_", "max_abs_", "components_", "explained_variance_", "variances_",
+           "weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
+_POSITIVE = ("scale_", "max_abs_")
+
+
+def check_fitted_values(est, where):
+    """Refuse a loaded scikit-learn step whose fitted values its ``fit`` could not have
+    written (non-finite arrays, a non-positive scale or whitening variance, an empty
+    ``feature_range`` or selection), and a Pipeline whose steps disagree on the number of
+    features or repeat a name: each would give wrong scores, or errors that blame the
+    caller's data, instead of a refusal that names the file."""
+    for name in _FINITE:
+        value = getattr(est, name, None)
+        if isinstance(value, np.ndarray) and not np.all(np.isfinite(value)):
+            raise UnsafeArchiveError(f"{where}: {name} is not finite.")
+    for name in _POSITIVE:
+        value = getattr(est, name, None)
+        if isinstance(value, np.ndarray) and not np.all(value > 0) \
+                and not isinstance(est, MinMaxScaler):
+            raise UnsafeArchiveError(f"{where}: {name} must be positive.")
+    if isinstance(est, MinMaxScaler):
+        try:
+            low, high = (float(v) for v in est.feature_range)
+        except (TypeError, ValueError):
+            low, high = np.nan, np.nan
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise UnsafeArchiveError(f"{where}: feature_range must be two finite numbers, "
+                                     "the first smaller.")
+        if getattr(est, "scale_", None) is not None and not np.all(est.scale_ > 0):
+            raise UnsafeArchiveError(f"{where}: scale_ must be positive.")
+    if isinstance(est, PCA) and getattr(est, "explained_variance_", None) is not None:
+        variance = est.explained_variance_
+        if not np.all(variance > 0 if est.whiten else variance >= 0):
+            raise UnsafeArchiveError(f"{where}: explained_variance_ must be "
+                                     + ("positive (whiten=True)." if est.whiten else "non-negative."))
+    if isinstance(est, VarianceThreshold) and getattr(est, "variances_", None) is not None:
+        if not np.all(est.variances_ >= 0) or not est.get_support().any():
+            raise UnsafeArchiveError(f"{where}: variances_ must be non-negative and keep a "
+                                     "feature above threshold.")
+    if isinstance(est, Pipeline):
+        _check_pipeline_chain(est, where)
+
+
+def _n_features_out(step):
+    """How many features a supported fitted step hands on (None: unknown or unfitted)."""
+    if isinstance(step, VarianceThreshold):
+        return int(step.get_support().sum()) if hasattr(step, "variances_") else None
+    if isinstance(step, PCA):
+        return getattr(step, "n_components_", None)
+    return getattr(step, "n_features_in_", None)
+
+
+def _check_pipeline_chain(pipe, where):
+    names = [name for name, _ in pipe.steps]
+    if len(set(names)) != len(names):
+        raise UnsafeArchiveError(f"{where}: the Pipeline's step names repeat ({names}).")
+    for (name_a, a), (name_b, b) in zip(pipe.steps, pipe.steps[1:]):
+        out, wanted = _n_features_out(a), getattr(b, "n_features_in_", None)
+        if out is not None and wanted is not None and int(out) != int(wanted):
+            raise UnsafeArchiveError(
+                f"{where}: step {name_a!r} hands on {out} features, but step {name_b!r} was "
+                f"fitted on {wanted}.")

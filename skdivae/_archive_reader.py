@@ -26,6 +26,7 @@ from ._archive_checks import (
     check_divae_state,
     check_feature_names,
     check_fitted_shapes,
+    check_fitted_values,
     check_inner_sizes,
     check_search_tree,
     check_state_names,
@@ -249,6 +250,7 @@ class _Reader:
                 est._legacy_thresholds = (est.contamination, est.anomaly_score)
         else:
             check_fitted_shapes(est, where)
+            check_fitted_values(est, where)
         return est
 
     def _module(self, est, index, where):

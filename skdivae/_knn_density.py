@@ -28,6 +28,16 @@ CHUNK_ELEMENTS = 2**20
 MAX_ABS_VALUE, MIN_ABS_VALUE = 1e150, 1e-150
 
 
+def _neighbour_floor(dist):
+    """A thousandth of the median positive distance to a first neighbour: a cap on the
+    distance floor, so that one far-off row (whose square inflates the variance that
+    sets the floor) cannot lift the floor above ordinary neighbour distances and give
+    every row the same density. ``inf`` (no cap) when every row has a duplicate."""
+    first = dist[:, 0] if dist.size else dist.reshape(-1)
+    positive = first[first > 0]
+    return 1e-3 * float(np.median(positive)) if positive.size else np.inf
+
+
 class KNNLogDensity(TransformerMixin, BaseEstimator):
     """Nearest-neighbour log-density estimate with per-point standard errors.
 
@@ -293,7 +303,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         ).fit(Z_index)
         dist, ind = self.nn_.kneighbors()  # leave-one-out: each point excludes itself
         spread = float(np.sqrt(np.mean(np.var(Z_index, axis=0)))) if Z_index.size else 0.0
-        self._dist_floor = floor_distances(np.zeros(1), spread)[0]
+        self._dist_floor = min(floor_distances(np.zeros(1), spread)[0], _neighbour_floor(dist))
         dist = np.maximum(dist, self._dist_floor)
 
         if self.intrinsic_dim is None:

@@ -267,3 +267,17 @@ def test_scoring_memory_does_not_grow_with_the_number_of_rows():
     # 4x the rows: only the output grows (300 000 more float64 results and errors, 4.8 MB);
     # unscored in chunks, the peak grew with the input (4.5x its size).
     assert peaks[400_000] - peaks[100_000] < 4.8e6 + 8e6
+
+
+@pytest.mark.parametrize("method", ["knn", "pak"])
+def test_one_far_off_row_does_not_flatten_every_density(method):
+    # The distance floor (for duplicated rows) came from the data's variance, which one
+    # row at 1e11 lifts above every neighbour distance: every row then scored alike.
+    rng = np.random.default_rng(0)
+    X, Q = rng.normal(size=(200, 3)), rng.normal(size=(5, 3))
+    clean = KNNLogDensity(10, method=method).fit(X)
+    spoiled = KNNLogDensity(10, method=method).fit(np.vstack([X, [[1e11, 0, 0]]]))
+    assert len(np.unique(spoiled.log_density_[:200].round(9))) > 150
+    np.testing.assert_allclose(spoiled.score_samples(Q), clean.score_samples(Q), atol=0.05)
+    dup = KNNLogDensity(10, method=method).fit(np.vstack([X, X[:3]]))
+    assert np.isfinite(dup.log_density_).all()  # duplicates still get a finite, high value

@@ -16,7 +16,7 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from skdivae import (
     DiVAE,
@@ -976,3 +976,53 @@ def test_save_writes_through_a_link_and_refuses_what_is_not_a_regular_file(tmp_p
         with pytest.raises(ValueError, match="not a regular file"):
             save(kd, bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.skdivae", "pipe", "target.skdivae"]
+
+
+def _step(manifest, i):
+    """The i-th step's entry of a saved Pipeline's manifest."""
+    return manifest["root"]["params"]["steps"][i]["items"][1]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m, a: a.__setitem__(_step(m, 1)["state"]["scale_"]["key"], -a[_step(m, 1)["state"]["scale_"]["key"]]),
+     "scale_ must be positive"),
+    (lambda m, a: a[_step(m, 1)["state"]["min_"]["key"]].__setitem__(0, np.inf), "min_ is not finite"),
+    (lambda m, a: a[_step(m, 0)["state"]["variances_"]["key"]].__setitem__(0, np.nan),
+     "variances_ is not finite"),
+    (lambda m, a: _step(m, 1)["params"]["feature_range"].__setitem__("items", [1, 0]),
+     "feature_range must be two finite numbers"),
+    (lambda m, a: _step(m, 0)["params"].__setitem__(
+        "threshold", float(np.median(a[_step(m, 0)["state"]["variances_"]["key"]]))),
+     "hands on .* features, but step 'minmaxscaler' was fitted on 4"),
+    (lambda m, a: m["root"]["params"]["steps"][1]["items"].__setitem__(0, "variancethreshold"),
+     "step names repeat"),
+], ids=["negative scale", "infinite min", "NaN variance", "empty feature_range",
+        "threshold dropping features", "repeated step names"])
+def test_a_tampered_pipeline_step_is_refused_not_scored(edit, message, tmp_path):
+    # each of these loaded before and scored every row alike, or failed blaming the data
+    X = np.random.default_rng(0).normal(size=(80, 4))
+    pipe = make_pipeline(VarianceThreshold(0.1), MinMaxScaler(), KNNLogDensity(5)).fit(X)
+    save(pipe, tmp_path / "p.skdivae")
+
+    def change(members):
+        manifest = json.loads(members["skdivae.json"])
+        with np.load(io.BytesIO(members["arrays.npz"])) as npz:
+            arrays = {k: npz[k].copy() for k in npz.files}
+        edit(manifest, arrays)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        members["arrays.npz"], members["skdivae.json"] = buf.getvalue(), json.dumps(manifest).encode()
+        return members
+
+    with pytest.raises(UnsafeArchiveError, match=message):
+        load(rewrite_archive(tmp_path / "p.skdivae", tmp_path / "bad.skdivae", change))
+
+
+def test_a_whitening_pca_with_a_zero_variance_is_refused(tmp_path):
+    path = _fitted(PCA(2, whiten=True), tmp_path)
+
+    def zero(arrays, manifest):
+        arrays[manifest["root"]["state"]["explained_variance_"]["key"]][0] = 0.0
+
+    with pytest.raises(UnsafeArchiveError, match="explained_variance_ must be positive"):
+        load(rewrite_archive(path, tmp_path / "bad.skdivae", _arrays_edit(zero)))
