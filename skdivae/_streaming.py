@@ -186,10 +186,11 @@ def _plain_file_layout(X):
 
 def column_moments(source, sample_rows, bernoulli=False):
     """``(mean, std, sample)``: each column's mean and standard deviation, in one pass over
-    the blocks (Chan's pairwise update: exact to float64 rounding whatever the number of
-    rows), and the rows at the sorted indices ``sample_rows``, gathered in the same pass
-    (a block at a time: random reads through a memory mapping would map most of a
-    file's pages)."""
+    the blocks (Chan's pairwise update of the blocks' moments; within a block the sums run
+    down the rows, so their rounding grows with the block's rows, which the test for a
+    constant column allows for), and the rows at the sorted indices ``sample_rows``,
+    gathered in the same pass (a block at a time: random reads through a memory mapping
+    would map most of a file's pages)."""
     n, mean, m2 = 0, np.zeros(source.n_features), np.zeros(source.n_features)
     sample = np.empty((len(sample_rows), source.n_features))
     for i in range(len(source)):
@@ -269,7 +270,7 @@ def fit_streaming(est, X):
                               replace=False))
     mean, std, X_sample = column_moments(source, rows, est.likelihood == "bernoulli")
     if standardizes(est):
-        center, scale = scale_from_moments(mean, std)
+        center, scale = scale_from_moments(mean, std, source.n_rows)
     else:
         center, scale = np.zeros(source.n_features), np.ones(source.n_features)
     est._check_training_input(X_sample)

@@ -23,11 +23,14 @@ DENSITY_MAX_SAMPLES = 100_000
 #: Largest magnitude and smallest spread DiVAE trains on: the network runs in float32
 #: (normal numbers from 1.2e-38 to 3.4e38) and the Gaussian likelihood squares its scale.
 MAX_ABS_VALUE, MIN_ABS_SCALE = 1e18, 1e-15
-#: A column is constant when its spread is at most this share of its mean's magnitude:
-#: about 45 float64 units in the last place, i.e. rounding noise. Any wider spread is
-#: resolved in float64 (where the data are standardised) and is standardised like any
-#: other column (1e-12 before: a column of mean 1e14 and spread 35 was left unscaled).
-CONSTANT_RTOL = 1e-14
+#: A column is constant when its spread is at most ``max(n_samples, CONSTANT_MIN_ULPS)``
+#: float64 units of rounding of its mean (scikit-learn's test for constant features in its
+#: scalers, which grows with the rows that the moments sum over): rounding noise, whether
+#: from the moments' own sums or from how the column was computed. A wider spread is
+#: resolved in float64 (where the data are standardised) and the column is standardised
+#: like any other (1e-12 of the mean before, whatever the rows: a column of mean 1e14 and
+#: spread 35 on 300 rows was left unscaled).
+CONSTANT_MIN_ULPS = 100
 
 
 def standardizes(est):
@@ -41,8 +44,8 @@ def standardization(X, enabled):
     """Per-feature ``(center, scale)``: training mean and standard deviation, or zeros
     and ones when ``enabled`` is False.
 
-    A column is constant when its standard deviation is at most ``CONSTANT_RTOL``
-    (1e-14) times its mean's magnitude, rounding noise (a relative test: data of any
+    A column is constant when its standard deviation is rounding noise, at most
+    ``max(n_samples, 100) * eps`` times its mean's magnitude (a relative test: data of any
     scale keep their spread); constant columns keep scale 1. The moments are computed on the data divided by each
     column's largest magnitude, so large values do not overflow when squared.
 
@@ -61,7 +64,7 @@ def standardization(X, enabled):
     unit = np.where(peak > 0, peak, 1.0)
     center = (X / unit).mean(axis=0) * unit
     std = (X / unit).std(axis=0) * unit
-    return scale_from_moments(center, std)
+    return scale_from_moments(center, std, X.shape[0])
 
 
 def check_magnitude(X):
@@ -77,10 +80,12 @@ def check_magnitude(X):
     return peak
 
 
-def scale_from_moments(center, std):
-    """``(center, scale)`` from the columns' means and standard deviations: constant
-    columns (spread at most ``CONSTANT_RTOL`` of the mean's magnitude) keep scale 1."""
-    constant = std <= CONSTANT_RTOL * np.abs(center)
+def scale_from_moments(center, std, n_samples):
+    """``(center, scale)`` from the columns' means and standard deviations over
+    ``n_samples`` rows: constant columns (a spread of at most ``max(n_samples,
+    CONSTANT_MIN_ULPS)`` units of rounding of the mean) keep scale 1."""
+    ulps = max(int(n_samples), CONSTANT_MIN_ULPS) * np.finfo(np.float64).eps
+    constant = std <= ulps * np.abs(center)
     small = ~constant & (std < MIN_ABS_SCALE)
     if np.any(small):
         col = int(np.argmax(small))
@@ -204,9 +209,16 @@ def holdout_split(arrays, rng, validation_fraction, device):
 
 
 def density_dim(density, n_latent):
-    """The dimension of the space the teacher estimates in: its ``n_components_`` (a
-    :class:`~skdivae.KNNLogDensity` with PCA), else the latent size."""
-    return int(getattr(density, "n_components_", n_latent))
+    """The dimension of the space the teacher estimates in: the ``n_components_`` of a
+    :class:`~skdivae.KNNLogDensity` (the last step of a pipeline counts), else the number
+    of features the estimating step was fitted on (``KernelDensity``, ``GaussianMixture``,
+    or after a pipeline's PCA), else the latent size."""
+    final = density.steps[-1][1] if hasattr(density, "steps") else density
+    for name in ("n_components_", "n_features_in_"):
+        value = getattr(final, name, None)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return int(n_latent)
 
 
 def trim_threshold(target, trim_fraction):
