@@ -208,22 +208,26 @@ def changed_settings(est, settings):
     string, and is compared that way."""
     params, current = est.get_params(deep=False), fixed_settings(est)
     return [name for name in FIXED_BY_FIRST_CALL
-            if settings[name] != (repr(params[name]) if isinstance(settings[name], str)
-                                  else current[name])]
+            if (_ADDRESS.sub("", settings[name]) != _ADDRESS.sub("", repr(params[name]))
+                if isinstance(settings[name], str) else settings[name] != current[name])]
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
-def fingerprint(value):
+def fingerprint(value, depth=0):
     """A comparable description of a parameter's value, by structure rather than by
     ``repr``: a scikit-learn estimator is its class and the fingerprints of its
     parameters (its ``repr`` elides the middle of long pipelines, where a change would go
-    unseen), containers are taken element by element, arrays by content, and a numpy
-    random generator by its type alone (its state advances as it is drawn from, and its
-    ``repr`` holds a memory address that a pickle or a copy changes). Anything else is its
-    type and its ``repr`` without memory addresses."""
+    unseen), containers are taken element by element, arrays and tensors by content, a
+    function by its code, and a numpy random generator by its type alone (its state
+    advances as it is drawn from, and its ``repr`` holds a memory address that a pickle
+    or a copy changes). Another object whose ``repr`` holds an address is its attributes;
+    anything else is its type and its ``repr``."""
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if depth > 32:  # (a cycle, or nesting no parameter needs)
+        return (kind, _ADDRESS.sub("", repr(value)))
+    deeper = depth + 1
     if isinstance(value, (np.random.RandomState, np.random.Generator)):
         return (kind,)
     if hasattr(value, "get_params") and hasattr(value, "set_params"):
@@ -232,14 +236,27 @@ def fingerprint(value):
         except Exception:  # not a scikit-learn estimator after all
             params = None
         if isinstance(params, dict):
-            return (kind, tuple((k, fingerprint(v)) for k, v in sorted(params.items())))
+            return (kind, tuple((k, fingerprint(v, deeper)) for k, v in sorted(params.items())))
     if isinstance(value, (list, tuple)):
-        return (kind, tuple(fingerprint(v) for v in value))
+        return (kind, tuple(fingerprint(v, deeper) for v in value))
     if isinstance(value, dict):
-        return (kind, tuple((repr(k), fingerprint(v)) for k, v in sorted(value.items(), key=repr)))
+        return (kind, tuple((repr(k), fingerprint(v, deeper))
+                            for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))))
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return (kind, value.shape, fingerprint(value.tolist(), deeper))
         return (kind, value.dtype.str, value.shape, value.tobytes())
-    return (kind, _ADDRESS.sub("", repr(value)))
+    code = getattr(value, "__code__", None)
+    if code is not None:
+        return (kind, getattr(value, "__qualname__", ""), code.co_code,
+                fingerprint(code.co_consts, deeper),
+                fingerprint(getattr(value, "__defaults__", None), deeper))
+    text = repr(value)
+    if _ADDRESS.search(text) and hasattr(value, "__dict__"):
+        return (kind, fingerprint(vars(value), deeper))
+    return (kind, text)
 
 
 def check_block(est, X):

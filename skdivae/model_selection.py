@@ -111,8 +111,8 @@ def anomaly_roc_auc(estimator, X, y):
     share of anomalies.
 
     A row whose score is NaN or -inf (a fit that overflowed) counts as the most
-    anomalous, as ``predict`` treats it; if every score is, the result is 0.5 and a
-    ``RuntimeWarning`` says so.
+    anomalous, as ``predict`` treats it, and +inf as the most normal; if every row
+    scores alike that way, the result is 0.5 and a ``RuntimeWarning`` says so.
 
     Examples
     --------
@@ -149,16 +149,16 @@ def anomaly_roc_auc(estimator, X, y):
     # A row whose score overflowed (NaN or -inf) is as anomalous as can be (as predict
     # treats it); +inf is as normal as can be.
     finite = anomaly[np.isfinite(anomaly)]
-    if not finite.size:
-        warnings.warn(
-            "anomaly_roc_auc: every score is NaN or infinite, so no row ranks above another "
-            "and the ROC AUC is 0.5 (chance); the detector's fit probably diverged.",
-            RuntimeWarning, stacklevel=2,
-        )
     top = finite.max() + 1.0 if finite.size else 1.0
     bottom = finite.min() - 1.0 if finite.size else -1.0
     anomaly = np.where(np.isnan(anomaly) | (anomaly == np.inf), top, anomaly)
     anomaly = np.where(anomaly == -np.inf, bottom, anomaly)
+    if not finite.size and np.ptp(anomaly) == 0:
+        warnings.warn(
+            "anomaly_roc_auc: every score is NaN or infinite alike, so no row ranks above "
+            "another and the ROC AUC is 0.5 (chance); the detector's fit probably diverged.",
+            RuntimeWarning, stacklevel=2,
+        )
     return float(roc_auc_score(is_anomaly, anomaly))
 
 

@@ -564,8 +564,16 @@ def test_anomaly_roc_auc_warns_when_no_score_is_finite(X):
             return np.full(len(X), np.nan)
 
     y = np.r_[np.zeros(len(X) - 10), np.ones(10)]
-    with pytest.warns(RuntimeWarning, match="every score is NaN or infinite"):
+    with pytest.warns(RuntimeWarning, match="every score is NaN or infinite alike"):
         assert anomaly_roc_auc(AllNaN(), X, y) == 0.5
+
+    class InfAndNaN(BaseEstimator):  # normal rows +inf, anomalies NaN: a perfect ranking
+        def score_samples(self, X):
+            return np.where(np.arange(len(X)) < len(X) - 10, np.inf, np.nan)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert anomaly_roc_auc(InfAndNaN(), X, y) == 1.0
 
 
 def test_divergence_with_a_tiny_fixed_decoder_std_names_it(X):
@@ -600,3 +608,15 @@ def test_a_computed_constant_column_stays_constant_in_memory_and_streamed(tmp_pa
     for data in (X, np.load(tmp_path / "X.npy", mmap_mode="r")):
         est = DiVAE(**FAST).fit(data)
         np.testing.assert_array_equal(est.module_.scale[3:].numpy(), [1.0, 1.0])
+
+
+def test_density_dim_is_the_teachers_own_space(X):
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KernelDensity
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    cases = [(None, 2), (KNNLogDensity(5), 4), (make_pipeline(StandardScaler(), KNNLogDensity(5)), 4),
+             (KernelDensity(), 4), (make_pipeline(PCA(3), GaussianMixture(2, random_state=0)), 3)]
+    for density, dim in cases:
+        assert DiVAE(**FAST, density=density).fit(X).density_dim_ == dim

@@ -413,3 +413,38 @@ def test_partial_fit_continues_a_model_whose_settings_are_repr_strings(X):
     est.set_params(activation="tanh")
     with pytest.raises(ValueError, match="activation changed since"):
         est.partial_fit(X[60:])
+
+
+def test_partial_fit_continues_a_pickled_legacy_model_seeded_by_a_random_state(X):
+    from skdivae._incremental import FIXED_BY_FIRST_CALL
+
+    est = DiVAE(**dict(P, random_state=np.random.RandomState(0))).partial_fit(X[:60])
+    params = est.get_params(deep=False)
+    est._block_trainer_.settings = {k: repr(params[k]) for k in FIXED_BY_FIRST_CALL}
+    pickle.loads(pickle.dumps(est)).partial_fit(X[60:])  # the repr's address changed
+
+
+def test_partial_fit_sees_a_different_function_in_a_teacher_step(X):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    teacher = make_pipeline(FunctionTransformer(lambda x: x), KNNLogDensity(7))
+    est = DiVAE(**P, density=teacher).partial_fit(X[:60])
+    est.set_params(density__functiontransformer__func=lambda x: 2 * x)
+    with pytest.raises(ValueError, match="density changed since"):
+        est.partial_fit(X[60:])
+
+
+def test_idx_header_declaring_more_than_the_file_can_hold_is_refused_unread(tmp_path):
+    import gzip
+
+    from skdivae.datasets._loaders import read_idx
+
+    header = b"\x00\x00\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (2**31, 28, 28))
+    with gzip.open(tmp_path / "x-idx3-ubyte.gz", "wb") as f:
+        f.write(header + bytes(1 << 16))
+    with pytest.raises(ValueError, match="more values than the file can hold"):
+        read_idx(tmp_path / "x-idx3-ubyte.gz")
+    (tmp_path / "raw").write_bytes(header + bytes(100))
+    with pytest.raises(ValueError, match="more values than the file can hold"):
+        read_idx(tmp_path / "raw")

@@ -28,6 +28,10 @@ def _find(directory, stem):
     )
 
 
+#: The most that deflate (gzip) can inflate a byte to, rounded up.
+_MAX_INFLATION = 1100
+
+
 def _read_at_most(handle, limit, chunk=1 << 24):
     """Up to ``limit`` bytes of ``handle``, read ``chunk`` bytes at a time."""
     parts, size = [], 0
@@ -69,6 +73,12 @@ def read_idx(path, ndim=None):
         # with the bytes the file really holds, never past the declared size (a small
         # compressed file can inflate without end).
         expected = int(np.prod(shape, dtype=object))
+        # deflate inflates at most ~1032-fold: a header that declares more than the file
+        # could hold is refused before anything is read
+        room = path.stat().st_size * (_MAX_INFLATION if opener is gzip.open else 1)
+        if path.is_file() and expected > room:
+            raise ValueError(f"{path} is truncated or corrupt: header says {shape}, more "
+                             "values than the file can hold.")
         payload = _read_at_most(handle, expected + 1)
     if len(payload) != expected:
         found = "more" if len(payload) > expected else len(payload)
