@@ -329,7 +329,11 @@ def load(path):
     Returns
     -------
     estimator
-        The fitted estimator; it gives bit-identical scores to the one saved.
+        The fitted estimator; it gives bit-identical scores to the one saved,
+        with one exception: a fitted array that is a view with gaps between its
+        rows or columns (``PCA(svd_solver="randomized")``'s ``components_`` is
+        one) loads without them, and matrix products over it may then differ in
+        the last bits (about 1e-15).
         An ``n_jobs`` above this machine's CPU count is lowered to it (a file
         cannot make joblib start more workers than there are CPUs; DiVAE's
         ``n_threads`` is bounded the same way when it is used).

@@ -459,6 +459,38 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._log_density(X)[0]
 
+    def score(self, X, y=None):
+        """Total log-density of ``X`` (the sum of :meth:`score_samples`), as scikit-learn's
+        ``KernelDensity.score``: what a search without ``scoring`` maximises, i.e. the
+        held-out log-likelihood.
+
+        The kNN estimate is not normalised exactly (its integral drifts with
+        ``n_neighbors`` and the dimension), so compare settings by a score of your
+        own when that matters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Query points.
+        y : None
+            Ignored, present for API consistency.
+
+        Returns
+        -------
+        log_likelihood : float
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.model_selection import GridSearchCV
+        >>> from skdivae import KNNLogDensity
+        >>> X = np.random.default_rng(0).normal(size=(300, 2))
+        >>> search = GridSearchCV(KNNLogDensity(), {"n_neighbors": [5, 30]}, cv=3).fit(X)
+        >>> search.best_params_["n_neighbors"] in (5, 30)
+        True
+        """
+        return float(np.sum(self.score_samples(X)))
+
     def get_feature_names_out(self, input_features=None):
         """Names of the two output columns.
 

@@ -281,3 +281,14 @@ def test_one_far_off_row_does_not_flatten_every_density(method):
     np.testing.assert_allclose(spoiled.score_samples(Q), clean.score_samples(Q), atol=0.05)
     dup = KNNLogDensity(10, method=method).fit(np.vstack([X, X[:3]]))
     assert np.isfinite(dup.log_density_).all()  # duplicates still get a finite, high value
+
+
+def test_score_is_the_total_log_density_and_a_search_can_use_it():
+    from sklearn.model_selection import GridSearchCV
+
+    rng = np.random.default_rng(0)
+    X, Q = rng.normal(size=(300, 2)), rng.normal(size=(20, 2))
+    est = KNNLogDensity(10).fit(X)
+    assert est.score(Q) == pytest.approx(est.score_samples(Q).sum())
+    search = GridSearchCV(KNNLogDensity(), {"n_neighbors": [5, 30]}, cv=3).fit(X)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
