@@ -71,7 +71,8 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         the (projected) space. ``"twonn"``: estimated by TWO-NN on the 90%
         smallest neighbour-distance ratios.
     whiten : bool, default=False
-        Passed to :class:`PCA`.
+        Passed to :class:`PCA`; without ``n_components`` there is no PCA, and
+        ``whiten=True`` is ignored with a warning.
     algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, default="auto"
         Passed to :class:`~sklearn.neighbors.NearestNeighbors`.
     leaf_size : int, default=30
@@ -259,6 +260,10 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
 
         self.pca_ = None
         Z = X.astype(np.float64, copy=False)
+        if self.whiten and self.n_components is None:
+            warnings.warn("KNNLogDensity(whiten=True) has no effect without n_components: "
+                          "only the PCA whitens. Set n_components (e.g. a float such as "
+                          "0.99 to keep that share of the variance).", UserWarning)
         if self.n_components is not None:
             n_components = self.n_components
             # Whitening divides by each component's spread: centred data have rank

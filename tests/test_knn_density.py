@@ -292,3 +292,10 @@ def test_score_is_the_total_log_density_and_a_search_can_use_it():
     assert est.score(Q) == pytest.approx(est.score_samples(Q).sum())
     search = GridSearchCV(KNNLogDensity(), {"n_neighbors": [5, 30]}, cv=3).fit(X)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_whiten_without_n_components_warns_that_it_does_nothing():
+    X = np.random.default_rng(0).normal(size=(60, 3)) * [1.0, 5.0, 0.2]
+    with pytest.warns(UserWarning, match="whiten=True\\) has no effect without n_components"):
+        whitened = KNNLogDensity(5, whiten=True).fit(X)
+    np.testing.assert_array_equal(whitened.log_density_, KNNLogDensity(5).fit(X).log_density_)
