@@ -400,8 +400,7 @@ def check_fitted_values(est, where):
             raise UnsafeArchiveError(f"{where}: {name} is not finite.")
     for name in _POSITIVE:
         value = getattr(est, name, None)
-        if isinstance(value, np.ndarray) and not np.all(value > 0) \
-                and not isinstance(est, MinMaxScaler):
+        if isinstance(value, np.ndarray) and not np.all(value > 0):
             raise UnsafeArchiveError(f"{where}: {name} must be positive.")
     if isinstance(est, MinMaxScaler):
         try:
@@ -411,8 +410,6 @@ def check_fitted_values(est, where):
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise UnsafeArchiveError(f"{where}: feature_range must be two finite numbers, "
                                      "the first smaller.")
-        if getattr(est, "scale_", None) is not None and not np.all(est.scale_ > 0):
-            raise UnsafeArchiveError(f"{where}: scale_ must be positive.")
     if isinstance(est, PCA) and getattr(est, "explained_variance_", None) is not None:
         variance = est.explained_variance_
         if not np.all(variance > 0 if est.whiten else variance >= 0):
