@@ -26,8 +26,8 @@ how the adopted score does; they choose nothing.
 Round 2 (same rule, a fresh cache, every fit rerun): two candidates that drop the
 ELBO's KL term, the expected reconstruction alone and the reconstruction beside the
 aligned log-prior (each on its training IQR scale). A probe on synthetic tasks outside
-the development sets had found the KL term working against the reconstruction there,
-and alignment helping the reconstruction in the contaminated protocol only.
+the development sets had found the reconstruction alone ahead of the ELBO there, in both
+protocols (the KL term working against it).
 
 Every fit is appended to ``--cache`` (JSON lines), so a cut-off run resumes.
 
