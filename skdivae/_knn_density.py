@@ -5,18 +5,16 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._density_math import (
-    floor_distances,
     knn_log_density,
     pak_kstar,
     pak_log_density,
     twonn_dimension,
 )
+from ._knn_preparation import clamped_twonn, distance_floor, fit_projection, rows_to_index
 from ._validation import Interval, RealNotInt, StrOptions
 
 #: Scoring works in chunks of rows whose widest intermediate holds about this many
@@ -26,16 +24,6 @@ CHUNK_ELEMENTS = 2**20
 
 #: Magnitudes whose squared distances stay representable in float64.
 MAX_ABS_VALUE, MIN_ABS_VALUE = 1e150, 1e-150
-
-
-def _neighbour_floor(dist):
-    """A thousandth of the median positive distance to a first neighbour: a cap on the
-    distance floor, so that one far-off row (whose square inflates the variance that
-    sets the floor) cannot lift the floor above ordinary neighbour distances and give
-    every row the same density. ``inf`` (no cap) when every row has a duplicate."""
-    first = dist[:, 0] if dist.size else dist.reshape(-1)
-    positive = first[first > 0]
-    return 1e-3 * float(np.median(positive)) if positive.size else np.inf
 
 
 class KNNLogDensity(TransformerMixin, BaseEstimator):
@@ -244,7 +232,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     def _validated_fit(self, X):
         self._forget_fit()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
-        n_samples, n_features = X.shape
+        n_samples = X.shape[0]
         peak = float(np.max(np.abs(X)))
         if peak > MAX_ABS_VALUE or 0 < peak < MIN_ABS_VALUE:
             raise ValueError(
@@ -258,34 +246,13 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
                 f"got n_neighbors={self.n_neighbors}."
             )
 
-        self.pca_ = None
         Z = X.astype(np.float64, copy=False)
-        if self.whiten and self.n_components is None:
-            warnings.warn("KNNLogDensity(whiten=True) has no effect without n_components: "
-                          "only the PCA whitens. Set n_components (e.g. a float such as "
-                          "0.99 to keep that share of the variance).", UserWarning)
-        if self.n_components is not None:
-            n_components = self.n_components
-            # Whitening divides by each component's spread: centred data have rank
-            # n_samples - 1, and a component beyond it (spread ~1e-16) would send every
-            # new row infinitely far away.
-            limit = min(n_samples - 1 if self.whiten else n_samples, n_features)
-            if isinstance(n_components, Integral) and n_components > limit:
-                warnings.warn(
-                    f"n_components={n_components} exceeds min(n_samples"
-                    f"{' - 1' if self.whiten else ''}, n_features)={limit}; using {limit}.",
-                    UserWarning,
-                )
-                n_components = limit
-            self.pca_ = PCA(
-                n_components=n_components, whiten=self.whiten, random_state=self.random_state
-            ).fit(Z)
-            if self.whiten:
-                self.pca_ = self._without_empty_components(self.pca_, Z)
+        self.pca_ = fit_projection(Z, self.n_components, self.whiten, self.random_state)
+        if self.pca_ is not None:
             Z = self.pca_.transform(Z)
         self.n_components_ = Z.shape[1]
 
-        self.sample_indices_ = self._subsample(n_samples)
+        self.sample_indices_ = rows_to_index(n_samples, self.max_samples, self.random_state)
         Z_index = Z if self.sample_indices_ is None else Z[self.sample_indices_]
         n_index = Z_index.shape[0]
         self.n_neighbors_ = self.n_neighbors
@@ -307,14 +274,14 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             n_jobs=self.n_jobs,
         ).fit(Z_index)
         dist, ind = self.nn_.kneighbors()  # leave-one-out: each point excludes itself
-        spread = float(np.sqrt(np.mean(np.var(Z_index, axis=0)))) if Z_index.size else 0.0
-        self._dist_floor = min(floor_distances(np.zeros(1), spread)[0], _neighbour_floor(dist))
+        self._dist_floor = distance_floor(Z_index, dist)
         dist = np.maximum(dist, self._dist_floor)
 
         if self.intrinsic_dim is None:
             self.intrinsic_dim_ = float(self.n_components_)
         elif self.intrinsic_dim == "twonn":
-            self.intrinsic_dim_ = self._clamped(twonn_dimension(dist[:, 0], dist[:, 1]))
+            self.intrinsic_dim_ = clamped_twonn(twonn_dimension(dist[:, 0], dist[:, 1]),
+                                               self.n_components_)
         else:
             self.intrinsic_dim_ = float(self.intrinsic_dim)
 
@@ -327,58 +294,6 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             estimate = self._with_queried_rows(Z, estimate)
         self.log_density_, self.log_density_err_, self.kstar_ = estimate
         return self
-
-    def _without_empty_components(self, pca, Z):
-        """``pca`` refitted without the components whose spread is rounding noise (below
-        1e-10 of the largest variance: collinear features, fewer rows than components),
-        with a warning: whitening would divide new rows' coordinates on them by ~1e-8."""
-        variance = pca.explained_variance_
-        keep = int(np.sum(variance > 1e-10 * variance[0])) if variance.size else 0
-        if keep == variance.size or keep == 0:
-            return pca
-        warnings.warn(
-            f"whiten=True: {variance.size - keep} of the {variance.size} principal components "
-            "have no spread (collinear features or too few rows); keeping "
-            f"n_components={keep}.",
-            UserWarning,
-        )
-        return PCA(n_components=keep, whiten=True, random_state=self.random_state).fit(Z)
-
-    def _clamped(self, dim):
-        """The TWO-NN dimension as estimated, unless it is far outside what the space
-        allows (above twice its dimension, or below 0.5): then, with a warning, clamped
-        to ``[1, n_components_]``. Many tied or duplicated distances make the ratio of
-        the two nearest ones degenerate (a lattice, repeated rows) and the estimate
-        meaningless. A noisy estimate a little above the space's dimension, common when
-        the data fill the space, is kept as the paper's method (DADApy) keeps it."""
-        upper = float(max(self.n_components_, 1))
-        if 0.5 <= dim <= 2 * upper:
-            return dim
-        if np.isnan(dim):  # every ratio tied: the space's dimension, as intrinsic_dim=None
-            clamped, came_out = upper, "undefined (the two nearest distances tie)"
-        else:
-            clamped, came_out = min(max(dim, 1.0), upper), f"{dim:.3g}"
-        warnings.warn(
-            f"the TWO-NN intrinsic dimension came out as {came_out}, far outside [1, "
-            f"{upper:g}] (the dimension of the space it was estimated in); using "
-            f"{clamped:g}. Tied or repeated distances (a grid, duplicated rows) make it "
-            "unreliable: pass intrinsic_dim as a number.",
-            UserWarning,
-        )
-        return clamped
-
-    def _subsample(self, n_samples):
-        """Sorted rows to index, or ``None`` for all of them (``max_samples``)."""
-        if self.max_samples is None:
-            return None
-        if isinstance(self.max_samples, Integral):
-            n_index = self.max_samples
-        else:
-            n_index = max(3, int(self.max_samples * n_samples))
-        if n_index >= n_samples:
-            return None
-        rng = check_random_state(self.random_state)
-        return np.sort(rng.choice(n_samples, size=n_index, replace=False))
 
     def _with_queried_rows(self, Z, indexed):
         """Training estimates for every row: ``indexed`` (leave-one-out, for the indexed
