@@ -46,8 +46,9 @@ def standardization(X, enabled):
 
     A column is constant when its standard deviation is rounding noise, at most
     ``max(n_samples, 100) * eps`` times its mean's magnitude (a relative test: data of any
-    scale keep their spread); constant columns keep scale 1. The moments are computed on the data divided by each
-    column's largest magnitude, so large values do not overflow when squared.
+    scale keep their spread); constant columns keep scale 1. The moments are computed on
+    the data divided by each column's largest magnitude, so large values do not overflow
+    when squared.
 
     Raises
     ------

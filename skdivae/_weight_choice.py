@@ -158,10 +158,10 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     the truth is known) it matched the default weight with the mixture prior,
     but with a N(0, I) prior every aligned fit lost more held-out ELBO than
     the budget and it turned alignment off in every setup, far from the best
-    weight: it warns when that happens; keep ``alignment_weight=1`` there. The kept fit has the estimator's own
-    ``keep_density``: the teacher, which holds training rows and was needed to judge
-    the fits, is dropped from it unless ``keep_density=True``. A weight
-    whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
+    weight: it warns when that happens; keep ``alignment_weight=1`` there. The
+    kept fit has the estimator's own ``keep_density``: the teacher, which holds
+    training rows and was needed to judge the fits, is dropped from it unless
+    ``keep_density=True``. A weight whose fit fails (e.g. diverges) is left out with a ``RuntimeWarning``; only
     the fits that can still be chosen are kept in memory. The rows are split
     in memory: a ``numpy.memmap`` is read into RAM and fitted in memory, not
     streamed as ``DiVAE.fit`` streams it.

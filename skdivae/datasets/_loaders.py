@@ -69,14 +69,13 @@ def read_idx(path, ndim=None):
         shape = tuple(int.from_bytes(dims[4 * i : 4 + 4 * i], "big") for i in range(ndim))
         if 0 in shape:
             raise ValueError(f"{path} holds no {'images' if ndim == 3 else 'labels'} (shape {shape}).")
-        # Read what the header declares and one byte more, a chunk at a time: memory grows
-        # with the bytes the file really holds, never past the declared size (a small
-        # compressed file can inflate without end).
+        # A header that declares more than the file could hold (deflate inflates at most
+        # ~1032-fold) is refused before anything is read; otherwise what it declares and
+        # one byte more is read, a chunk at a time, so memory follows the bytes the file
+        # really holds and never passes the declared size.
         expected = int(np.prod(shape, dtype=object))
-        # deflate inflates at most ~1032-fold: a header that declares more than the file
-        # could hold is refused before anything is read
-        room = path.stat().st_size * (_MAX_INFLATION if opener is gzip.open else 1)
-        if path.is_file() and expected > room:
+        inflation = _MAX_INFLATION if opener is gzip.open else 1
+        if path.is_file() and expected > path.stat().st_size * inflation:
             raise ValueError(f"{path} is truncated or corrupt: header says {shape}, more "
                              "values than the file can hold.")
         payload = _read_at_most(handle, expected + 1)
