@@ -97,3 +97,21 @@ def run_cached(records, tasks, fit, cache, n_jobs, describe):
         append_jsonl(out, rec)
         print(f"  {i}/{len(tasks)} {describe(rec)} ({rec['time']:.0f} s)", flush=True)
     return records
+
+
+def run_config_fits(fit, datasets, seeds, protocols, configs, cache, n_jobs, max_iter):
+    """Fit ``fit(data, seed, protocol, config, max_iter)`` for every combination the cache
+    does not hold yet (largest data sets first) and return the records without errors:
+    the run loop of the studies whose fits are keyed by data set, seed, protocol and
+    configuration."""
+    records = read_jsonl(cache)
+    done = {(r["dataset"], r["seed"], r["protocol"], r["config"]) for r in records
+            if "error" not in r}
+    tasks = [(d, s, p, c, max_iter) for s in seeds for d in datasets for p in protocols
+             for c in configs if (d["name"], s, p, c) not in done]
+    tasks.sort(key=lambda t: -t[0]["X"].size)
+    print(f"{len(done)} fits cached", flush=True)
+    run_cached(records, tasks, fit, cache, n_jobs,
+               lambda r: f"{r['dataset']} seed {r['seed']} {r['protocol']} {r['config']} "
+                         f"{r.get('error', '')}")
+    return [r for r in records if "error" not in r]

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from _adbench import study_datasets, study_parser
-from _report import provenance, read_jsonl, run_cached, write_page
+from _report import provenance, read_jsonl, run_config_fits, write_page
 from select_score import split
 
 DEFAULT = "DiVAE()"
@@ -95,17 +95,7 @@ def one_fit(data, seed, protocol, config, max_iter):
 
 
 def run(datasets, seeds, cache, n_jobs, max_iter, configs=CONFIGS):
-    records = read_jsonl(cache)
-    done = {(r["dataset"], r["seed"], r["protocol"], r["config"]) for r in records
-            if "error" not in r}
-    tasks = [(d, s, p, c, max_iter) for s in seeds for d in datasets for p in PROTOCOLS
-             for c in configs if (d["name"], s, p, c) not in done]
-    tasks.sort(key=lambda t: -t[0]["X"].size)
-    print(f"{len(done)} fits cached", flush=True)
-    run_cached(records, tasks, one_fit, cache, n_jobs,
-               lambda r: f"{r['dataset']} seed {r['seed']} {r['protocol']} {r['config']} "
-                         f"{r.get('error', '')}")
-    return [r for r in records if "error" not in r]
+    return run_config_fits(one_fit, datasets, seeds, PROTOCOLS, configs, cache, n_jobs, max_iter)
 
 
 def per_set(records, seeds, protocol):

@@ -132,6 +132,12 @@ class DirectAligner(BaseEstimator):
         0.69 -> 0.97 on eight rotated mixtures,
         ``docs/results/calibration_2d.md``). ``DiVAE`` resolves ``"auto"``
         knowing its prior; ``build`` alone (no prior given) reads it as 1.
+    move_codes : bool, default=True
+        Whether the penalty moves the codes (its gradient reaches the encoder)
+        or only shapes the prior around them (the codes are read as constants;
+        the prior's parameters and the calibration learn). ``False`` leaves the
+        encoder to the ELBO alone; with a fixed N(0, I) prior only the
+        calibration then learns, so it is meant for a learnable prior.
 
     Examples
     --------
@@ -149,6 +155,7 @@ class DirectAligner(BaseEstimator):
         "calibration": [StrOptions({"offset", "affine"}), None],
         "per_feature": [StrOptions({"auto"}), "boolean"],
         "delta": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "move_codes": ["boolean"],
     }
 
     def __init__(
@@ -159,6 +166,7 @@ class DirectAligner(BaseEstimator):
         calibration=CALIBRATION,
         per_feature=PER_FEATURE,
         delta="auto",
+        move_codes=True,
     ):
         self.point = point
         self.reduction = reduction
@@ -166,6 +174,7 @@ class DirectAligner(BaseEstimator):
         self.calibration = calibration
         self.per_feature = per_feature
         self.delta = delta
+        self.move_codes = move_codes
 
     @classmethod
     def paper(cls, delta=1.0):
@@ -189,6 +198,7 @@ class DirectAligner(BaseEstimator):
             calibration=self.calibration,
             multiplier=float(n_features)
             if resolve_per_feature(self.per_feature, n_latent, fixed_normal_prior) else 1.0,
+            moves_codes=bool(self.move_codes),
         )
 
 

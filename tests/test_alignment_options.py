@@ -8,7 +8,7 @@ from sklearn.base import clone
 from skdivae import DiVAE, DirectAligner
 from skdivae._build import build_module, resolve_aligner
 from skdivae._nn.aligners import precision_weight
-from skdivae.priors import StandardNormalPrior
+from skdivae.priors import GaussianMixturePrior, StandardNormalPrior
 
 FAST = dict(max_iter=3, hidden_layer_sizes=(8,), batch_size=32, random_state=0)
 
@@ -100,6 +100,32 @@ def test_calibration_is_learned_and_gets_gradients(calibration):
         module.aligned_log_prior(x),
         module.aligner.calibrate(module.log_prior_at_mean(x)),
     )
+
+
+@pytest.mark.parametrize("point", ["mean", "sample"])
+def test_move_codes_false_trains_the_prior_and_offset_but_not_the_encoder(point):
+    def grads(move_codes):
+        torch.manual_seed(0)
+        module = build_module(
+            n_features=3, n_latent=2, hidden_layer_sizes=(8,), activation="relu",
+            prior=GaussianMixturePrior(n_components=3),
+            aligner=DirectAligner(point=point, move_codes=move_codes),
+            likelihood="gaussian", center=np.zeros(3), scale=np.ones(3), density_dim=2,
+            X_train=torch.randn(20, 3), generator=torch.Generator(),
+        ).double()
+        x = torch.randn(16, 3, dtype=torch.float64)
+        target, w = torch.randn(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
+        module.loss(x, target, w, generator=torch.Generator().manual_seed(1))["align"].backward()
+        return {name: p.grad for name, p in module.named_parameters()}
+
+    moved, shaped = grads(True), grads(False)
+    for name, grad in shaped.items():
+        if name.startswith("encoder"):
+            assert grad is None or not grad.any(), name
+        elif name.startswith(("prior", "aligner")):
+            assert grad is not None and grad.abs().sum() > 0, name
+            assert torch.allclose(grad, moved[name]), name  # the same penalty, the same pull
+    assert any(g is not None and g.any() for n, g in moved.items() if n.startswith("encoder"))
 
 
 def test_mean_point_makes_the_alignment_term_independent_of_the_sample():

@@ -65,14 +65,18 @@ class Direct(AlignerModule):
     multiplier : float
         Constant factor on the penalty (the number of features when the
         penalty is scaled like the reconstruction term).
+    moves_codes : bool
+        Whether the penalty's gradient reaches the encoder through the code
+        (``False``: the code is a constant for the penalty).
     """
 
     def __init__(
         self, delta=1.0, point="sample", reduction="sqrt", scaling="weight", calibration=None,
-        multiplier=1.0,
+        multiplier=1.0, moves_codes=True,
     ):
         super().__init__()
         self.multiplier = multiplier
+        self.moves_codes = moves_codes
         self.delta = delta
         self.point = point
         self.reduction = reduction
@@ -86,7 +90,8 @@ class Direct(AlignerModule):
     def extra_repr(self):
         return (f"delta={self.delta!r}, point={self.point!r}, reduction={self.reduction!r}, "
                 f"scaling={self.scaling!r}, calibration={self.calibration!r}, "
-                f"multiplier={getattr(self, 'multiplier', 1.0)!r}")
+                f"multiplier={getattr(self, 'multiplier', 1.0)!r}, "
+                f"moves_codes={getattr(self, 'moves_codes', True)!r}")
 
     def calibrate(self, log_prior):
         """The log-prior in the teacher's units (identity without calibration)."""

@@ -102,6 +102,9 @@ class AlignerModule(nn.Module):
 
     - ``point``: where a training step reads the log-prior, ``"sample"`` (the
       reparameterised draw) or ``"mean"`` (the posterior mean, where scoring reads it);
+    - ``moves_codes``: the penalty's gradient reaches the encoder through the code
+      (``False``: the code is read as a constant, so only the prior's parameters and the
+      aligner's own map learn from the penalty);
     - ``needs_input``: :meth:`predict_log_density` reads the standardised input
       ``x_std`` (when no precomputed ``log_det`` is given);
     - ``learning_rate`` and ``update_every``: for an aligner with parameters of its own
@@ -110,6 +113,7 @@ class AlignerModule(nn.Module):
     """
 
     point = "sample"
+    moves_codes = True
     needs_input = False
     learning_rate = None
     update_every = 1

@@ -200,6 +200,8 @@ class VAEModule(nn.Module):
         aligning = self.aligner is not None and target is not None
         if aligning:
             z_align = q.mean if self.aligner.point == "mean" else z
+            if not getattr(self.aligner, "moves_codes", True):
+                z_align = z_align.detach()
             kl_i, log_prior = self.prior.kl_and_log_prob(
                 q, p, self.kl_draws(q, generator), z_align
             )
