@@ -242,6 +242,9 @@ def report(records, wall):
         rep_lp = {p: per_set(records, REPORT_SEEDS, p, "auc_log_prior") for p in PROTOCOLS}
         lines += ["## Reporting seeds (0, 1, 2)", ""] + table(rep, rep_lp) + alignment_lines(rep)
         lines += alignment_table(alignment_stats(records, REPORT_SEEDS))
+    elif not passes:
+        lines += ["The reporting seeds were not fitted: nothing was adopted, so the sweep "
+                  "veto was not run either.", ""]
     return "\n".join(lines) + "\n", passes
 
 
