@@ -120,6 +120,14 @@ def build_module(
             )
     if aligner_module is not None:
         _built("aligner", aligner, aligner_module, AlignerModule)
+        if not getattr(aligner_module, "moves_codes", True) and prior_module.joint_inputs() is not None:
+            raise ValueError(
+                f"{aligner!r} keeps the penalty off the encoder (move_codes=False), but the "
+                f"prior {prior!r} is computed by the encoder (its components are the codes of "
+                "its pseudo-inputs), so the penalty would train the encoder through it. Use "
+                "move_codes=True with this prior, or a prior with parameters of its own "
+                "(prior='gmm')."
+            )
     reset_linear_layers(encoder, generator)
     reset_linear_layers(decoder, generator)
     for part in (prior_module, aligner_module):

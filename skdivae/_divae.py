@@ -15,6 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
+from ._collapse import warn_if_latent_unused
 from ._fitting import train_network
 from ._training_data import density_dim
 from ._streaming import fit_streaming, is_out_of_core
@@ -25,7 +26,9 @@ from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
 from ._training import convergence_message
 from ._torch_utils import torch_threads
-from ._validation import HasMethods, Interval, RealNotInt, StrOptions, check_bernoulli_range
+from ._validation import (
+    HasMethods, Interval, RealNotInt, StrOptions, check_bernoulli_range, refuse_dates,
+)
 
 
 class DiVAE(
@@ -433,7 +436,9 @@ class DiVAE(
     def _validated_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             X = self._fit(X)
-        return self._set_offset(X)
+        self._set_offset(X)
+        warn_if_latent_unused(self, X)
+        return self
 
     def _forget_fit(self):
         """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""
@@ -453,6 +458,7 @@ class DiVAE(
             fitted, X = fit_streaming(self, X)
             status, max_iter = "converged", len(fitted["history_"])  # not monitored
         else:
+            refuse_dates(X)
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
             self._check_training_input(X)
             fitted, status, max_iter = train_network(self, X)

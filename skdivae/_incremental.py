@@ -9,6 +9,7 @@ using the warm-up factors of epoch ``k`` of ``fit``.
 """
 
 import copy
+import functools
 import re
 
 import numpy as np
@@ -30,6 +31,7 @@ from ._training_data import (
     training_arrays,
     trim_threshold,
 )
+from ._validation import refuse_dates
 
 
 class BlockTrainer:
@@ -215,6 +217,14 @@ def changed_settings(est, settings):
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+def _cell_contents(cell):
+    """What a closure's cell holds (a marker for a cell not yet filled)."""
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return "<empty cell>"
+
+
 def fingerprint(value, depth=0):
     """A comparable description of a parameter's value, by structure rather than by
     ``repr``: a scikit-learn estimator is its class and the fingerprints of its
@@ -248,11 +258,17 @@ def fingerprint(value, depth=0):
         if value.dtype == object:
             return (kind, value.shape, fingerprint(value.tolist(), deeper))
         return (kind, value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, functools.partial):
+        return (kind, fingerprint(value.func, deeper), fingerprint(value.args, deeper),
+                fingerprint(value.keywords, deeper))
     code = getattr(value, "__code__", None)
     if code is not None:
+        cells = getattr(value, "__closure__", None) or ()
         return (kind, getattr(value, "__qualname__", ""), code.co_code,
                 fingerprint(code.co_consts, deeper),
-                fingerprint(getattr(value, "__defaults__", None), deeper))
+                fingerprint(getattr(value, "__defaults__", None), deeper),
+                fingerprint(getattr(value, "__kwdefaults__", None), deeper),
+                fingerprint([_cell_contents(c) for c in cells], deeper))
     text = repr(value)
     if _ADDRESS.search(text) and hasattr(value, "__dict__"):
         return (kind, fingerprint(vars(value), deeper))
@@ -265,6 +281,7 @@ def check_block(est, X):
     first = not hasattr(est, "module_")
     trainer = getattr(est, "_block_trainer_", None)
     fits_a_teacher = first or (trainer is None and est.density_ is None)
+    refuse_dates(X)
     X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
                       ensure_min_samples=3 if fits_a_teacher else 1)
     est._check_training_input(X)

@@ -15,7 +15,7 @@ from ._density_math import (
     twonn_dimension,
 )
 from ._knn_preparation import clamped_twonn, distance_floor, fit_projection, rows_to_index
-from ._validation import Interval, RealNotInt, StrOptions
+from ._validation import Interval, RealNotInt, StrOptions, refuse_dates
 
 #: Scoring works in chunks of rows whose widest intermediate holds about this many
 #: numbers (8 MiB in float64), as DiVAE's scoring does.
@@ -231,6 +231,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def _validated_fit(self, X):
         self._forget_fit()
+        refuse_dates(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
         n_samples = X.shape[0]
         peak = float(np.max(np.abs(X)))
@@ -360,6 +361,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             Columns ``log_density`` and ``log_density_err``.
         """
         check_is_fitted(self)
+        refuse_dates(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return np.column_stack(self._log_density(X))
 
@@ -376,6 +378,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         log_density : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
+        refuse_dates(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._log_density(X)[0]
 
@@ -386,7 +389,11 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
 
         The kNN estimate is not normalised exactly (its integral drifts with
         ``n_neighbors`` and the dimension), so compare settings by a score of your
-        own when that matters.
+        own when that matters. Never choose ``n_components``, ``intrinsic_dim`` or
+        ``whiten`` by this score: they change the space the density lives in, and
+        log-densities in spaces of different dimension or scale have different
+        units (a search over them needs labels and, for example,
+        ``scoring=skdivae.model_selection.anomaly_roc_auc``).
 
         Parameters
         ----------

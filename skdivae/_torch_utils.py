@@ -28,16 +28,24 @@ def as_tensor(X, dtype=torch.float32, device="cpu"):
 #: Scoring works in chunks whose widest intermediate holds about this many numbers (8 MiB in
 #: float64): small enough to stay in cache, large enough to amortise each operation.
 CHUNK_ELEMENTS = 2**20
+#: Rows per chunk at least (fewer chunks, fewer calls), unless a chunk of that many rows
+#: would hold more than ``MAX_CHUNK_ELEMENTS`` numbers (128 MiB in float64): with a very
+#: wide latent space the ELBO's 2L sigma points make a row cost about 2L * L numbers.
+MIN_CHUNK_ROWS, MAX_CHUNK_ELEMENTS = 256, 16 * CHUNK_ELEMENTS
 
 
 def chunk_rows(module, points=1):
     """Rows per scoring chunk for ``module``: ``CHUNK_ELEMENTS`` over the widest layer times
-    the network passes per row (``points``), within [256, 16384]."""
+    the network passes per row (``points``), within [256, 16384]; below 256 (down to one
+    row) only where 256 rows would hold more than ``MAX_CHUNK_ELEMENTS`` numbers."""
     widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
     widths.append(int(module.center.shape[0]))
     widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
-    widest = max(int(w) for w in widths)
-    return int(min(16384, max(256, CHUNK_ELEMENTS // (int(points) * widest))))
+    per_row = int(points) * max(int(w) for w in widths)
+    rows = CHUNK_ELEMENTS // per_row
+    if rows < MIN_CHUNK_ROWS:
+        rows = min(MIN_CHUNK_ROWS, max(1, MAX_CHUNK_ELEMENTS // per_row))
+    return int(min(16384, rows))
 
 
 def batched_no_grad(fn, X, batch_size=4096):

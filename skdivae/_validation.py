@@ -50,3 +50,19 @@ def check_bernoulli_range(X):
             "likelihood='bernoulli' needs every value of X in [0, 1]; "
             "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
         )
+
+
+def refuse_dates(X):
+    """A ValueError for dates or durations (numpy ``datetime64`` / ``timedelta64``, also as
+    pandas columns): scikit-learn's ``validate_data`` would turn them into numbers (days or
+    nanoseconds since 1970) without a word, and the streamed path refuses them."""
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame: one per column
+    if dtypes is None or not hasattr(dtypes, "__iter__"):
+        dtypes = [getattr(X, "dtype", None)]
+    for dtype in dtypes:
+        if getattr(dtype, "kind", None) in ("m", "M"):
+            raise ValueError(
+                f"X holds dates or durations (dtype {dtype}); skdivae needs real numbers "
+                "(bool, int or float). Convert them to the numbers you mean first, such as days "
+                "since a start date."
+            )

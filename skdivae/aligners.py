@@ -137,7 +137,9 @@ class DirectAligner(BaseEstimator):
         or only shapes the prior around them (the codes are read as constants;
         the prior's parameters and the calibration learn). ``False`` leaves the
         encoder to the ELBO alone; with a fixed N(0, I) prior only the
-        calibration then learns, so it is meant for a learnable prior. In
+        calibration then learns, so it is meant for a learnable prior with
+        parameters of its own (a ``VampPrior``, computed by the encoder, is
+        refused). In
         eight latent dimensions with the mixture prior it detected worse than
         moving the codes and its log-prior followed rho less well
         (``docs/results/prior_shaping.md``), so the default moves them.

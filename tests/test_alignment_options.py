@@ -27,7 +27,7 @@ def test_paper_formulation_is_named_and_reachable_by_string():
     paper = DirectAligner.paper()
     assert paper.get_params() == {
         "point": "sample", "reduction": "sqrt", "scaling": "weight", "calibration": None,
-        "per_feature": False, "delta": 1.0,
+        "per_feature": False, "delta": 1.0, "move_codes": True,
     }
     assert resolve_aligner("direct_paper").get_params() == paper.get_params()
     assert resolve_aligner("direct").get_params() == DirectAligner().get_params()

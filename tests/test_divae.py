@@ -351,6 +351,21 @@ def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
     np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
 
 
+def test_scoring_chunks_stay_bounded_with_a_very_wide_latent_space(data):
+    # the ELBO's 2L sigma points make a row cost about 2L * 2L numbers: 256 rows of a
+    # 200-dimensional latent space would hold 41 million, so chunks get fewer rows
+    from skdivae._torch_utils import MAX_CHUNK_ELEMENTS, chunk_rows
+
+    est = DiVAE(n_components=200, hidden_layer_sizes=(8,), max_iter=1, random_state=0)
+    est.fit(data[0][:60])
+    points, widest = 2 * 200, 2 * 200
+    rows = chunk_rows(est.module_, points)
+    assert 1 <= rows < 256 and rows * points * widest <= MAX_CHUNK_ELEMENTS
+    X = np.vstack([data[0]] * 2)
+    np.testing.assert_allclose(est.score_samples(X), np.concatenate(
+        [est.score_samples(X[i : i + 50]) for i in range(0, len(X), 50)]), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("prior", ["normal", "gmm"])
 def test_elbo_at_mean_is_the_elbo_with_one_decoder_pass(data, prior, monkeypatch):
     est = DiVAE(prior=prior, anomaly_score="elbo_at_mean", **FAST).fit(data[0])

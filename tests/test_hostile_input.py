@@ -448,3 +448,100 @@ def test_idx_header_declaring_more_than_the_file_can_hold_is_refused_unread(tmp_
     (tmp_path / "raw").write_bytes(header + bytes(100))
     with pytest.raises(ValueError, match="more values than the file can hold"):
         read_idx(tmp_path / "raw")
+
+
+def test_adbench_loader_refuses_small_files_that_declare_huge_arrays(tmp_path):
+    import io
+    import zipfile
+
+    from skdivae.datasets import load_adbench
+
+    bomb = tmp_path / "bomb.npz"  # ~200 KB of zeros that would be 1.6 GB as float64
+    np.savez_compressed(bomb, X=np.zeros((20000, 10000), bool), y=np.zeros(20000, np.int8))
+    with pytest.raises(ValueError, match="more than 1100 times its size"):
+        load_adbench(bomb)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**7)})
+    lying = tmp_path / "lying.npz"
+    with zipfile.ZipFile(lying, "w") as archive:
+        archive.writestr("X.npy", header.getvalue() + bytes(64))
+        archive.writestr("y.npy", header.getvalue())
+    with pytest.raises(ValueError, match="lying.npz: X.npy declares shape"):
+        load_adbench(lying)
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, X=np.arange(40.0).reshape(20, 2), y=np.r_[np.zeros(18), 1, 1])
+    raw = bytearray(good.read_bytes())
+    for name, data in (("flipped", raw[:60] + bytes([raw[60] ^ 0xFF]) + raw[61:]),
+                       ("cut", raw[: len(raw) - 30])):
+        bad = tmp_path / f"{name}.npz"
+        bad.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=f"{name}.npz"):  # names the file, whatever broke
+            load_adbench(bad)
+    X, y = load_adbench(good)
+    assert X.shape == (20, 2) and y.sum() == 2
+
+
+def test_mnist_loader_refuses_other_image_sizes_and_bounds_the_float_copy(tmp_path):
+    import gzip
+
+    from skdivae.datasets import load_mnist
+
+    def idx(path, magic, shape, n_bytes):
+        with gzip.open(path, "wb") as f:
+            f.write(magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape))
+            f.write(bytes(n_bytes))
+
+    idx(tmp_path / "train-labels-idx1-ubyte.gz", 2049, (4,), 4)
+    idx(tmp_path / "train-images-idx3-ubyte.gz", 2051, (4, 10, 10), 400)
+    with pytest.raises(ValueError, match="not MNIST's \\(28, 28\\)"):
+        load_mnist(tmp_path)
+    # zeros compress about 1000-fold: as float64 that would be 8000 times the file
+    n = 2000
+    idx(tmp_path / "train-labels-idx1-ubyte.gz", 2049, (n,), n)
+    idx(tmp_path / "train-images-idx3-ubyte.gz", 2051, (n, 28, 28), n * 784)
+    with pytest.raises(ValueError, match="more values than the file can hold"):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["datetime64[D]", "timedelta64[s]"])
+def test_dates_and_durations_are_refused_in_memory_as_when_streamed(kind):
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    dates = (np.arange(90) * 7).astype(kind).reshape(30, 3)
+    fitted = DiVAE(**FAST).fit(X)
+    for call in (lambda: DiVAE(**FAST).fit(dates), lambda: DiVAE(**FAST).partial_fit(dates),
+                 lambda: fitted.score_samples(dates), lambda: KNNLogDensity(5).fit(dates),
+                 lambda: KNNLogDensity(5).fit(X).transform(dates)):
+        with pytest.raises(ValueError, match="dates or durations"):
+            call()
+
+
+def test_partial_fit_sees_a_changed_closure_or_partial_in_the_teacher():
+    import functools
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    def times(k):
+        return lambda Z: Z * k
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    for old, new in ((times(1.0), times(1e6)),
+                     (functools.partial(np.multiply, 1.0), functools.partial(np.multiply, 1e6))):
+        est = DiVAE(**FAST, density=make_pipeline(FunctionTransformer(old), KNNLogDensity(10)))
+        est.partial_fit(X[:100])
+        est.set_params(density=make_pipeline(FunctionTransformer(new), KNNLogDensity(10)))
+        with pytest.raises(ValueError, match="density changed"):
+            est.partial_fit(X[100:])
+        est.set_params(density=make_pipeline(FunctionTransformer(old), KNNLogDensity(10)))
+        est.partial_fit(X[100:])  # the same teacher continues
+
+
+def test_move_codes_false_is_refused_with_a_prior_the_encoder_computes():
+    from skdivae.priors import VampPrior
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    est = DiVAE(**FAST, prior=VampPrior(4), aligner=DirectAligner(move_codes=False))
+    with pytest.raises(ValueError, match="move_codes=False.*pseudo-inputs"):
+        est.fit(X)
+    assert not hasattr(est, "module_")

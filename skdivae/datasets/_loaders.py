@@ -6,6 +6,7 @@ is missing, says which file it looked for.
 
 import gzip
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ _IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _IDX_MAGIC = {2051: 3, 2049: 1}  # images: 3 dimensions, labels: 1
+_MNIST_SHAPE = (28, 28)
 
 
 def _find(directory, stem):
@@ -44,9 +46,11 @@ def _read_at_most(handle, limit, chunk=1 << 24):
     return b"".join(parts)
 
 
-def read_idx(path, ndim=None):
+def read_idx(path, ndim=None, _max_inflation=_MAX_INFLATION):
     """Read one idx file (optionally gzip-compressed) into a uint8 array; ``ndim`` (3 for
-    images, 1 for labels) refuses a file of the other kind."""
+    images, 1 for labels) refuses a file of the other kind. A gzip-compressed file whose
+    header declares more than ``_MAX_INFLATION`` times its size (deflate cannot inflate
+    more) is refused before anything is read."""
     path = Path(path)
     if ndim not in (None, 1, 3):
         raise ValueError(f"ndim must be None, 1 (labels) or 3 (images), got {ndim!r}.")
@@ -74,7 +78,7 @@ def read_idx(path, ndim=None):
         # one byte more is read, a chunk at a time, so memory follows the bytes the file
         # really holds and never passes the declared size.
         expected = int(np.prod(shape, dtype=object))
-        inflation = _MAX_INFLATION if opener is gzip.open else 1
+        inflation = _max_inflation if opener is gzip.open else 1
         if path.is_file() and expected > path.stat().st_size * inflation:
             raise ValueError(f"{path} is truncated or corrupt: header says {shape}, more "
                              "values than the file can hold.")
@@ -107,11 +111,40 @@ def load_mnist(data_dir, subset="train"):
     if not directory.is_dir():
         raise FileNotFoundError(f"data directory {directory} does not exist.")
     images_stem, labels_stem = _IDX_FILES[subset]
-    images = read_idx(_find(directory, images_stem), ndim=3)
+    # The images become float64, 8 bytes per stored byte: the file may declare an eighth
+    # of what deflate allows, so that what is returned stays within that bound too.
+    images = read_idx(_find(directory, images_stem), ndim=3,
+                      _max_inflation=_MAX_INFLATION // 8)
+    if images.shape[1:] != _MNIST_SHAPE:
+        raise ValueError(f"{images_stem} in {directory} holds images of shape "
+                         f"{images.shape[1:]}, not MNIST's {_MNIST_SHAPE}.")
     labels = read_idx(_find(directory, labels_stem), ndim=1)
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels in {directory}.")
     return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
+
+
+def _declared_arrays(path):
+    """``{name: (shape, dtype)}`` of the ``.npy`` members of the zip file ``path``, read from
+    their headers alone; a ValueError when a header is not that of an array, or declares
+    more bytes than its member holds."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(handle)
+                if dtype.hasobject:
+                    raise ValueError(f"{path}: {info.filename} holds Python objects.")
+                if int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
+                    raise ValueError(f"{path}: {info.filename} declares shape {shape} of "
+                                     f"{dtype}, more than its {info.file_size} bytes hold.")
+            arrays[info.filename[: -len(".npy")]] = (shape, dtype)
+    return arrays
 
 
 def load_adbench(path):
@@ -133,19 +166,28 @@ def load_adbench(path):
     if not zipfile.is_zipfile(path):  # (numpy would read a pickle or text and suggest unpickling)
         raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        declared = _declared_arrays(path)
+        missing = {"X", "y"} - set(declared)
+        if missing:
+            raise ValueError(f"{path} lacks the array(s) {sorted(missing)}; found "
+                             f"{sorted(declared)}.")
+        if declared["X"][1].kind not in "biuf":  # as fit refuses it: no date as a number
+            raise ValueError(f"{path}: X must hold real numbers, got dtype {declared['X'][1]}.")
+        # What is returned is float64 X and int64 y: refuse before reading a file that
+        # declares more than deflate could inflate it to (a small file of zeros that
+        # would fill memory).
+        in_memory = 8 * sum(int(np.prod(declared[n][0], dtype=object)) for n in ("X", "y"))
+        if in_memory > _MAX_INFLATION * path.stat().st_size:
+            raise ValueError(f"{path} declares arrays of {in_memory} bytes in memory, more "
+                             f"than {_MAX_INFLATION} times its size: refused as corrupt.")
+        with np.load(path, allow_pickle=False) as data:
+            X_raw, y_raw = data["X"], np.asarray(data["y"])
+    except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, KeyError,
+            zipfile.BadZipFile, zlib.error) as exc:  # a broken member, header or stream
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
         raise ValueError(f"{path} is not a readable .npz archive of arrays X and y ({exc}).") \
             from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
-    with data:
-        missing = {"X", "y"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks the array(s) {sorted(missing)}; found {data.files}.")
-        X_raw, y_raw = data["X"], np.asarray(data["y"])
-    if X_raw.dtype.kind not in "biuf":  # as fit refuses it: no date turned into a number
-        raise ValueError(f"{path}: X must hold real numbers, got dtype {X_raw.dtype}.")
     X = np.asarray(X_raw, dtype=np.float64)
     if y_raw.dtype.kind not in "biuf" or (
         y_raw.dtype.kind == "f" and not (np.isfinite(y_raw).all() and (y_raw == np.round(y_raw)).all())

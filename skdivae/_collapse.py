@@ -1,0 +1,39 @@
+"""The check, after fit, that the encoder uses its input (no posterior collapse)."""
+
+import warnings
+
+import numpy as np
+
+#: A latent dimension is active when the posterior mean varies across the training rows
+#: with a variance above this (the "active units" of Burda et al., 2016, with their
+#: threshold); with no active dimension every row gets the same code.
+ACTIVE_VARIANCE = 0.01
+#: The rows the check reads at most (evenly spaced, so sorted data are covered).
+CHECK_ROWS = 10_000
+
+
+def active_dimensions(est, X):
+    """The number of latent dimensions whose posterior mean varies over the rows of ``X``
+    (an evenly spaced subsample of at most ``CHECK_ROWS``) with a variance above
+    ``ACTIVE_VARIANCE``."""
+    step = max(1, -(-X.shape[0] // CHECK_ROWS))
+    means = est._apply("posterior_mean", X[::step])
+    return int(np.sum(means.var(axis=0) > ACTIVE_VARIANCE))
+
+
+def warn_if_latent_unused(est, X):
+    """Warn when no latent dimension is active: the fit has collapsed to one code."""
+    if X.shape[0] < 2 or active_dimensions(est, X) > 0:
+        return
+    warnings.warn(
+        "DiVAE's encoder ignores its input: along every latent dimension the posterior "
+        f"mean varies over the training rows with a variance below {ACTIVE_VARIANCE} "
+        "(posterior collapse). Every row then gets nearly the same code, the score is that "
+        "of one Gaussian per feature around the data's mean, and rows between clusters can "
+        "score as the most normal. This happens on small, low-dimensional data; try a "
+        "smaller batch_size (such as 8), a larger learning_rate_init (such as 1e-2) or a "
+        "fixed decoder_std (such as 0.3), and refit until this warning is gone (user "
+        "guide, section 3).",
+        UserWarning,
+        stacklevel=5,  # the user's call of fit (here, _validated_fit, its wrapper, fit)
+    )
