@@ -1,6 +1,7 @@
 """skdivae: density-informed variational autoencoders as scikit-learn estimators."""
 
 from ._blockwise import score_blockwise
+from ._collapse import PosteriorCollapseWarning
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._archive_checks import UnsafeArchiveError
@@ -23,6 +24,7 @@ __all__ = [
     "save",
     "load",
     "UnsafeArchiveError",
+    "PosteriorCollapseWarning",
     "score_blockwise",
     "feature_residuals",
     "residual_names",

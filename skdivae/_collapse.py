@@ -12,6 +12,23 @@ ACTIVE_VARIANCE = 0.01
 CHECK_ROWS = 10_000
 
 
+class PosteriorCollapseWarning(UserWarning):
+    """Warning from :meth:`DiVAE.fit` when no latent dimension is used.
+
+    Every row then gets nearly the same code, and the ELBO scores each row by one
+    Gaussian per feature around the data's mean. On data with one mode that can be
+    right; on data in several clusters the rows between them score as the most normal.
+    Filter it with ``warnings.filterwarnings("ignore", category=PosteriorCollapseWarning)``
+    once you have checked that a Gaussian per feature suits your data.
+
+    Examples
+    --------
+    >>> from skdivae import PosteriorCollapseWarning
+    >>> issubclass(PosteriorCollapseWarning, UserWarning)
+    True
+    """
+
+
 def active_dimensions(est, X):
     """The number of latent dimensions whose posterior mean varies over the rows of ``X``
     (an evenly spaced subsample of at most ``CHECK_ROWS``) with a variance above
@@ -28,12 +45,13 @@ def warn_if_latent_unused(est, X):
     warnings.warn(
         "DiVAE's encoder ignores its input: along every latent dimension the posterior "
         f"mean varies over the training rows with a variance below {ACTIVE_VARIANCE} "
-        "(posterior collapse). Every row then gets nearly the same code, the score is that "
-        "of one Gaussian per feature around the data's mean, and rows between clusters can "
-        "score as the most normal. This happens on small, low-dimensional data; try a "
-        "smaller batch_size (such as 8), a larger learning_rate_init (such as 1e-2) or a "
-        "fixed decoder_std (such as 0.3), and refit until this warning is gone (user "
-        "guide, section 3).",
-        UserWarning,
+        "(posterior collapse). Every row then gets nearly the same code, and the score is "
+        "that of one Gaussian per feature around the data's mean: right for data with one "
+        "mode, wrong for data in several clusters, where rows between them score as the "
+        "most normal. If your data may have clusters, try a smaller batch_size (such as 8), "
+        "a larger learning_rate_init (such as 1e-2) or a fixed decoder_std (such as 0.3 "
+        "times a typical column's standard deviation), and refit until this warning is "
+        "gone (user guide, section 3).",
+        PosteriorCollapseWarning,
         stacklevel=5,  # the user's call of fit (here, _validated_fit, its wrapper, fit)
     )

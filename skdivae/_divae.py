@@ -220,7 +220,9 @@ class DiVAE(
         trains with one thread, since mini-batches of a small network gain
         little from more and slow down many times over when another process
         keeps a core busy (``docs/results/performance.md``), and scores rows in
-        chunks of 1 024 side by side on every available CPU, one torch thread
+        chunks of at most 1 024 (fewer for a very wide network or latent
+        space, so that a chunk stays in bounded memory) side by side on every
+        available CPU, one torch thread
         each: as fast as torch's threads on a quiet machine, and a busy core
         only slows the chunks it takes. The chunks do not depend on the number
         of CPUs, so scores are bit-identical however busy the machine. An int
@@ -423,6 +425,13 @@ class DiVAE(
         -------
         self : DiVAE
             The fitted estimator.
+
+        Warns
+        -----
+        PosteriorCollapseWarning
+            When no latent dimension is used (every row gets nearly the same
+            code): the score is then one Gaussian per feature, wrong for data in
+            several clusters (user guide, section 3).
         """
         try:
             return self._validated_fit(X)

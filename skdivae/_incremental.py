@@ -10,6 +10,7 @@ using the warm-up factors of epoch ``k`` of ``fit``.
 
 import copy
 import functools
+import hashlib
 import re
 
 import numpy as np
@@ -225,53 +226,65 @@ def _cell_contents(cell):
         return "<empty cell>"
 
 
-def fingerprint(value, depth=0):
+def fingerprint(value, depth=0, seen=None):
     """A comparable description of a parameter's value, by structure rather than by
     ``repr``: a scikit-learn estimator is its class and the fingerprints of its
     parameters (its ``repr`` elides the middle of long pipelines, where a change would go
-    unseen), containers are taken element by element, arrays and tensors by content, a
-    function by its code, and a numpy random generator by its type alone (its state
-    advances as it is drawn from, and its ``repr`` holds a memory address that a pickle
-    or a copy changes). Another object whose ``repr`` holds an address is its attributes;
-    anything else is its type and its ``repr``."""
+    unseen), containers are taken element by element, arrays and tensors by a digest of
+    their content, a function by its code, defaults and the values its closure holds (a
+    ``functools.partial`` by its function and arguments), and a numpy random generator by
+    its type alone (its state advances as it is drawn from, and its ``repr`` holds a
+    memory address that a pickle or a copy changes). Another object whose ``repr`` holds
+    an address is its attributes; anything else is its type and its ``repr``. An object
+    met again in the same walk (functions that call each other, a cycle) is the order in
+    which it was first met, so the walk visits each object once."""
+    seen = {} if seen is None else seen
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
-    if depth > 32:  # (a cycle, or nesting no parameter needs)
+    if depth > 32:  # (nesting no parameter needs)
         return (kind, _ADDRESS.sub("", repr(value)))
     deeper = depth + 1
     if isinstance(value, (np.random.RandomState, np.random.Generator)):
         return (kind,)
+    if isinstance(value, (list, dict, functools.partial)) or hasattr(value, "__code__") \
+            or hasattr(value, "__dict__"):  # what can hold itself or be met by two paths
+        if id(value) in seen:
+            return (kind, "seen", seen[id(value)][0])
+        seen[id(value)] = (len(seen), value)  # (the object kept alive: its id is not reused)
+
+    def walk(v):
+        return fingerprint(v, deeper, seen)
+
     if hasattr(value, "get_params") and hasattr(value, "set_params"):
         try:
             params = value.get_params(deep=False)
         except Exception:  # not a scikit-learn estimator after all
             params = None
         if isinstance(params, dict):
-            return (kind, tuple((k, fingerprint(v, deeper)) for k, v in sorted(params.items())))
+            return (kind, tuple((k, walk(v)) for k, v in sorted(params.items())))
     if isinstance(value, (list, tuple)):
-        return (kind, tuple(fingerprint(v, deeper) for v in value))
+        return (kind, tuple(walk(v) for v in value))
     if isinstance(value, dict):
-        return (kind, tuple((repr(k), fingerprint(v, deeper))
+        return (kind, tuple((repr(k), walk(v))
                             for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))))
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if value.dtype == object:
-            return (kind, value.shape, fingerprint(value.tolist(), deeper))
-        return (kind, value.dtype.str, value.shape, value.tobytes())
+            return (kind, value.shape, walk(value.tolist()))
+        digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16)
+        return (kind, value.dtype.str, value.shape, digest.hexdigest())
     if isinstance(value, functools.partial):
-        return (kind, fingerprint(value.func, deeper), fingerprint(value.args, deeper),
-                fingerprint(value.keywords, deeper))
+        return (kind, walk(value.func), walk(value.args), walk(value.keywords))
     code = getattr(value, "__code__", None)
     if code is not None:
         cells = getattr(value, "__closure__", None) or ()
-        return (kind, getattr(value, "__qualname__", ""), code.co_code,
-                fingerprint(code.co_consts, deeper),
-                fingerprint(getattr(value, "__defaults__", None), deeper),
-                fingerprint(getattr(value, "__kwdefaults__", None), deeper),
-                fingerprint([_cell_contents(c) for c in cells], deeper))
+        return (kind, getattr(value, "__qualname__", ""), code.co_code, walk(code.co_consts),
+                walk(getattr(value, "__defaults__", None)),
+                walk(getattr(value, "__kwdefaults__", None)),
+                walk([_cell_contents(c) for c in cells]))
     text = repr(value)
     if _ADDRESS.search(text) and hasattr(value, "__dict__"):
-        return (kind, fingerprint(vars(value), deeper))
+        return (kind, walk(vars(value)))
     return (kind, text)
 
 

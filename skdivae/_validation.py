@@ -4,6 +4,7 @@ scikit-learn calls ``_parameter_constraints`` a private mechanism; keeping
 every import of it here means a change upstream touches one file.
 """
 
+import numpy as np
 from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     HasMethods,
     RealNotInt,
@@ -59,6 +60,15 @@ def refuse_dates(X):
     dtypes = getattr(X, "dtypes", None)  # a DataFrame: one per column
     if dtypes is None or not hasattr(dtypes, "__iter__"):
         dtypes = [getattr(X, "dtype", None)]
+    if isinstance(X, (list, tuple)) or getattr(X, "dtype", None) == object:
+        try:  # rows of Python or numpy scalars, or an object array
+            values = np.asarray(X)
+        except (ValueError, TypeError):  # ragged: validate_data will say so
+            values = np.empty(0)
+        dtypes = [values.dtype]
+        if values.dtype == object and any(
+                isinstance(v, (np.datetime64, np.timedelta64)) for v in values.ravel()):
+            dtypes = [np.dtype("M8")]
     for dtype in dtypes:
         if getattr(dtype, "kind", None) in ("m", "M"):
             raise ValueError(

@@ -141,8 +141,9 @@ class DirectAligner(BaseEstimator):
         parameters of its own (a ``VampPrior``, computed by the encoder, is
         refused). In
         eight latent dimensions with the mixture prior it detected worse than
-        moving the codes and its log-prior followed rho less well
-        (``docs/results/prior_shaping.md``), so the default moves them.
+        moving the codes with anomalies in the training data (with clean
+        training data a little better), and its log-prior followed rho less
+        well (``docs/results/prior_shaping.md``), so the default moves them.
 
     Examples
     --------
@@ -180,6 +181,10 @@ class DirectAligner(BaseEstimator):
         self.per_feature = per_feature
         self.delta = delta
         self.move_codes = move_codes
+
+    def __setstate__(self, state):
+        state.setdefault("move_codes", True)  # pickled before the option existed
+        super().__setstate__(state)
 
     @classmethod
     def paper(cls, delta=1.0):

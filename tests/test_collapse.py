@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from skdivae import DiVAE
+from skdivae import DiVAE, PosteriorCollapseWarning
 from skdivae._collapse import ACTIVE_VARIANCE, active_dimensions
 
 MESSAGE = "encoder ignores its input"
@@ -23,12 +23,12 @@ def two_clusters(n=300, seed=0):
 
 def test_a_collapsed_fit_warns_and_names_what_to_try():
     X = two_clusters()
-    with pytest.warns(UserWarning, match=MESSAGE) as record:
+    with pytest.warns(PosteriorCollapseWarning, match=MESSAGE) as record:
         est = DiVAE(random_state=0).fit(X)
     assert active_dimensions(est, X) == 0
     assert est.transform(X).var(axis=0).max() <= ACTIVE_VARIANCE
     message = str(next(w.message for w in record if MESSAGE in str(w.message)))
-    for remedy in ("batch_size", "learning_rate_init", "decoder_std"):
+    for remedy in ("batch_size", "learning_rate_init", "decoder_std", "clusters"):
         assert remedy in message
     assert record[0].filename == __file__  # points at the caller's fit
 

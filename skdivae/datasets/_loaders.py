@@ -46,11 +46,17 @@ def _read_at_most(handle, limit, chunk=1 << 24):
     return b"".join(parts)
 
 
-def read_idx(path, ndim=None, _max_inflation=_MAX_INFLATION):
+def read_idx(path, ndim=None):
     """Read one idx file (optionally gzip-compressed) into a uint8 array; ``ndim`` (3 for
     images, 1 for labels) refuses a file of the other kind. A gzip-compressed file whose
-    header declares more than ``_MAX_INFLATION`` times its size (deflate cannot inflate
-    more) is refused before anything is read."""
+    header declares more than about 1 100 times its size (deflate cannot inflate more) is
+    refused before anything is read."""
+    return _read_idx(path, ndim, _MAX_INFLATION)
+
+
+def _read_idx(path, ndim, max_inflation):
+    """:func:`read_idx`, refusing a compressed file that declares more than
+    ``max_inflation`` times its size."""
     path = Path(path)
     if ndim not in (None, 1, 3):
         raise ValueError(f"ndim must be None, 1 (labels) or 3 (images), got {ndim!r}.")
@@ -78,7 +84,7 @@ def read_idx(path, ndim=None, _max_inflation=_MAX_INFLATION):
         # one byte more is read, a chunk at a time, so memory follows the bytes the file
         # really holds and never passes the declared size.
         expected = int(np.prod(shape, dtype=object))
-        inflation = _max_inflation if opener is gzip.open else 1
+        inflation = max_inflation if opener is gzip.open else 1
         if path.is_file() and expected > path.stat().st_size * inflation:
             raise ValueError(f"{path} is truncated or corrupt: header says {shape}, more "
                              "values than the file can hold.")
@@ -113,8 +119,7 @@ def load_mnist(data_dir, subset="train"):
     images_stem, labels_stem = _IDX_FILES[subset]
     # The images become float64, 8 bytes per stored byte: the file may declare an eighth
     # of what deflate allows, so that what is returned stays within that bound too.
-    images = read_idx(_find(directory, images_stem), ndim=3,
-                      _max_inflation=_MAX_INFLATION // 8)
+    images = _read_idx(_find(directory, images_stem), 3, _MAX_INFLATION // 8)
     if images.shape[1:] != _MNIST_SHAPE:
         raise ValueError(f"{images_stem} in {directory} holds images of shape "
                          f"{images.shape[1:]}, not MNIST's {_MNIST_SHAPE}.")
@@ -124,22 +129,26 @@ def load_mnist(data_dir, subset="train"):
     return images.reshape(len(images), -1) / 255.0, labels.astype(np.int64)
 
 
-def _declared_arrays(path):
-    """``{name: (shape, dtype)}`` of the ``.npy`` members of the zip file ``path``, read from
-    their headers alone; a ValueError when a header is not that of an array, or declares
-    more bytes than its member holds."""
+def _declared_arrays(path, names=("X", "y")):
+    """``{name: (shape, dtype)}`` of the members ``name.npy`` of the zip file ``path``, read
+    from their headers alone (other members are not looked at); a ValueError when a header
+    is not that of an array, or declares more bytes than its member holds, or than deflate
+    could inflate its compressed bytes to."""
     arrays = {}
     with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
+        members = {info.filename: info for info in archive.infolist()}
+        for info in (members[f"{n}.npy"] for n in names if f"{n}.npy" in members):
+            if info.file_size > _MAX_INFLATION * max(info.compress_size, 1):
+                raise ValueError(f"{path}: {info.filename} declares {info.file_size} bytes, "
+                                 "more than its compressed bytes can hold.")
             with archive.open(info) as handle:
                 version = np.lib.format.read_magic(handle)
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
                 shape, _, dtype = read_header(handle)
                 if dtype.hasobject:
-                    raise ValueError(f"{path}: {info.filename} holds Python objects.")
+                    raise ValueError(f"{path}: {info.filename} holds Python objects; reading them "
+                                     "would need pickle, which is never used.")
                 if int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
                     raise ValueError(f"{path}: {info.filename} declares shape {shape} of "
                                      f"{dtype}, more than its {info.file_size} bytes hold.")
@@ -158,7 +167,16 @@ def load_adbench(path):
     Parameters
     ----------
     path : str or Path
-        An ``.npz`` file with arrays ``X`` and ``y``.
+        An ``.npz`` file with arrays ``X`` and ``y`` (other members are ignored).
+
+    Notes
+    -----
+    The array headers are read first: a header that declares more bytes than
+    its member holds, or than deflate could inflate the member's compressed
+    bytes to (about 1 000-fold), is refused before any array is read. A
+    genuine file can still grow about 1 000-fold when inflated, and ``X``
+    another 8-fold when stored as bool or uint8 and returned as float64: load
+    files from sources you trust, or check their declared sizes first.
     """
     path = Path(path)
     if not path.is_file():
@@ -173,13 +191,6 @@ def load_adbench(path):
                              f"{sorted(declared)}.")
         if declared["X"][1].kind not in "biuf":  # as fit refuses it: no date as a number
             raise ValueError(f"{path}: X must hold real numbers, got dtype {declared['X'][1]}.")
-        # What is returned is float64 X and int64 y: refuse before reading a file that
-        # declares more than deflate could inflate it to (a small file of zeros that
-        # would fill memory).
-        in_memory = 8 * sum(int(np.prod(declared[n][0], dtype=object)) for n in ("X", "y"))
-        if in_memory > _MAX_INFLATION * path.stat().st_size:
-            raise ValueError(f"{path} declares arrays of {in_memory} bytes in memory, more "
-                             f"than {_MAX_INFLATION} times its size: refused as corrupt.")
         with np.load(path, allow_pickle=False) as data:
             X_raw, y_raw = data["X"], np.asarray(data["y"])
     except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError, KeyError,
