@@ -172,10 +172,12 @@ def page(records, wall, fast):
         "",
         "With `max_iter=\"auto\"` (the default), the library chose the budget, and running "
         "out of it with the loss still falling is not evidence that more epochs help the "
-        "detector (above): such a fit no longer warns. A `max_iter` you set yourself still "
-        "warns when the loss is still falling at the end, since then you chose the budget. "
-        "So no default fit warns (the target was fewer than 10 %), and a warning that does "
-        "appear follows the user's own choice of epochs.",
+        "detector (above): such a fit no longer warns, and neither does one with a `max_iter` "
+        "of your own at least as large as what `\"auto\"` gives on the data (the fits above "
+        "ran exactly that budget). A smaller `max_iter` you set yourself still warns when "
+        "the loss is still falling at the end, since then you chose a shorter budget. So no "
+        "default fit warns (the target was fewer than 10 %), and a warning that does appear "
+        "follows the user's own choice of fewer epochs.",
         "",
         "What to do when a fit warns, or to check a default fit: look at `loss_curve_`, "
         "compare the scores of a longer fit with `anomaly_roc_auc` on labelled rows if you "

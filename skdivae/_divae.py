@@ -198,9 +198,10 @@ class DiVAE(
         up an int ``max_iter`` with its loss still falling warns
         (``ConvergenceWarning``), and so does one with fewer than 5 epochs after
         the warm-ups (too few to tell; the warm-ups default to half of
-        ``max_iter``, so any ``max_iter`` from 2 to 9 warns); with ``"auto"`` it
-        does not, since on the development sets training three times longer did
-        not make such fits better detectors (``docs/results/convergence.md``).
+        ``max_iter``, so any ``max_iter`` from 2 to 9 warns); with ``"auto"``, or
+        an int at least as large as what ``"auto"`` gives on the data, it does
+        not, since on the development sets training three times longer did not
+        make such fits better detectors (``docs/results/convergence.md``).
         A fit streamed from disk (a memmap or a dask collection) does not
         monitor its loss and never warns.
     tol : float, default=1e-4
@@ -474,7 +475,7 @@ class DiVAE(
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
         # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
-        if status != "converged" and max_iter > 1 and self.max_iter != "auto":
+        if status in ("still_falling", "too_short") and max_iter > 1 and self.max_iter != "auto":
             warnings.warn(
                 convergence_message(status, max_iter), ConvergenceWarning,
                 stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)

@@ -31,8 +31,9 @@ def train_network(est, X):
     fitted : dict
         ``module_`` (CPU, float64, eval mode, with the real standardisation),
         ``history_``, ``batch_size_``, ``device_`` and ``density`` (the fitted teacher).
-    status : {"converged", "still_falling", "too_short"}
-        How training ended (:func:`~skdivae._training.fit_loop`).
+    status : {"converged", "still_falling", "too_short", "at_auto_budget"}
+        How training ended (:func:`~skdivae._training.fit_loop`); ``"at_auto_budget"``:
+        still falling after at least the epochs ``max_iter="auto"`` would have run.
     max_iter : int
         The epoch budget the loop ran under.
     """
@@ -100,4 +101,8 @@ def train_network(est, X):
     module.set_standardization(center, scale)
     fitted = {"module_": module, "history_": history, "batch_size_": batch_size,
               "device_": device, "density": density}
+    # A max_iter of the user's at least what "auto" would have chosen is judged as "auto" is
+    # (docs/results/convergence.md): a loss still falling there is no reason to train on.
+    if status == "still_falling" and max_iter >= epoch_budget("auto", train[0].shape[0], batch_size):
+        status = "at_auto_budget"
     return fitted, status, max_iter

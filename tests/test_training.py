@@ -199,11 +199,15 @@ def test_verbose_explains_warm_up_units_stop_and_threshold(capsys):
     assert "scoring the 80 training rows to set the threshold" in out
 
 
-def test_the_automatic_budget_does_not_warn_but_a_chosen_one_does(monkeypatch):
-    # Same data and epochs: max_iter="auto" (here 10 epochs) with the loss still falling
-    # is silent, while max_iter=10 set by the user warns (docs/results/convergence.md).
+def test_the_automatic_budget_does_not_warn_but_a_shorter_chosen_one_does(monkeypatch):
+    # max_iter="auto" with the loss still falling is silent, and so is an int at least as
+    # large as the automatic budget (the same fit); a shorter max_iter set by the user
+    # warns (docs/results/convergence.md).
     import skdivae._training as training
 
     monkeypatch.setattr(training, "AUTO_EPOCHS", 10)
     assert _warnings(max_iter="auto") == []
+    assert _warnings(max_iter=10) == [] and _warnings(max_iter=12) == []
+    monkeypatch.setattr(training, "AUTO_EPOCHS", 20)
     assert len(_warnings(max_iter=10)) == 1
+
