@@ -4,6 +4,9 @@ import warnings
 
 import numpy as np
 
+from ._fitting import train_network
+from ._torch_utils import batched_no_grad
+
 #: A latent dimension is active when the posterior mean varies across the training rows
 #: with a variance above this (the "active units" of Burda et al., 2016, with their
 #: threshold); with no active dimension every row gets the same code.
@@ -29,13 +32,39 @@ class PosteriorCollapseWarning(UserWarning):
     """
 
 
+#: The mini-batch of the one refit that ``batch_size="auto"`` makes of a collapsed fit
+#: (docs/results/collapse_refit.md).
+COLLAPSE_BATCH_SIZE = 8
+
+
 def active_dimensions(est, X):
-    """The number of latent dimensions whose posterior mean varies over the rows of ``X``
-    (an evenly spaced subsample of at most ``CHECK_ROWS``) with a variance above
-    ``ACTIVE_VARIANCE``."""
+    """The number of latent dimensions of the fitted ``est`` whose posterior mean varies
+    over the rows of ``X`` (an evenly spaced subsample of at most ``CHECK_ROWS``) with a
+    variance above ``ACTIVE_VARIANCE``."""
+    return module_active_dimensions(est.module_, X)
+
+
+def module_active_dimensions(module, X):
+    """:func:`active_dimensions` for a trained network ``module`` (float64, on the CPU)."""
     step = max(1, -(-X.shape[0] // CHECK_ROWS))
-    means = est._apply("posterior_mean", X[::step])
+    means = batched_no_grad(module.posterior_mean, X[::step], 4096)
     return int(np.sum(means.var(axis=0) > ACTIVE_VARIANCE))
+
+
+def refit_if_collapsed(est, X, trained):
+    """``trained`` (what ``train_network(est, X)`` returned), or, when ``est.batch_size``
+    is ``"auto"`` and no latent dimension of its network is active, what a second
+    training with mini-batches of ``COLLAPSE_BATCH_SIZE`` rows returns: on a few hundred
+    rows in clusters a batch of up to 128 rows gives too few optimiser steps to leave
+    the collapsed state, and smaller batches do (docs/results/collapse_refit.md)."""
+    fitted = trained[0]
+    if (est.batch_size != "auto" or fitted["batch_size_"] <= COLLAPSE_BATCH_SIZE
+            or module_active_dimensions(fitted["module_"], X) > 0):
+        return trained
+    if est.verbose:
+        print("no latent dimension is used: training again with batch_size="
+              f"{COLLAPSE_BATCH_SIZE}", flush=True)
+    return train_network(est, X, batch_size=COLLAPSE_BATCH_SIZE)
 
 
 def warn_if_latent_unused(est, X):

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
-from ._collapse import warn_if_latent_unused
+from ._collapse import refit_if_collapsed, warn_if_latent_unused
 from ._fitting import train_network
 from ._training_data import density_dim
 from ._streaming import fit_streaming, is_out_of_core
@@ -471,7 +471,7 @@ class DiVAE(
             refuse_dates(X)
             X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
             self._check_training_input(X)
-            fitted, status, max_iter = train_network(self, X)
+            fitted, status, max_iter = refit_if_collapsed(self, X, train_network(self, X))
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
         # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).

@@ -22,9 +22,9 @@ from ._training_data import (
 )
 
 
-def train_network(est, X):
+def train_network(est, X, batch_size=None):
     """Train the network of DiVAE ``est`` (read only: its parameters) on the validated
-    ``X``.
+    ``X``; ``batch_size``, when given, replaces what ``est.batch_size`` resolves to.
 
     Returns
     -------
@@ -53,7 +53,8 @@ def train_network(est, X):
               flush=True)
     target, err = density_targets(density, X_std)
 
-    batch_size = min(128, n_samples) if est.batch_size == "auto" else int(est.batch_size)
+    if batch_size is None:  # else: the caller's, in place of est.batch_size
+        batch_size = min(128, n_samples) if est.batch_size == "auto" else int(est.batch_size)
     batch_size = min(batch_size, n_samples)
     generator = torch.Generator().manual_seed(seed)
     # The network trains on data standardised here, in float64, with identity buffers:
