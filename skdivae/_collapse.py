@@ -77,8 +77,9 @@ def warn_if_latent_unused(est, X):
         "(posterior collapse). Every row then gets nearly the same code, and the score is "
         "that of one Gaussian per feature around the data's mean: right for data with one "
         "mode, wrong for data in several clusters, where rows between them score as the "
-        "most normal. If your data may have clusters, try a smaller batch_size (such as 8), "
-        "a larger learning_rate_init (such as 1e-2) or a fixed decoder_std (such as 0.3 "
+        "most normal. If your data may have clusters, try a smaller batch_size (such as 8; "
+        "batch_size='auto' has tried it), a larger learning_rate_init (such as 1e-2) or a "
+        "fixed decoder_std (such as 0.3 "
         "times a typical column's standard deviation), and refit until this warning is "
         "gone (user guide, section 3).",
         PosteriorCollapseWarning,
