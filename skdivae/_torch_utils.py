@@ -30,7 +30,8 @@ def as_tensor(X, dtype=torch.float32, device="cpu"):
 CHUNK_ELEMENTS = 2**20
 #: Rows per chunk at least (fewer chunks, fewer calls), unless a chunk of that many rows
 #: would hold more than ``MAX_CHUNK_ELEMENTS`` numbers (128 MiB in float64): with a very
-#: wide latent space the ELBO's 2L sigma points make a row cost about 2L * L numbers.
+#: wide latent space the ELBO's 2L sigma points through a 2L-wide encoder output make a
+#: row cost about 4 L^2 numbers.
 MIN_CHUNK_ROWS, MAX_CHUNK_ELEMENTS = 256, 16 * CHUNK_ELEMENTS
 
 
