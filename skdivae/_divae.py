@@ -1,37 +1,25 @@
 """DiVAE: a density-informed variational autoencoder as a scikit-learn outlier detector."""
 
-import warnings
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     OutlierMixin,
     TransformerMixin,
-    _fit_context,
 )
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import validate_data
 
-from ._build import layer_sizes
-from ._collapse import refit_if_collapsed, warn_if_latent_unused
-from ._fitting import train_network
-from ._training_data import density_dim
-from ._streaming import fit_streaming, is_out_of_core
+from ._fit_mixin import FitMixin
 from ._generative import GenerativeMixin
 from ._nested_params import NestedParamsMixin
 from ._outputs import OutputsMixin
 from ._partial_fit import PartialFitMixin
 from ._scoring import DEFAULT_SCORE, SCORES
-from ._training import convergence_message
-from ._torch_utils import torch_threads
-from ._validation import (
-    HasMethods, Interval, RealNotInt, StrOptions, check_bernoulli_range, refuse_dates,
-)
+from ._validation import HasMethods, Interval, RealNotInt, StrOptions
 
 
 class DiVAE(
+    FitMixin,
     NestedParamsMixin,
     GenerativeMixin,
     OutputsMixin,
@@ -450,54 +438,6 @@ class DiVAE(
             # the previous fit in place.
             self._forget_fit()
             raise
-
-    @_fit_context(prefer_skip_nested_validation=False)
-    def _validated_fit(self, X):
-        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
-            X = self._fit(X)
-        self._set_offset(X)
-        warn_if_latent_unused(self, X)
-        return self
-
-    def _forget_fit(self):
-        """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""
-        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
-        for name in fitted + [k for k in ("_n_features_out",) if k in vars(self)]:
-            delattr(self, name)
-
-    def _check_training_input(self, X):
-        """What the parameter constraints cannot say, checked before any work."""
-        layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
-        if self.likelihood == "bernoulli":
-            check_bernoulli_range(X)
-
-    def _fit(self, X):
-        vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
-        if is_out_of_core(X, self.early_stopping):  # trained block by block
-            fitted, X = fit_streaming(self, X)
-            status, max_iter = "converged", len(fitted["history_"])  # not monitored
-        else:
-            refuse_dates(X)
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
-            self._check_training_input(X)
-            fitted, status, max_iter = refit_if_collapsed(self, X, train_network(self, X))
-        # With max_iter="auto" the library chose the budget, and a loss still falling at
-        # its end is no evidence that more epochs help the detector: training 3x longer
-        # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
-        if status in ("still_falling", "too_short") and max_iter > 1 and self.max_iter != "auto":
-            warnings.warn(
-                convergence_message(status, max_iter), ConvergenceWarning,
-                stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
-            )
-        density = fitted.pop("density")
-        for name, value in fitted.items():
-            setattr(self, name, value)
-        self.density_ = density if self.keep_density else None
-        self.density_dim_ = density_dim(density, self.n_components)
-        self.loss_curve_ = [h["loss"] for h in self.history_]
-        self.n_iter_ = len(self.history_)
-        self._n_features_out = int(self.n_components)
-        return X
 
     def transform(self, X):
         """Posterior means ``mu(x)``.

@@ -1,0 +1,73 @@
+"""How ``DiVAE.fit`` runs, as a mixin of :class:`~skdivae.DiVAE`: the input in memory or
+streamed block by block, the refit of a collapsed fit, the convergence and collapse
+warnings, and the fitted attributes (the training itself lives in ``_fitting.py`` and
+``_streaming.py``)."""
+
+import warnings
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import validate_data
+
+from ._build import layer_sizes
+from ._collapse import refit_if_collapsed, warn_if_latent_unused
+from ._fitting import train_network
+from ._streaming import fit_streaming, is_out_of_core
+from ._torch_utils import torch_threads
+from ._training import convergence_message
+from ._training_data import density_dim
+from ._validation import check_bernoulli_range, refuse_dates
+
+
+class FitMixin:
+    """The work behind ``DiVAE.fit``, which provides the parameters, ``_set_offset`` and
+    the public ``fit`` (that calls ``_validated_fit`` and, when it fails, ``_forget_fit``)."""
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def _validated_fit(self, X):
+        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+            X = self._fit(X)
+        self._set_offset(X)
+        warn_if_latent_unused(self, X)
+        return self
+
+    def _forget_fit(self):
+        """Remove every fitted attribute, so a failed fit leaves an unfitted estimator."""
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
+        for name in fitted + [k for k in ("_n_features_out",) if k in vars(self)]:
+            delattr(self, name)
+
+    def _check_training_input(self, X):
+        """What the parameter constraints cannot say, checked before any work."""
+        layer_sizes(self.hidden_layer_sizes)  # a ValueError naming it
+        if self.likelihood == "bernoulli":
+            check_bernoulli_range(X)
+
+    def _fit(self, X):
+        vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
+        if is_out_of_core(X, self.early_stopping):  # trained block by block
+            fitted, X = fit_streaming(self, X)
+            status, max_iter = "converged", len(fitted["history_"])  # not monitored
+        else:
+            refuse_dates(X)
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+            self._check_training_input(X)
+            fitted, status, max_iter = refit_if_collapsed(self, X, train_network(self, X))
+        # With max_iter="auto" the library chose the budget, and a loss still falling at
+        # its end is no evidence that more epochs help the detector: training 3x longer
+        # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
+        if status in ("still_falling", "too_short") and max_iter > 1 and self.max_iter != "auto":
+            warnings.warn(
+                convergence_message(status, max_iter), ConvergenceWarning,
+                stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
+            )
+        density = fitted.pop("density")
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.density_ = density if self.keep_density else None
+        self.density_dim_ = density_dim(density, self.n_components)
+        self.loss_curve_ = [h["loss"] for h in self.history_]
+        self.n_iter_ = len(self.history_)
+        self._n_features_out = int(self.n_components)
+        return X
