@@ -51,37 +51,38 @@ def module_active_dimensions(module, X):
     return int(np.sum(means.var(axis=0) > ACTIVE_VARIANCE))
 
 
-def refit_if_collapsed(est, X, trained):
-    """``trained`` (what ``train_network(est, X)`` returned), or, when ``est.batch_size``
-    is ``"auto"`` and no latent dimension of its network is active, what a second
-    training with mini-batches of ``COLLAPSE_BATCH_SIZE`` rows returns: on a few hundred
-    rows in clusters a batch of up to 128 rows gives too few optimiser steps to leave
-    the collapsed state, and smaller batches do (docs/results/collapse_refit.md)."""
-    fitted = trained[0]
-    if (est.batch_size != "auto" or fitted["batch_size_"] <= COLLAPSE_BATCH_SIZE
-            or module_active_dimensions(fitted["module_"], X) > 0):
-        return trained
-    if est.verbose:
-        print("no latent dimension is used: training again with batch_size="
-              f"{COLLAPSE_BATCH_SIZE}", flush=True)
-    return train_network(est, X, batch_size=COLLAPSE_BATCH_SIZE)
+def train_using_the_latent(est, X):
+    """``(train_network(est, X), number of active latent dimensions)``. When
+    ``est.batch_size`` is ``"auto"`` and the first training leaves no latent dimension
+    active, it trains once more with mini-batches of ``COLLAPSE_BATCH_SIZE`` rows and
+    returns that: on a few hundred rows in clusters a batch of up to 128 rows gives too
+    few optimiser steps to leave the collapsed state, and smaller batches do
+    (docs/results/collapse_refit.md)."""
+    trained = train_network(est, X)
+    active = module_active_dimensions(trained[0]["module_"], X)
+    if active == 0 and est.batch_size == "auto" \
+            and trained[0]["batch_size_"] > COLLAPSE_BATCH_SIZE:
+        if est.verbose:
+            print("no latent dimension is used: training again with batch_size="
+                  f"{COLLAPSE_BATCH_SIZE}", flush=True)
+        trained = train_network(est, X, batch_size=COLLAPSE_BATCH_SIZE)
+        active = module_active_dimensions(trained[0]["module_"], X)
+    return trained, active
 
 
-def warn_if_latent_unused(est, X):
-    """Warn when no latent dimension is active: the fit has collapsed to one code."""
-    if X.shape[0] < 2 or active_dimensions(est, X) > 0:
-        return
+def warn_latent_unused():
+    """The warning for a fit that leaves no latent dimension active (called by ``fit``'s
+    ``_fit``)."""
     warnings.warn(
         "DiVAE's encoder ignores its input: along every latent dimension the posterior "
-        f"mean varies over the training rows with a variance below {ACTIVE_VARIANCE} "
+        f"mean varies over the training rows with a variance of at most {ACTIVE_VARIANCE} "
         "(posterior collapse). Every row then gets nearly the same code, and the score is "
         "that of one Gaussian per feature around the data's mean: right for data with one "
         "mode, wrong for data in several clusters, where rows between them score as the "
         "most normal. If your data may have clusters, try a smaller batch_size (such as 8; "
         "batch_size='auto' has tried it), a larger learning_rate_init (such as 1e-2) or a "
-        "fixed decoder_std (such as 0.3 "
-        "times a typical column's standard deviation), and refit until this warning is "
-        "gone (user guide, section 3).",
+        "fixed decoder_std (such as 0.3 times a typical column's standard deviation), and "
+        "refit until this warning is gone (user guide, section 3).",
         PosteriorCollapseWarning,
-        stacklevel=5,  # the user's call of fit (here, _validated_fit, its wrapper, fit)
+        stacklevel=6,  # the user's call of fit (here, _fit, _validated_fit, its wrapper, fit)
     )

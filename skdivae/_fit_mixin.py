@@ -5,19 +5,16 @@ warnings, and the fitted attributes (the training itself lives in ``_fitting.py`
 
 import warnings
 
-import numpy as np
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import validate_data
 
 from ._build import layer_sizes
-from ._collapse import refit_if_collapsed, warn_if_latent_unused
-from ._fitting import train_network
+from ._collapse import module_active_dimensions, train_using_the_latent, warn_latent_unused
 from ._streaming import fit_streaming, is_out_of_core
 from ._torch_utils import torch_threads
 from ._training import convergence_message
 from ._training_data import density_dim
-from ._validation import check_bernoulli_range, refuse_dates
+from ._validation import check_bernoulli_range, validate_real
 
 
 class FitMixin:
@@ -29,7 +26,6 @@ class FitMixin:
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             X = self._fit(X)
         self._set_offset(X)
-        warn_if_latent_unused(self, X)
         return self
 
     def _forget_fit(self):
@@ -47,13 +43,13 @@ class FitMixin:
     def _fit(self, X):
         vars(self).pop("_block_trainer_", None)  # fit starts over; partial_fit continues it
         if is_out_of_core(X, self.early_stopping):  # trained block by block
-            fitted, X = fit_streaming(self, X)
+            fitted, X = fit_streaming(self, X)  # X: the rows the threshold is set on
             status, max_iter = "converged", len(fitted["history_"])  # not monitored
+            active = module_active_dimensions(fitted["module_"], X)
         else:
-            refuse_dates(X)
-            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+            X = validate_real(self, X, ensure_min_samples=3)
             self._check_training_input(X)
-            fitted, status, max_iter = refit_if_collapsed(self, X, train_network(self, X))
+            (fitted, status, max_iter), active = train_using_the_latent(self, X)
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer
         # lowered the mean ROC AUC of the fits that would have warned (docs/results/convergence.md).
@@ -62,6 +58,8 @@ class FitMixin:
                 convergence_message(status, max_iter), ConvergenceWarning,
                 stacklevel=5,  # the user's call of fit (_fit, _validated_fit, its wrapper, fit)
             )
+        if active == 0 and X.shape[0] > 1:
+            warn_latent_unused()
         density = fitted.pop("density")
         for name, value in fitted.items():
             setattr(self, name, value)

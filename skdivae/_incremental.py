@@ -16,7 +16,6 @@ import re
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import validate_data
 
 from ._build import build_network, network_matches
 from ._torch_utils import as_tensor, resolve_device
@@ -32,7 +31,7 @@ from ._training_data import (
     training_arrays,
     trim_threshold,
 )
-from ._validation import refuse_dates
+from ._validation import validate_real
 
 
 class BlockTrainer:
@@ -294,8 +293,7 @@ def check_block(est, X):
     first = not hasattr(est, "module_")
     trainer = getattr(est, "_block_trainer_", None)
     fits_a_teacher = first or (trainer is None and est.density_ is None)
-    refuse_dates(X)
-    X = validate_data(est, X, dtype=[np.float64, np.float32], reset=first,
+    X = validate_real(est, X, reset=first,
                       ensure_min_samples=3 if fits_a_teacher else 1)
     est._check_training_input(X)
     check_magnitude(X)  # as fit refuses it, before any training

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._density_math import (
     knn_log_density,
@@ -15,7 +15,7 @@ from ._density_math import (
     twonn_dimension,
 )
 from ._knn_preparation import clamped_twonn, distance_floor, fit_projection, rows_to_index
-from ._validation import Interval, RealNotInt, StrOptions, refuse_dates
+from ._validation import Interval, RealNotInt, StrOptions, validate_real
 
 #: Scoring works in chunks of rows whose widest intermediate holds about this many
 #: numbers (8 MiB in float64), as DiVAE's scoring does.
@@ -231,8 +231,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def _validated_fit(self, X):
         self._forget_fit()
-        refuse_dates(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=3)
+        X = validate_real(self, X, ensure_min_samples=3)
         n_samples = X.shape[0]
         peak = float(np.max(np.abs(X)))
         if peak > MAX_ABS_VALUE or 0 < peak < MIN_ABS_VALUE:
@@ -361,8 +360,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             Columns ``log_density`` and ``log_density_err``.
         """
         check_is_fitted(self)
-        refuse_dates(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_real(self, X, reset=False)
         return np.column_stack(self._log_density(X))
 
     def score_samples(self, X):
@@ -378,8 +376,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         log_density : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        refuse_dates(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_real(self, X, reset=False)
         return self._log_density(X)[0]
 
     def score(self, X, y=None):

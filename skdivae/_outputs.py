@@ -6,11 +6,11 @@ import functools
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._nn.workspace import Workspace
 from ._scoring import COMBINED, SCORES, combine, robust_scale
-from ._validation import outside_unit_interval, refuse_dates
+from ._validation import outside_unit_interval, validate_real
 from ._torch_utils import (
     PARALLEL_CHUNK_ROWS,
     available_cpus,
@@ -122,8 +122,7 @@ class OutputsMixin:
                 f"with likelihood={fitted_likelihood!r} and its network scores that one: set "
                 "it back, or refit."
             )
-        refuse_dates(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_real(self, X, reset=False)
         if fitted_likelihood == "bernoulli" and outside_unit_interval(X):
             raise ValueError(
                 "this DiVAE was fitted with likelihood='bernoulli', which scores values in "

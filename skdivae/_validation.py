@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import (  # noqa: F401  (re-exported)
     StrOptions,
 )
 from sklearn.utils._param_validation import Interval as _SklearnInterval
+from sklearn.utils.validation import validate_data
 
 
 class Interval(_SklearnInterval):
@@ -51,6 +52,13 @@ def check_bernoulli_range(X):
             "likelihood='bernoulli' needs every value of X in [0, 1]; "
             "use likelihood='gaussian' or rescale X (e.g. MinMaxScaler)."
         )
+
+
+def validate_real(est, X, **kwargs):
+    """scikit-learn's ``validate_data(est, X, dtype=[float64, float32], **kwargs)``, after
+    :func:`refuse_dates`: the one way skdivae's estimators read an ``X`` held in memory."""
+    refuse_dates(X)
+    return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
 
 
 def refuse_dates(X):
