@@ -17,7 +17,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from ._build import layer_sizes, resolve_aligner, resolve_prior
+from ._build import MAX_LATENT, layer_sizes, resolve_aligner, resolve_prior
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._scoring import SCORES
@@ -73,6 +73,14 @@ def check_divae_state(est, where):
     scale = est.module_.scale
     if not bool((scale > 0).all()) or not bool((scale > 1e-300).all()):
         raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
+    for name, buffer in est.module_.named_buffers():
+        # A fixed scale (the N(0, I) prior's, the flow's projection) of 0 gives NaN scores.
+        if name.rsplit(".", 1)[-1].endswith("scale") and not bool((buffer > 0).all()):
+            raise UnsafeArchiveError(f"{where}: the buffer {name} must be positive.")
+    if est.module_.encoder.n_latent > MAX_LATENT:
+        raise UnsafeArchiveError(
+            f"{where}: a latent size of {est.module_.encoder.n_latent} is above DiVAE's "
+            f"largest, {MAX_LATENT} (a scored row would cost about 4 L^2 numbers).")
     shapes = {"score_center_": (2,), "score_scale_": (2,), "offsets_": (len(SCORES),),
               "score_quantiles_": (len(SCORES), 1001)}
     for name, shape in shapes.items():

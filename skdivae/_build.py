@@ -16,6 +16,11 @@ from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS, DirectAligner
 from .priors import PRIORS, prior_name
 
+#: The largest latent size (``n_components``): the ELBO's 2L sigma points make one scored
+#: row cost about 4 L^2 numbers (``_torch_utils.chunk_rows`` can go down to one row, not
+#: below), about 200 MB at 2048.
+MAX_LATENT = 2048
+
 
 def layer_sizes(value):
     """``hidden_layer_sizes`` as a tuple of positive ints, or a ``ValueError`` naming it."""

@@ -70,19 +70,20 @@ def train_using_the_latent(est, X):
     return trained, active
 
 
-def warn_latent_unused():
+def warn_latent_unused(stacklevel=6):
     """The warning for a fit that leaves no latent dimension active (called by ``fit``'s
-    ``_fit``)."""
+    ``_fit``, at ``stacklevel`` 6, and by ``partial_fit``, at 5: the user's call)."""
     warnings.warn(
         "DiVAE's encoder ignores its input: along every latent dimension the posterior "
         f"mean varies over the training rows with a variance of at most {ACTIVE_VARIANCE} "
         "(posterior collapse). Every row then gets nearly the same code, and the score is "
         "that of one Gaussian per feature around the data's mean: right for data with one "
         "mode, wrong for data in several clusters, where rows between them score as the "
-        "most normal. If your data may have clusters, try a smaller batch_size (such as 8; "
-        "batch_size='auto' has tried it), a larger learning_rate_init (such as 1e-2) or a "
-        "fixed decoder_std (such as 0.3 times a typical column's standard deviation), and "
-        "refit until this warning is gone (user guide, section 3).",
+        "most normal. If your data may have clusters, try batch_size=8 (fit with "
+        "batch_size='auto' tries it by itself, an explicit batch_size or partial_fit does "
+        "not) or a fixed decoder_std (such as 0.3 times a typical column's standard "
+        "deviation, in the units DiVAE is given), and check the refit on rows you know: "
+        "the warning going away is not enough (user guide, section 3).",
         PosteriorCollapseWarning,
-        stacklevel=6,  # the user's call of fit (here, _fit, _validated_fit, its wrapper, fit)
+        stacklevel=stacklevel,
     )

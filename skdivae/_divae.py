@@ -9,6 +9,7 @@ from sklearn.base import (
     TransformerMixin,
 )
 
+from ._build import MAX_LATENT
 from ._fit_mixin import FitMixin
 from ._generative import GenerativeMixin
 from ._nested_params import NestedParamsMixin
@@ -50,7 +51,11 @@ class DiVAE(
         ``docs/results/defaults.md``. Use 2 to plot the latent space. Unlike
         PCA's, it may exceed the number of features (a VAE's latent space is
         not a projection): ``transform`` then returns ``n_components`` columns
-        while rho's PCA space stays capped.
+        while rho's PCA space stays capped. At most 2048: the ELBO's sigma
+        points make each scored row cost about ``4 * n_components**2`` numbers
+        (200 MB at 2048), so a larger latent space cannot be scored row by row
+        in bounded memory (and a saved model that claims one is refused when
+        it scores).
     hidden_layer_sizes : tuple of int or int, default=(64, 64)
         Widths of the encoder's hidden layers; the decoder mirrors them. An
         int is one hidden layer of that width, as in ``MLPClassifier``.
@@ -301,7 +306,7 @@ class DiVAE(
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, MAX_LATENT, closed="both")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"relu", "tanh", "elu", "logistic"})],
         "prior": [StrOptions({"auto", "normal", "gmm", "vamp"}), HasMethods(["build"])],

@@ -35,7 +35,10 @@ def fit_projection(Z, n_components, whiten, random_state):
             UserWarning,
         )
         n_components = limit
-    pca = PCA(n_components=n_components, whiten=whiten, random_state=random_state).fit(Z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Constant rows: PCA's explained-variance ratios divide 0 by 0, which the
+        # projection does not use; numpy's warnings would only alarm the user.
+        pca = PCA(n_components=n_components, whiten=whiten, random_state=random_state).fit(Z)
     return _without_empty_components(pca, Z, random_state) if whiten else pca
 
 

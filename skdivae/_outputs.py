@@ -31,13 +31,24 @@ QUANTILE_LEVELS = np.linspace(0.0, 1.0, 1001)
 FENCE = 1.5
 
 
+#: Scores within this share of the threshold's magnitude (at least this much in absolute
+#: terms) count as *at* it, hence as inliers: the same row's score can differ in its last
+#: bits with the rows scored beside it (the matrix products' summation order), and with
+#: repeated training rows the threshold lands exactly on their tied score, so without the
+#: margin copies of one row could get different labels.
+TIE_TOLERANCE = 1e-9
+
+
 def threshold_from_quantiles(quantiles, contamination):
     """The threshold that flags a ``contamination`` share of the training rows (or the
-    lower Tukey fence for ``"auto"``), from their quantiles at :data:`QUANTILE_LEVELS`."""
+    lower Tukey fence for ``"auto"``), from their quantiles at :data:`QUANTILE_LEVELS`,
+    lowered by :data:`TIE_TOLERANCE` (relative) so that a tie sits on the inlier side."""
     if isinstance(contamination, str) and contamination == "auto":
         q1, q3 = np.interp([0.25, 0.75], QUANTILE_LEVELS, quantiles)
-        return float(q1 - FENCE * (q3 - q1))
-    return float(np.interp(contamination, QUANTILE_LEVELS, quantiles))
+        value = float(q1 - FENCE * (q3 - q1))
+    else:
+        value = float(np.interp(contamination, QUANTILE_LEVELS, quantiles))
+    return value - TIE_TOLERANCE * max(1.0, abs(value)) if np.isfinite(value) else value
 
 
 #: The network's methods that give one value per row (a score or a log-density).

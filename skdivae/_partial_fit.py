@@ -3,6 +3,7 @@
 
 from sklearn.base import _fit_context
 
+from ._collapse import module_active_dimensions, warn_latent_unused
 from ._incremental import check_block, keeps_fitted_threshold, partial_fit_step
 from ._torch_utils import torch_threads
 
@@ -40,7 +41,9 @@ class PartialFitMixin:
         fixed by the first call: changing one of them with ``set_params``
         before a later call raises a ``ValueError``. A model
         trained by one call on ``X`` is the model of ``fit(X)`` with
-        ``max_iter=1``; over several blocks it is close to a one-epoch ``fit``
+        ``max_iter=1`` (unless that fit refits a collapsed network with batches of
+        8, which ``batch_size="auto"`` does and ``partial_fit`` never does; past
+        the warm-ups a collapsed network warns, ``PosteriorCollapseWarning``); over several blocks it is close to a one-epoch ``fit``
         on their union (the teacher and the standardisation then come from the
         first block only). After ``fit`` or ``load``, ``partial_fit`` continues
         the fitted network with fresh optimiser state, keeping its
@@ -103,6 +106,12 @@ class PartialFitMixin:
     def _validated_partial_fit(self, X):
         with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
             sample = partial_fit_step(self, X)
+        trainer = self._block_trainer_
+        # Past the warm-ups (the objective at full weights), as fit judges its end: a
+        # collapsed network warns here too; partial_fit cannot refit with smaller batches.
+        if trainer.passes > max(trainer.beta_warm, trainer.align_warm) and sample.shape[0] > 1 \
+                and module_active_dimensions(self.module_, sample) == 0:
+            warn_latent_unused(stacklevel=5)  # the user's call of partial_fit
         # Too few rows seen since fit for a threshold of their own: keep the fit's, but
         # check the scores as setting one would (a last step may have diverged).
         return self._set_offset(sample, assign=not keeps_fitted_threshold(self._block_trainer_))

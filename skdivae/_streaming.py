@@ -43,9 +43,11 @@ def is_out_of_core(X, early_stopping=False):
     ``FeatureUnion``, ``Parallel``, ...) is the user's in-memory array and is fitted as
     one, so that ``n_jobs`` changes the speed only. With ``early_stopping``, which holds
     rows out in memory, a memmap is read and fitted as an array too (a dask collection
-    is refused by :func:`fit_streaming`)."""
+    is refused by :func:`fit_streaming`). So is a ``numpy.memmap`` that maps no file
+    (``mm.copy()`` or ``mm.astype(...)`` keep the type but live in memory)."""
     if isinstance(X, np.memmap):
-        return not (early_stopping or _made_by_joblib(X))
+        in_memory = getattr(X, "_mmap", None) is None or not getattr(X, "filename", None)
+        return not (early_stopping or in_memory or _made_by_joblib(X))
     return hasattr(X, "__dask_graph__")
 
 

@@ -124,7 +124,17 @@ def fit_density(density, X_std, n_latent, seed):
     with warnings.catch_warnings():
         # Small data: the neighbour count is clamped, which is expected here.
         warnings.filterwarnings("ignore", message="n_neighbors .* is not smaller")
-        return density.fit(X_std)
+        # The fitted object is the teacher itself, whatever its fit returns (scikit-learn's
+        # Pipeline does the same: a fit that forgets ``return self`` still fits).
+        density.fit(_private_copy(density, X_std))
+    return density
+
+
+def _private_copy(density, X_std):
+    """``X_std`` itself for skdivae's own teacher, else a copy: the standardised rows are
+    also the network's training data, and a user's teacher may transform its input in place
+    (``MinMaxScaler(copy=False)`` in a pipeline)."""
+    return X_std if type(density) is KNNLogDensity else np.array(X_std, copy=True)
 
 
 def training_targets(density, X):
@@ -136,7 +146,7 @@ def training_targets(density, X):
     log_density = getattr(density, "log_density_", None)
     if log_density is not None and len(log_density) == X.shape[0]:
         return np.asarray(log_density, float), np.asarray(density.log_density_err_, float)
-    target = np.asarray(density.score_samples(X), dtype=float)
+    target = np.asarray(density.score_samples(_private_copy(density, X)), dtype=float)
     return target, np.ones_like(target)
 
 
@@ -151,7 +161,7 @@ def density_targets(density, X_std, fitted_on_X=True):
     elif isinstance(density, KNNLogDensity):  # a query with its standard errors
         target, err = density.transform(X_std).T
     else:
-        target = np.asarray(density.score_samples(X_std), dtype=float)
+        target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
         err = np.ones_like(target)
     target, err = np.asarray(target, dtype=float), np.asarray(err, dtype=float)
     n = X_std.shape[0]

@@ -29,7 +29,7 @@ def test_a_collapsed_fit_warns_and_names_what_to_try():
     assert active_dimensions(est, X) == 0
     assert est.transform(X).var(axis=0).max() <= ACTIVE_VARIANCE
     message = str(next(w.message for w in record if MESSAGE in str(w.message)))
-    for remedy in ("batch_size", "learning_rate_init", "decoder_std", "clusters"):
+    for remedy in ("batch_size=8", "partial_fit", "decoder_std", "clusters", "rows you know"):
         assert remedy in message
     assert record[0].filename == __file__  # points at the caller's fit
 

@@ -68,7 +68,14 @@ def test_load_adbench(tmp_path):
     (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"X": X, "y": y}))
     (tmp_path / "text.npz").write_text("1,2,3\n")
     (tmp_path / "empty.npz").write_bytes(b"")
-    for name in ("pickled.npz", "text.npz", "empty.npz"):
+    # a .npy with a valid .npz appended: numpy reads the .npy (battery 8)
+    import io
+
+    head, tail = io.BytesIO(), io.BytesIO()
+    np.save(head, X)
+    np.savez(tail, X=X, y=y)
+    (tmp_path / "polyglot.npz").write_bytes(head.getvalue() + tail.getvalue())
+    for name in ("pickled.npz", "text.npz", "empty.npz", "polyglot.npz"):
         with pytest.raises(ValueError, match="is not an .npz archive"):
             load_adbench(tmp_path / name)
     X_nan = X.copy()

@@ -547,3 +547,108 @@ def test_move_codes_false_is_refused_with_a_prior_the_encoder_computes():
     with pytest.raises(ValueError, match="move_codes=False.*pseudo-inputs"):
         est.fit(X)
     assert not hasattr(est, "module_")
+
+
+# Battery 8.
+
+
+def test_copies_of_one_row_get_one_label_whatever_rows_are_scored_beside_them():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 3))
+    X = np.repeat(base, [60, 50, 40, 30, 15, 5], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = DiVAE(max_iter=5, random_state=0).fit(X).set_params(contamination=0.06)
+    assert len(set(est.predict(X[180:195]).tolist())) == 1
+    row = base[4:5]
+    labels = {int(est.predict(np.vstack([rng.normal(size=(k, 3)), row]))[-1]) for k in range(25)}
+    assert len(labels) == 1
+    proba = est.predict_proba(X[180:195])[:, 1]
+    assert np.all((proba > 0.5) == (est.predict(X[180:195]) == -1))
+
+
+def test_a_teacher_that_transforms_its_input_in_place_does_not_change_the_training_data(X):
+    from sklearn.mixture import GaussianMixture
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    scores = []
+    for copy_input in (True, False):
+        teacher = make_pipeline(MinMaxScaler(copy=copy_input), GaussianMixture(2, random_state=0))
+        est = DiVAE(**FAST, density=teacher).fit(X)
+        scores.append(est.score_samples(X[:20]))
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_a_teacher_whose_fit_returns_none_is_still_used(X):
+    class Forgetful(KNNLogDensity):
+        def fit(self, X, y=None):
+            super().fit(X, y)  # and forgets to return self
+
+    est = DiVAE(**FAST, density=Forgetful(5, n_components=2)).fit(X)
+    assert np.isfinite(est.score_samples(X[:5])).all()
+
+
+def test_partial_fit_warns_when_the_latent_space_collapses():
+    from skdivae import PosteriorCollapseWarning
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-3, 0.3, size=(150, 4)), rng.normal(3, 0.3, size=(150, 4))])
+    est = DiVAE(random_state=0, batch_size=100, max_iter=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            for block in np.array_split(rng.permutation(X), 3):
+                est.partial_fit(block)
+    collapsed = [w for w in caught if issubclass(w.category, PosteriorCollapseWarning)]
+    from skdivae._collapse import active_dimensions
+    assert (active_dimensions(est, X) == 0) == bool(collapsed)
+    assert collapsed, "this setting collapses (battery 8); the warning must say so"
+    assert collapsed[0].filename == __file__  # points at the user's call
+
+
+def test_an_in_memory_memmap_is_fitted_as_an_array(X, tmp_path):
+    mm = np.memmap(tmp_path / "x.dat", np.float64, "w+", shape=X.shape)
+    mm[:] = X
+    copied = mm.copy()  # type memmap, but in memory
+    assert isinstance(copied, np.memmap)
+    a = DiVAE(**FAST).fit(np.array(X)).score_samples(X[:10])
+    b = DiVAE(**FAST).fit(copied).score_samples(X[:10])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_zero_prior_scale_in_an_archive_is_refused(X, tmp_path):
+    save(DiVAE(**FAST, prior="normal").fit(X), tmp_path / "m.skdivae")
+
+    def zero_prior_scale(members):
+        name = next(n for n in members if n.endswith(".safetensors"))
+        tensors = load_tensors(members[name])
+        key = next(k for k in tensors if k.endswith("prior.scale"))
+        tensors[key] = torch.zeros_like(tensors[key])
+        members[name] = save_tensors(tensors)
+        return members
+
+    rewrite_archive(tmp_path / "m.skdivae", tmp_path / "bad.skdivae", zero_prior_scale)
+    with pytest.raises(UnsafeArchiveError, match="prior.scale must be positive"):
+        load(tmp_path / "bad.skdivae")
+
+
+def test_a_latent_size_beyond_the_largest_is_refused_at_fit_and_load(X, tmp_path):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="n_components"):
+        DiVAE(n_components=2049).fit(X)
+    save(DiVAE(**FAST).fit(X), tmp_path / "m.skdivae")
+
+    def huge_latent(manifest):
+        manifest["root"]["params"]["n_components"] = 4000
+
+    rewrite_archive(tmp_path / "m.skdivae", tmp_path / "bad.skdivae", manifest_edit(huge_latent))
+    with pytest.raises(UnsafeArchiveError, match="n_components"):
+        load(tmp_path / "bad.skdivae")
+
+
+def test_constant_data_fit_without_numpy_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        DiVAE(**FAST).fit(np.ones((50, 3)))

@@ -181,7 +181,12 @@ def load_adbench(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ADBench file {path} not found (no download is attempted).")
-    if not zipfile.is_zipfile(path):  # (numpy would read a pickle or text and suggest unpickling)
+    with open(path, "rb") as head:
+        # numpy reads a file as .npz only when it starts as a zip does; a zip appended to
+        # something else (a .npy, a pickle) passes is_zipfile but is read as that.
+        starts_as_zip = head.read(4) == b"PK\x03\x04"
+    if not (starts_as_zip and zipfile.is_zipfile(path)):  # (numpy would read a pickle or
+        # text and suggest unpickling)
         raise ValueError(f"{path} is not an .npz archive of arrays X and y.")
     try:
         declared = _declared_arrays(path)
