@@ -9,6 +9,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from ._build import build_network
+from ._probes import make_probes
 from ._torch_utils import resolve_device
 from ._training import epoch_budget, fit_loop
 from ._training_data import (
@@ -80,6 +81,7 @@ def train_network(est, X, batch_size=None):
     )
     module.set_standardization(np.zeros(n_features), np.ones(n_features))
     module = module.to(device)
+    probes = make_probes(est, module, density, train[0].cpu().numpy(), seed, device)
     history, status = fit_loop(
         module,
         train,
@@ -97,6 +99,7 @@ def train_network(est, X, batch_size=None):
         verbose=est.verbose,
         beta_start=est.beta_start,
         noise_generator=noise_generator,
+        probes=probes,
     )
     module = module.cpu().double().eval()
     module.set_standardization(center, scale)

@@ -20,6 +20,7 @@ from sklearn.utils import check_random_state
 from ._build import build_network, network_matches
 from ._torch_utils import as_tensor, resolve_device
 from ._training import epoch_budget, make_optimizers, train_pass, warmup_epochs, warmup_factor
+from ._probes import make_probes
 from ._training_data import (
     standardizes,
     check_magnitude,
@@ -60,7 +61,7 @@ class BlockTrainer:
     """
 
     def __init__(self, est, *, center, scale, density, threshold, X_init_std, seed, n_rows,
-                 module=None):
+                 module=None, probe_from=None):
         n_features = len(center)
         self.device = resolve_device(est.device)
         self.center, self.scale = np.asarray(center, float), np.asarray(scale, float)
@@ -81,6 +82,8 @@ class BlockTrainer:
             module = copy.deepcopy(module).float()
         module.set_standardization(np.zeros(n_features), np.ones(n_features))
         self.module = module.to(self.device)
+        self.probes = None if probe_from is None else make_probes(
+            est, self.module, density, probe_from, seed, self.device)
         self.learning_rate = est.learning_rate_init
         self.optimizers = make_optimizers(self.module, self.learning_rate)
         self.passes = 0
@@ -112,7 +115,7 @@ class BlockTrainer:
         record = train_pass(
             self.module, self.optimizers, arrays, batch_size=self.batch_size, beta=beta,
             alignment_weight=weight, generator=self.generator,
-            noise_generator=self.noise_generator,
+            noise_generator=self.noise_generator, probes=getattr(self, "probes", None),
         )
         record.update(beta=beta, alignment_weight=weight)
         return record
@@ -146,7 +149,7 @@ def start_from_block(est, X):
     trainer = BlockTrainer(
         est, center=center, scale=scale, density=density,
         threshold=trim_threshold(target, est.trim_fraction), X_init_std=X_std, seed=seed,
-        n_rows=X.shape[0],
+        n_rows=X.shape[0], probe_from=X_std,
     )
     arrays = training_arrays(X_std, target, err, est.trim_fraction, trainer.device)
     return trainer, arrays
@@ -167,7 +170,7 @@ def continue_fitted(est, X):
     trainer = BlockTrainer(
         est, center=center, scale=scale, density=density,
         threshold=trim_threshold(target, est.trim_fraction), X_init_std=None, seed=seed,
-        n_rows=X.shape[0], module=est.module_,
+        n_rows=X.shape[0], module=est.module_, probe_from=X_std,
     )
     trainer.passes = est.n_iter_
     trainer.continued = True  # the fit's own rows are not in the threshold sample
@@ -179,7 +182,7 @@ def continue_fitted(est, X):
 #: data handling); changing one between calls is refused rather than silently ignored.
 FIXED_BY_FIRST_CALL = (
     "n_components", "hidden_layer_sizes", "activation", "prior", "aligner", "likelihood",
-    "decoder_std", "standardize", "density", "trim_fraction", "batch_size",
+    "decoder_std", "standardize", "density", "trim_fraction", "alignment_probes", "batch_size",
     "learning_rate_init", "max_iter", "beta_warmup", "alignment_warmup", "device",
     "random_state",
 )

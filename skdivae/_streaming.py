@@ -284,7 +284,7 @@ def fit_streaming(est, X):
     trainer = BlockTrainer(
         est, center=center, scale=scale, density=density,
         threshold=trim_threshold(target, est.trim_fraction), X_init_std=X_sample_std,
-        seed=seed, n_rows=source.n_rows,
+        seed=seed, n_rows=source.n_rows, probe_from=X_sample_std,
     )
     max_iter = epoch_budget(est.max_iter, source.n_rows, trainer.batch_size)
     cache = _TargetCache(source.n_rows, known=(rows, target, err))

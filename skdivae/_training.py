@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ._flat_adam import FlatAdam
+from ._probes import batch_probes, probe_batches
 
 TERMS = ("loss", "recon", "kl", "align", "aux")
 
@@ -109,18 +110,20 @@ def _rows(tensors, start, stop):
 
 def _run_epoch(
     module, optimizers, X, target, weight, elbo_weight, order, batch_size, beta,
-    alignment_weight, noise
+    alignment_weight, noise, probes=None, probe_draws=None
 ):
     """One pass over the data, in the mini-batches of ``order``. With an auxiliary (flow)
     optimiser, the flow takes one step on the union of ``update_every`` consecutive
-    mini-batches, whose VAE steps then reuse its detached log-determinants."""
+    mini-batches, whose VAE steps then reuse its detached log-determinants. ``probes``
+    and ``probe_draws`` (``_probes.py``): the probe points and which of them each
+    mini-batch aligns."""
     optimizer, aux_optimizer = optimizers
     update_every = module.aligner.update_every if aux_optimizer else 1
     chunk_rows = batch_size * update_every
     n_features = X.shape[1] if X.dim() > 1 else 1
     block_rows = chunk_rows * max(1, BLOCK_ELEMENTS // (n_features * chunk_rows))
     sums = dict.fromkeys(TERMS, 0.0)
-    n = 0
+    n = k = 0
     for block_start in range(0, order.numel(), block_rows):
         block = _gather((X, target, weight, elbo_weight),
                         order[block_start : block_start + block_rows])
@@ -138,7 +141,9 @@ def _run_epoch(
                 terms = module.loss(
                     xb, tb, wb, beta=beta, alignment_weight=alignment_weight, log_det=ld,
                     elbo_weight=ew, generator=noise,
+                    probes=batch_probes(probes, probe_draws, k, xb.shape[0], batch_size),
                 )
+                k += 1
                 terms["aux"] = aux
                 # One transfer of every term per step (not one per term).
                 values = torch.stack(
@@ -155,10 +160,11 @@ def _run_epoch(
 
 
 def train_pass(module, optimizers, arrays, *, batch_size, beta, alignment_weight, generator,
-               noise_generator):
+               noise_generator, probes=None):
     """One pass over ``arrays`` = ``(X, target, weight, elbo_weight)`` in mini-batches of a
     random order drawn from ``generator``, as one epoch of :func:`fit_loop` does; returns
     the mean terms. For training block by block (``partial_fit``, the streaming fit).
+    ``probes``: the probe points (``_probes.make_probes``), or ``None``.
 
     Raises
     ------
@@ -168,9 +174,10 @@ def train_pass(module, optimizers, arrays, *, batch_size, beta, alignment_weight
     X = arrays[0]
     module.train()
     order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+    draws = probe_batches(probes, math.ceil(X.shape[0] / batch_size), batch_size, generator)
     try:
         record = _run_epoch(module, optimizers, *arrays, order, batch_size, beta,
-                            alignment_weight, noise_generator)
+                            alignment_weight, noise_generator, probes, draws)
     finally:
         module.eval()
     if record is None:
@@ -200,7 +207,8 @@ def fit_loop(module, train, valid=None, **settings):
     ``settings`` are keyword-only: ``batch_size``, ``max_iter``, ``learning_rate_init``,
     ``beta``, ``alignment_weight``, ``beta_warmup``, ``alignment_warmup``, ``tol``,
     ``n_iter_no_change``, ``generator`` and, optional, ``verbose``, ``beta_start``,
-    ``noise_generator``.
+    ``noise_generator``, ``probes`` (``_probes.make_probes``: points off the data that
+    every mini-batch also aligns; drawn from ``generator`` each epoch).
 
     ``train`` and ``valid`` are ``(X, target, weight, elbo_weight)`` tuples of
     tensors on the training device (``elbo_weight`` may be ``None``). ``beta``
@@ -251,6 +259,7 @@ def _train_epochs(
     verbose=0,
     beta_start=0.0,
     noise_generator=None,
+    probes=None,
 ):
     """The epochs of :func:`fit_loop`, with its optimisers."""
     X, target, weight, elbo_weight = train
@@ -274,9 +283,10 @@ def _train_epochs(
         epoch_alignment_weight = alignment_weight * warmup_factor(epoch, align_warm)
         module.train()
         order = torch.randperm(X.shape[0], generator=generator).to(X.device)
+        draws = probe_batches(probes, math.ceil(X.shape[0] / batch_size), batch_size, generator)
         record = _run_epoch(
             module, optimizers, X, target, weight, elbo_weight, order, batch_size, epoch_beta,
-            epoch_alignment_weight, noise_generator,
+            epoch_alignment_weight, noise_generator, probes, draws,
         )
         if record is None:
             raise TrainingDiverged(divergence_message(module, epoch + 1))

@@ -175,6 +175,7 @@ class VAEModule(nn.Module):
         log_det=None,
         elbo_weight=None,
         generator=None,
+        probes=None,
     ):
         """Mini-batch objective and its terms.
 
@@ -185,9 +186,18 @@ class VAEModule(nn.Module):
         per-sample offset, when already computed. ``elbo_weight`` (0/1 per
         sample) leaves samples out of the reconstruction and KL means.
         Random draws come from ``generator`` (torch's global RNG when ``None``).
+        ``probes`` (``(rows, target, weight)``, or ``None``): rows off the data that
+        are encoded with ``x`` and aligned with it, never decoded (``_probes.py``).
         """
-        x_std = self.standardize(x)
+        aligning = self.aligner is not None and target is not None
+        probes = probes if aligning else None
+        n = x.shape[0]
+        x_std = self.standardize(x if probes is None else torch.cat([x, probes[0]]))
         q, p = self._posterior_and_prior(x_std)
+        if probes is not None:  # one encoder pass; the probes' posterior kept apart
+            loc, scale = q.base_dist.loc, q.base_dist.scale
+            q, q_probe = diag_normal(loc[:n], scale[:n]), diag_normal(loc[n:], scale[n:])
+            x_std = x_std[:n]
         if p.event_shape != q.event_shape:
             raise ValueError(
                 f"the prior's distribution has event shape {tuple(p.event_shape)}, not "
@@ -197,7 +207,6 @@ class VAEModule(nn.Module):
             )
         z = reparameterized_sample(q, (), generator)
         recon_i = -self.log_likelihood(z, x, x_std)
-        aligning = self.aligner is not None and target is not None
         if aligning:
             z_align = q.mean if self.aligner.point == "mean" else z
             if not getattr(self.aligner, "moves_codes", True):
@@ -227,6 +236,14 @@ class VAEModule(nn.Module):
                     f"for {target.shape[0]} rows, not one value per row {tuple(target.shape)} "
                     "(the contract in skdivae.aligners)."
                 )
+            if probes is not None:
+                z_probe = q_probe.mean if self.aligner.point == "mean" \
+                    else reparameterized_sample(q_probe, (), generator)
+                if not getattr(self.aligner, "moves_codes", True):
+                    z_probe = z_probe.detach()
+                probe_pred = self.aligner.predict_log_density(p.log_prob(z_probe), None, None)
+                pred = torch.cat([pred, probe_pred])
+                target, weight = torch.cat([target, probes[1]]), torch.cat([weight, probes[2]])
             align = self.aligner.penalty(pred, target, weight)
             if not torch.is_tensor(align) or align.ndim != 0:
                 raise ValueError(
