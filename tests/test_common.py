@@ -30,6 +30,9 @@ ESTIMATORS = [
     DiVAE(n_components=2, prior="normal", **FAST),
     # early stopping: the common checks' read-only memmaps are fitted in memory
     DiVAE(early_stopping=True, **FAST),
+    # alignment at probe points off the data, with the mixture and the VampPrior too
+    DiVAE(alignment_probes=0.5, **FAST),
+    DiVAE(alignment_probes=1.0, prior="vamp", anomaly_score="min(elbo,log_prior)", **FAST),
 ]
 
 
