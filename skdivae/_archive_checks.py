@@ -17,10 +17,11 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
-from ._build import MAX_LATENT, layer_sizes, resolve_aligner, resolve_prior
+from ._build import layer_sizes, resolve_aligner, resolve_prior
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._scoring import SCORES
+from ._torch_utils import MAX_ROW_NUMBERS, elbo_row_numbers
 from .aligners import FlowAligner
 from .priors import GaussianMixturePrior, VampPrior, mixture_components
 
@@ -73,14 +74,21 @@ def check_divae_state(est, where):
     scale = est.module_.scale
     if not bool((scale > 0).all()) or not bool((scale > 1e-300).all()):
         raise UnsafeArchiveError(f"{where}: the standardisation scale must be positive.")
-    for name, buffer in est.module_.named_buffers():
-        # A fixed scale (the N(0, I) prior's, the flow's projection) of 0 gives NaN scores.
-        if name.rsplit(".", 1)[-1].endswith("scale") and not bool((buffer > 0).all()):
-            raise UnsafeArchiveError(f"{where}: the buffer {name} must be positive.")
-    if est.module_.encoder.n_latent > MAX_LATENT:
+    buffers = dict(est.module_.named_buffers())
+    # Fixed buffers that no training moves: N(0, I)'s location and scale (a scale of 1e-200
+    # turned every score into NaN), and the flow's projection scales (at least 1e-6 when
+    # they were set from the data).
+    if {"prior.loc", "prior.scale"} <= set(buffers) and not (
+            bool((buffers["prior.loc"] == 0).all()) and bool((buffers["prior.scale"] == 1).all())):
+        raise UnsafeArchiveError(f"{where}: the N(0, I) prior's buffers prior.loc and "
+                                 "prior.scale must be 0 and 1.")
+    for name, buffer in buffers.items():
+        if name.endswith("u_scale") and not bool((buffer >= 1e-7).all()):
+            raise UnsafeArchiveError(f"{where}: the buffer {name} must be at least 1e-7.")
+    if elbo_row_numbers(est.module_) > MAX_ROW_NUMBERS:
         raise UnsafeArchiveError(
-            f"{where}: a latent size of {est.module_.encoder.n_latent} is above DiVAE's "
-            f"largest, {MAX_LATENT} (a scored row would cost about 4 L^2 numbers).")
+            f"{where}: scoring one row would need about {elbo_row_numbers(est.module_):.3g} "
+            f"numbers, more than DiVAE's largest network allows ({MAX_ROW_NUMBERS:.3g}).")
     shapes = {"score_center_": (2,), "score_scale_": (2,), "offsets_": (len(SCORES),),
               "score_quantiles_": (len(SCORES), 1001)}
     for name, shape in shapes.items():

@@ -14,11 +14,12 @@ from ._nn.aligners import Direct, FlowCorrected
 from ._nn.priors import GaussianMixture, StandardNormal, Vamp
 from ._nn.vae import Encoder, VAEModule
 from .aligners import ALIGNERS, DirectAligner
+from ._torch_utils import MAX_ROW_NUMBERS, elbo_row_numbers
 from .priors import PRIORS, prior_name
 
 #: The largest latent size (``n_components``): the ELBO's 2L sigma points make one scored
-#: row cost about 4 L^2 numbers (``_torch_utils.chunk_rows`` can go down to one row, not
-#: below), about 200 MB at 2048.
+#: row cost at least 4 L^2 numbers (``_torch_utils.chunk_rows`` can go down to one row, not
+#: below), about 130 MB at 2048 (more with a mixture prior: ``MAX_ROW_NUMBERS``).
 MAX_LATENT = 2048
 
 
@@ -169,7 +170,7 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
     projection keeps); ``center`` / ``scale`` default to the identity; ``X_train`` is
     ``None`` for a skeleton that stored weights will fill (see :func:`build_module`).
     """
-    return build_module(
+    module = build_module(
         n_features=n_features,
         n_latent=int(est.n_components),
         hidden_layer_sizes=layer_sizes(est.hidden_layer_sizes),
@@ -185,6 +186,15 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
         decoder_std=est.decoder_std,
         data_standardized=data_standardized,
     )
+    if elbo_row_numbers(module) > MAX_ROW_NUMBERS:
+        raise ValueError(
+            f"this network needs about {elbo_row_numbers(module):.3g} numbers to score one "
+            f"row with the ELBO (2 * n_components sigma points through its widest "
+            f"intermediate; a mixture prior's is its components times n_components), more "
+            f"than DiVAE's largest, {MAX_ROW_NUMBERS:.3g}: lower n_components, the prior's "
+            "components or hidden_layer_sizes."
+        )
+    return module
 
 
 def network_skeleton(est, *, n_features, density_dim):

@@ -178,6 +178,10 @@ def continue_fitted(est, X):
     return trainer, arrays
 
 
+#: Settings added to ``FIXED_BY_FIRST_CALL`` after models were pickled without them, and
+#: the value those models trained with.
+NEW_SETTING_DEFAULTS = {"alignment_probes": 0.0}
+
 #: Parameters that the first ``partial_fit`` call fixes (the network, its training and its
 #: data handling); changing one between calls is refused rather than silently ignored.
 FIXED_BY_FIRST_CALL = (
@@ -210,8 +214,11 @@ def fixed_settings(est):
 def changed_settings(est, settings):
     """The names of ``FIXED_BY_FIRST_CALL`` whose value differs from ``settings`` (those
     of the first call). A model pickled by an older skdivae kept each value's ``repr``
-    string, and is compared that way."""
+    string, and is compared that way; a setting added since (``alignment_probes``) was its
+    default then."""
     params, current = est.get_params(deep=False), fixed_settings(est)
+    settings = {**{name: fingerprint(NEW_SETTING_DEFAULTS[name]) for name in NEW_SETTING_DEFAULTS
+                   if name not in settings}, **settings}
     return [name for name in FIXED_BY_FIRST_CALL
             if (_ADDRESS.sub("", settings[name]) != _ADDRESS.sub("", repr(params[name]))
                 if isinstance(settings[name], str) else settings[name] != current[name])]

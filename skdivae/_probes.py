@@ -16,17 +16,21 @@ off the data too. Probes are drawn once per fit from the standardised training r
 
 Each mini-batch of real rows brings ``alignment_probes`` times as many probes, drawn at
 random; they pass through the encoder and the prior only (never the decoder or the ELBO),
-and their residuals join the real rows' in the aligner's penalty.
+and their residuals join the real rows' in the aligner's penalty. Every mini-batch has
+at least one probe. ``partial_fit`` draws its probes from its first block (after ``fit``
+or ``load``, from the first block it continues on); the streamed fit from the teacher's
+sample of rows.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
+from ._knn_density import KNNLogDensity
 from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor
-from ._training_data import density_targets
 
 #: The noise scales of the noisy probes, in columns' standard deviations (log-uniform).
 NOISE_SCALES = (0.25, 2.0)
@@ -48,12 +52,20 @@ def probe_rows(X_std, n_probes, rng):
 
 
 def uses_probes(est, module):
-    """Whether ``est``'s fit aligns at probe points: ``alignment_probes > 0`` and an
-    aligner that reads nothing but the log-prior (the direct aligner; the flow aligner
-    reads the input through its own flow and keeps the paper's formulation)."""
+    """Whether ``est``'s fit aligns at probe points: ``alignment_probes > 0``, a positive
+    ``alignment_weight`` and an aligner that reads nothing but the log-prior (the direct
+    aligner). The flow aligner reads the input through its own flow and keeps the paper's
+    formulation: asked for probes, it warns that it takes none."""
     aligner = module.aligner
-    return (est.alignment_probes > 0 and aligner is not None
-            and not getattr(aligner, "needs_input", False))
+    if est.alignment_probes <= 0 or aligner is None or est.alignment_weight == 0:
+        return False
+    if getattr(aligner, "needs_input", False):
+        warnings.warn(
+            f"alignment_probes={est.alignment_probes!r} is ignored: the aligner "
+            f"{type(aligner).__name__} reads the input itself (the flow aligner keeps the "
+            "paper's formulation); probes work with the direct aligner.", UserWarning)
+        return False
+    return True
 
 
 def make_probes(est, module, density, X_std, seed, device):
@@ -65,12 +77,28 @@ def make_probes(est, module, density, X_std, seed, device):
         return None
     X_std = np.asarray(X_std, dtype=np.float64)
     rng = np.random.default_rng([int(seed), 2])  # its own stream: the fit's stays as it was
-    n_probes = max(1, math.ceil(est.alignment_probes * X_std.shape[0]))
+    n_probes = max(1, math.ceil(est.alignment_probes * X_std.shape[0] - 1e-9))
     rows = probe_rows(X_std, n_probes, rng)
-    target, err = density_targets(density, rows, fitted_on_X=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target, err = _query(density, rows)
+    # A teacher of bounded support (a tophat kernel) gives -inf far from the data: those
+    # probes have no target to pull towards, and are left out.
+    usable = np.isfinite(target) & np.isfinite(err) & (err > 0)
+    if not usable.any():
+        return None
+    rows, target, err = rows[usable], target[usable], err[usable]
     weight = precision_weight(torch.tensor(err)).numpy()
     return (as_tensor(rows, device=device), as_tensor(target, device=device),
             as_tensor(weight, device=device), float(est.alignment_probes))
+
+
+def _query(density, rows):
+    """The teacher's log-densities and errors at ``rows`` (new to it), unchecked."""
+    if isinstance(density, KNNLogDensity):
+        target, err = density.transform(rows).T
+        return np.asarray(target, float), np.asarray(err, float)
+    target = np.asarray(density.score_samples(rows), dtype=float)
+    return target, np.ones_like(target)
 
 
 def probe_batches(probes, n_batches, batch_size, generator):
@@ -79,7 +107,7 @@ def probe_batches(probes, n_batches, batch_size, generator):
     (``None`` without probes)."""
     if probes is None:
         return None
-    per_batch = max(1, math.ceil(probes[3] * batch_size))
+    per_batch = max(1, math.ceil(probes[3] * batch_size - 1e-9))
     return torch.randint(probes[0].shape[0], (n_batches, per_batch), generator=generator)
 
 
@@ -88,6 +116,6 @@ def batch_probes(probes, draws, k, n_rows, batch_size):
     ``(rows, target, weight)`` or ``None``."""
     if probes is None:
         return None
-    take = draws[k][: max(1, math.ceil(draws.shape[1] * n_rows / batch_size))]
+    take = draws[k][: max(1, math.ceil(draws.shape[1] * n_rows / batch_size - 1e-9))]
     take = take.to(probes[0].device)
     return tuple(t.index_select(0, take) for t in probes[:3])

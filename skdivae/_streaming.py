@@ -46,7 +46,7 @@ def is_out_of_core(X, early_stopping=False):
     is refused by :func:`fit_streaming`). So is a ``numpy.memmap`` that maps no file
     (``mm.copy()`` or ``mm.astype(...)`` keep the type but live in memory)."""
     if isinstance(X, np.memmap):
-        in_memory = getattr(X, "_mmap", None) is None or not getattr(X, "filename", None)
+        in_memory = getattr(X, "_mmap", None) is None  # (a file without a name maps too)
         return not (early_stopping or in_memory or _made_by_joblib(X))
     return hasattr(X, "__dask_graph__")
 

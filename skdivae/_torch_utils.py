@@ -35,14 +35,33 @@ CHUNK_ELEMENTS = 2**20
 MIN_CHUNK_ROWS, MAX_CHUNK_ELEMENTS = 256, 16 * CHUNK_ELEMENTS
 
 
+#: The most numbers that scoring one row with the ELBO may need (its 2L sigma points
+#: through the widest intermediate: a layer, the features, or the prior's log-density,
+#: K * L numbers for a K-component mixture): 2**25, 256 MiB in float64. A network beyond
+#: it is refused when it is built for a fit and when it is loaded, since chunks cannot go
+#: below one row.
+MAX_ROW_NUMBERS = 2**25
+
+
+def row_numbers(module, points=1):
+    """Numbers per row in the widest intermediate of ``module``'s scoring, times the network
+    passes per row (``points``)."""
+    widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    widths.append(int(module.center.shape[0]))
+    widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
+    return int(points) * max(int(w) for w in widths)
+
+
+def elbo_row_numbers(module):
+    """:func:`row_numbers` for the ELBO, whose decoder runs at 2L sigma points per row."""
+    return row_numbers(module, 2 * int(module.encoder.n_latent))
+
+
 def chunk_rows(module, points=1):
     """Rows per scoring chunk for ``module``: ``CHUNK_ELEMENTS`` over the widest layer times
     the network passes per row (``points``), within [256, 16384]; below 256 (down to one
     row) only where 256 rows would hold more than ``MAX_CHUNK_ELEMENTS`` numbers."""
-    widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    widths.append(int(module.center.shape[0]))
-    widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
-    per_row = int(points) * max(int(w) for w in widths)
+    per_row = row_numbers(module, points)
     rows = CHUNK_ELEMENTS // per_row
     if rows < MIN_CHUNK_ROWS:
         rows = min(MIN_CHUNK_ROWS, max(1, MAX_CHUNK_ELEMENTS // per_row))

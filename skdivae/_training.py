@@ -138,10 +138,11 @@ def _run_epoch(
                 aux = aux.detach()  # its graph (the flow's saved tensors) can go
             for start in range(0, chunk[0].shape[0], batch_size):
                 xb, tb, wb, ew, ld = _rows((*chunk, log_det), start, start + batch_size)
+                extra = {} if probes is None else {
+                    "probes": batch_probes(probes, probe_draws, k, xb.shape[0], batch_size)}
                 terms = module.loss(
                     xb, tb, wb, beta=beta, alignment_weight=alignment_weight, log_det=ld,
-                    elbo_weight=ew, generator=noise,
-                    probes=batch_probes(probes, probe_draws, k, xb.shape[0], batch_size),
+                    elbo_weight=ew, generator=noise, **extra,
                 )
                 k += 1
                 terms["aux"] = aux

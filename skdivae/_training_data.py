@@ -159,7 +159,7 @@ def density_targets(density, X_std, fitted_on_X=True):
     if fitted_on_X:
         target, err = training_targets(density, X_std)
     elif isinstance(density, KNNLogDensity):  # a query with its standard errors
-        target, err = density.transform(X_std).T
+        target, err = density.transform(_private_copy(density, X_std)).T
     else:
         target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
         err = np.ones_like(target)

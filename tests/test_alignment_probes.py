@@ -59,11 +59,37 @@ def test_zero_probes_and_no_aligner_leave_the_fit_as_it_was(X):
     b = DiVAE(**FAST, aligner=None).fit(X).score_samples(X[:10])
     np.testing.assert_array_equal(
         b, DiVAE(**FAST, aligner=None, alignment_probes=1.0).fit(X).score_samples(X[:10]))
+    # weight 0 trains the plain VAE, probes or not
+    c = DiVAE(**FAST, alignment_weight=0).fit(X).score_samples(X[:10])
+    np.testing.assert_array_equal(
+        c, DiVAE(**FAST, alignment_weight=0, alignment_probes=1.0).fit(X).score_samples(X[:10]))
     # the flow aligner reads the input through its flow: no probes (the paper's formulation)
     flow = DiVAE(max_iter=2, hidden_layer_sizes=(8,), batch_size=32, random_state=0, aligner="flow")
-    np.testing.assert_array_equal(
-        flow.fit(X).score_samples(X[:5]),
-        flow.set_params(alignment_probes=1.0).fit(X).score_samples(X[:5]))
+    plain = flow.fit(X).score_samples(X[:5])
+    with pytest.warns(UserWarning, match="alignment_probes=1.0 is ignored"):
+        flow.set_params(alignment_probes=1.0).fit(X)
+    np.testing.assert_array_equal(plain, flow.score_samples(X[:5]))
+
+
+def test_probes_where_a_bounded_teacher_has_no_density_are_left_out(X):
+    from sklearn.neighbors import KernelDensity
+
+    est = DiVAE(**FAST, alignment_probes=0.5,
+                density=KernelDensity(kernel="tophat", bandwidth=2.0)).fit(X)
+    assert np.isfinite(est.score_samples(X[:5])).all()
+
+
+def test_a_model_pickled_before_the_option_loads_and_continues(X):
+    import pickle
+
+    est = DiVAE(**FAST)
+    est.partial_fit(X[:60])
+    del est.alignment_probes  # as pickled before the option existed
+    del est._block_trainer_.settings["alignment_probes"]
+    old = pickle.loads(pickle.dumps(est))
+    assert old.alignment_probes == 0.0
+    old.partial_fit(X[60:120])  # the missing setting counts as its default then
+    assert np.isfinite(old.score_samples(X[:5])).all()
 
 
 def test_probes_change_a_fit_and_stay_repeatable(X):

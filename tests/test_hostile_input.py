@@ -629,7 +629,7 @@ def test_a_zero_prior_scale_in_an_archive_is_refused(X, tmp_path):
         return members
 
     rewrite_archive(tmp_path / "m.skdivae", tmp_path / "bad.skdivae", zero_prior_scale)
-    with pytest.raises(UnsafeArchiveError, match="prior.scale must be positive"):
+    with pytest.raises(UnsafeArchiveError, match="prior.loc and prior.scale must be 0 and 1"):
         load(tmp_path / "bad.skdivae")
 
 
@@ -652,3 +652,20 @@ def test_constant_data_fit_without_numpy_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         DiVAE(**FAST).fit(np.ones((50, 3)))
+
+
+def test_a_mixture_prior_too_wide_to_score_a_row_is_refused_before_training(X):
+    from skdivae.priors import GaussianMixturePrior
+
+    with pytest.raises(ValueError, match="to score one row"):
+        DiVAE(n_components=1000, prior=GaussianMixturePrior(40), max_iter=1).fit(X[:20])
+
+
+def test_a_memmap_of_an_unnamed_file_is_streamed(X):
+    import tempfile
+
+    from skdivae._streaming import is_out_of_core
+
+    with tempfile.TemporaryFile() as f:
+        mm = np.memmap(f, np.float64, "w+", shape=X.shape)
+        assert is_out_of_core(mm) and not is_out_of_core(mm.copy())
