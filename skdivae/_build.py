@@ -19,7 +19,8 @@ from .priors import PRIORS, prior_name
 
 #: The largest latent size (``n_components``): the ELBO's 2L sigma points make one scored
 #: row cost at least 4 L^2 numbers (``_torch_utils.chunk_rows`` can go down to one row, not
-#: below), about 130 MB at 2048 (more with a mixture prior: ``MAX_ROW_NUMBERS``).
+#: below), about 130 MB at 2048 (more with a mixture prior whose KL takes draws:
+#: ``MAX_ROW_NUMBERS``).
 MAX_LATENT = 2048
 
 
@@ -190,7 +191,8 @@ def build_network(est, *, n_features, density_dim, X_train, generator, center=No
         raise ValueError(
             f"this network needs about {elbo_row_numbers(module):.3g} numbers to score one "
             f"row with the ELBO (2 * n_components sigma points through its widest "
-            f"intermediate; a mixture prior's is its components times n_components), more "
+            f"intermediate; a mixture prior's, where its KL takes draws, is its components "
+            f"times n_components), more "
             f"than DiVAE's largest, {MAX_ROW_NUMBERS:.3g}: lower n_components, the prior's "
             "components or hidden_layer_sizes."
         )

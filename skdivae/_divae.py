@@ -53,9 +53,10 @@ class DiVAE(
         not a projection): ``transform`` then returns ``n_components`` columns
         while rho's PCA space stays capped. At most 2048: the ELBO's 2L sigma
         points make each scored row cost at least ``4 * n_components**2``
-        numbers (130 MB at 2048; a mixture prior multiplies it by about half
-        its components), and a network whose scored row would need more than
-        2**25 numbers is refused at fit and at load.
+        numbers (130 MB at 2048; a mixture prior whose KL takes draws,
+        ``kl="corrected_bound"`` or ``"monte_carlo"``, multiplies it by about
+        half its components), and a network whose scored row would need more
+        than 2**25 numbers is refused at fit and at load.
     hidden_layer_sizes : tuple of int or int, default=(64, 64)
         Widths of the encoder's hidden layers; the decoder mirrors them. An
         int is one hidden layer of that width, as in ``MLPClassifier``.

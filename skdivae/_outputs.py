@@ -292,7 +292,11 @@ class OutputsMixin:
                 "scores (score_quantiles_); refit it to use predict_proba."
             )
         quantiles = quantiles[list(SCORES).index(self.anomaly_score)]
-        rank = np.interp(scores, quantiles, QUANTILE_LEVELS)  # share scoring at or below
+        # The share scoring at or below, read at the middle of a tie: copies of one row,
+        # whose scores can differ in their last bits, get one rank (and one probability).
+        margin = TIE_TOLERANCE * np.maximum(1.0, np.abs(np.nan_to_num(scores)))
+        rank = 0.5 * (np.interp(scores - margin, quantiles, QUANTILE_LEVELS)
+                      + np.interp(scores + margin, quantiles, QUANTILE_LEVELS))
         threshold = self._current_offset()
         cut = float(np.clip(np.interp(threshold, quantiles, QUANTILE_LEVELS), 1e-9, 1 - 1e-9))
         # The side of the threshold decides the half, as predict does (a fence below every

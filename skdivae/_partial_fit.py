@@ -109,7 +109,10 @@ class PartialFitMixin:
         trainer = self._block_trainer_
         # Past the warm-ups (the objective at full weights), as fit judges its end: a
         # collapsed network warns here too; partial_fit cannot refit with smaller batches.
+        # After fit or load, not until the rows seen since cover the data as the threshold
+        # asks (a few rows of one cluster would look collapsed).
         if trainer.passes > max(trainer.beta_warm, trainer.align_warm) and sample.shape[0] > 1 \
+                and not keeps_fitted_threshold(trainer) \
                 and module_active_dimensions(self.module_, sample) == 0:
             warn_latent_unused(stacklevel=5)  # the user's call of partial_fit
         # Too few rows seen since fit for a threshold of their own: keep the fit's, but

@@ -31,6 +31,7 @@ import torch
 from ._knn_density import KNNLogDensity
 from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor
+from ._training_data import _private_copy
 
 #: The noise scales of the noisy probes, in columns' standard deviations (log-uniform).
 NOISE_SCALES = (0.25, 2.0)
@@ -95,9 +96,10 @@ def make_probes(est, module, density, X_std, seed, device):
 def _query(density, rows):
     """The teacher's log-densities and errors at ``rows`` (new to it), unchecked."""
     if isinstance(density, KNNLogDensity):
-        target, err = density.transform(rows).T
+        target, err = density.transform(_private_copy(density, rows)).T
         return np.asarray(target, float), np.asarray(err, float)
-    target = np.asarray(density.score_samples(rows), dtype=float)
+    # (a copy: a teacher that transforms in place would rewrite the probes)
+    target = np.asarray(density.score_samples(_private_copy(density, rows)), dtype=float)
     return target, np.ones_like(target)
 
 

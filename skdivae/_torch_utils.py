@@ -36,20 +36,22 @@ MIN_CHUNK_ROWS, MAX_CHUNK_ELEMENTS = 256, 16 * CHUNK_ELEMENTS
 
 
 #: The most numbers that scoring one row with the ELBO may need (its 2L sigma points
-#: through the widest intermediate: a layer, the features, or the prior's log-density,
-#: K * L numbers for a K-component mixture): 2**25, 256 MiB in float64. A network beyond
-#: it is refused when it is built for a fit and when it is loaded, since chunks cannot go
-#: below one row.
+#: through the widest layer or the features, or the prior's log-density, K * L numbers for
+#: a K-component mixture, at those points where its KL is estimated from draws): 2**25,
+#: 256 MiB in float64. A network beyond it is refused when it is built for a fit and when
+#: it is loaded, since chunks cannot go below one row.
 MAX_ROW_NUMBERS = 2**25
 
 
 def row_numbers(module, points=1):
-    """Numbers per row in the widest intermediate of ``module``'s scoring, times the network
-    passes per row (``points``)."""
+    """Numbers per row in the widest intermediate of ``module``'s scoring with ``points``
+    network passes per row: the layers and features at every point; the prior's
+    log-density at every point only where its KL takes draws (else once per row)."""
     widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
     widths.append(int(module.center.shape[0]))
-    widths.append(module.prior.scoring_width(int(module.encoder.n_latent)))
-    return int(points) * max(int(w) for w in widths)
+    prior_points = int(points) if module.prior.kl_draws() > 0 else 1
+    prior_width = module.prior.scoring_width(int(module.encoder.n_latent))
+    return max(int(points) * max(int(w) for w in widths), prior_points * int(prior_width))
 
 
 def elbo_row_numbers(module):

@@ -79,6 +79,17 @@ def test_probes_where_a_bounded_teacher_has_no_density_are_left_out(X):
     assert np.isfinite(est.score_samples(X[:5])).all()
 
 
+def test_a_teacher_that_transforms_in_place_does_not_rewrite_the_probes(X):
+    from sklearn.neighbors import KernelDensity
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    scores = [DiVAE(**FAST, alignment_probes=0.5,
+                    density=make_pipeline(MinMaxScaler(copy=c), KernelDensity())).fit(X)
+              .score_samples(X[:10]) for c in (True, False)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 def test_a_model_pickled_before_the_option_loads_and_continues(X):
     import pickle
 

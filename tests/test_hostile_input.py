@@ -658,7 +658,8 @@ def test_a_mixture_prior_too_wide_to_score_a_row_is_refused_before_training(X):
     from skdivae.priors import GaussianMixturePrior
 
     with pytest.raises(ValueError, match="to score one row"):
-        DiVAE(n_components=1000, prior=GaussianMixturePrior(40), max_iter=1).fit(X[:20])
+        DiVAE(n_components=1000, prior=GaussianMixturePrior(40, kl="monte_carlo"),
+              max_iter=1).fit(X[:20])
 
 
 def test_a_memmap_of_an_unnamed_file_is_streamed(X):
@@ -669,3 +670,35 @@ def test_a_memmap_of_an_unnamed_file_is_streamed(X):
     with tempfile.TemporaryFile() as f:
         mm = np.memmap(f, np.float64, "w+", shape=X.shape)
         assert is_out_of_core(mm) and not is_out_of_core(mm.copy())
+
+
+def test_copies_of_one_row_get_one_outlier_probability():
+    D = np.repeat(np.random.default_rng(1).normal(size=(4, 3)), 50, axis=0)
+    est = DiVAE(hidden_layer_sizes=(8,), n_components=2, max_iter=3, random_state=0).fit(D)
+    together = est.predict_proba(D)[:, 1]
+    alone = np.array([est.predict_proba(D[i:i + 1])[0, 1] for i in (0, 50, 100, 150)])
+    for block, value in zip(range(4), alone):
+        np.testing.assert_allclose(together[50 * block:50 * (block + 1)], value, atol=1e-6)
+
+
+def test_a_vampprior_with_many_pseudo_inputs_is_not_refused(X):
+    from skdivae.priors import VampPrior
+
+    est = DiVAE(n_components=256, prior=VampPrior(500), hidden_layer_sizes=(8,), max_iter=1,
+                random_state=0).fit(X[:40])
+    assert np.isfinite(est.score_samples(X[:3])).all()
+
+
+def test_partial_fit_after_fit_does_not_warn_on_a_few_rows_of_one_cluster():
+    from skdivae import PosteriorCollapseWarning
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0, 0, 0], [8, 8, 0, 0], [0, 8, 8, 0]], float)
+    labels = rng.integers(3, size=240)
+    X = centres[labels] + 0.5 * rng.normal(size=(240, 4))
+    est = DiVAE(hidden_layer_sizes=(8,), n_components=2, max_iter=5, batch_size=8,
+                random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PosteriorCollapseWarning)
+        est.partial_fit(X[labels == 0][:3])
+        est.partial_fit(X[labels == 1][:20])
