@@ -341,10 +341,13 @@ def test_scoring_chunks_follow_the_network_size_and_do_not_change_scores(data):
     from skdivae._torch_utils import chunk_rows
 
     est = DiVAE(**FAST).fit(data[0])
-    widest = max(max(est.hidden_layer_sizes), data[0].shape[1], 2 * est.n_components,
-                 est.module_.prior.scoring_width(est.n_components))
-    assert chunk_rows(est.module_, 2 * est.n_components) == min(16384, max(256, 2**20 // (2 * est.n_components * widest)))
-    assert chunk_rows(est.module_) == min(16384, max(256, 2**20 // widest))
+    points = 2 * est.n_components
+    layers = max(max(est.hidden_layer_sizes), data[0].shape[1], 2 * est.n_components)
+    prior = est.module_.prior.scoring_width(est.n_components)  # at every point only if
+    prior_points = points if est.module_.prior.kl_draws() > 0 else 1  # its KL takes draws
+    per_row = max(points * layers, prior_points * prior)
+    assert chunk_rows(est.module_, points) == min(16384, max(256, 2**20 // per_row))
+    assert chunk_rows(est.module_) == min(16384, max(256, 2**20 // max(layers, prior)))
     X = np.vstack([data[0]] * 8)  # several chunks
     whole = est.score_samples(X)
     parts = np.concatenate([est.score_samples(X[i : i + 37]) for i in range(0, len(X), 37)])
