@@ -37,15 +37,16 @@ class PartialFitMixin:
         1 000 rows, and then come from a sample of the rows seen since. The
         count is part of the training state, which ``skdivae.save`` leaves out:
         a model saved and loaded between blocks of fewer than 1 000 rows keeps
-        the fit's threshold (``pickle`` keeps the count). The parameters that define the network and its training are
-        fixed by the first call: changing one of them with ``set_params``
+        the fit's threshold (``pickle`` keeps the count). The parameters that
+        define the network and its training are fixed by the first call: changing one of them with ``set_params``
         before a later call raises a ``ValueError``. A model
         trained by one call on ``X`` is the model of ``fit(X)`` with
         ``max_iter=1`` (unless that fit refits a collapsed network with batches of
         8, which ``batch_size="auto"`` does and ``partial_fit`` never does; past
-        the warm-ups a collapsed network warns, ``PosteriorCollapseWarning``); over several blocks it is close to a one-epoch ``fit``
-        on their union (the teacher and the standardisation then come from the
-        first block only). After ``fit`` or ``load``, ``partial_fit`` continues
+        the warm-ups a collapsed network warns, ``PosteriorCollapseWarning``);
+        over several blocks it is close to a one-epoch ``fit`` on their union
+        (the teacher and the standardisation then come from the first block
+        only). After ``fit`` or ``load``, ``partial_fit`` continues
         the fitted network with fresh optimiser state, keeping its
         standardisation, and fits a teacher on the block unless one was kept
         (``keep_density=True``). ``fit`` starts over. ``early_stopping`` and
