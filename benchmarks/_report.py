@@ -99,6 +99,22 @@ def run_cached(records, tasks, fit, cache, n_jobs, describe):
     return records
 
 
+def per_config_set(records, seeds, protocol, configs, default, metric="auc"):
+    """``{config: {data set: mean of metric over seeds}}`` for the studies keyed by data
+    set, seed, protocol and configuration: data sets with every seed of every configuration
+    present (those of ``configs`` with records; ``default`` lists the data sets) only."""
+    import numpy as np
+
+    cells = {}
+    for r in records:
+        if r["seed"] in seeds and r["protocol"] == protocol and metric in r:
+            cells.setdefault(r["config"], {}).setdefault(r["dataset"], []).append(r[metric])
+    present = [c for c in configs if c in cells]
+    sets = [d for d in cells.get(default, {})
+            if all(len(cells[c].get(d, [])) == len(seeds) for c in present)]
+    return {c: {d: float(np.mean(cells[c][d])) for d in sets} for c in present}
+
+
 def run_config_fits(fit, datasets, seeds, protocols, configs, cache, n_jobs, max_iter):
     """Fit ``fit(data, seed, protocol, config, max_iter)`` for every combination the cache
     does not hold yet (largest data sets first) and return the records without errors:

@@ -36,7 +36,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from _adbench import study_datasets, study_parser
-from _report import provenance, read_jsonl, run_config_fits, write_page
+from _report import per_config_set, provenance, read_jsonl, run_config_fits, write_page
 from select_delta import TIE, mean, wtl
 from select_score import split
 
@@ -105,14 +105,7 @@ def run(datasets, seeds, cache, n_jobs, max_iter, configs=CONFIGS):
 def per_set(records, seeds, protocol, metric="auc"):
     """``{config: {data set: mean of metric over seeds}}``, data sets with every seed of
     every configuration only."""
-    cells = {}
-    for r in records:
-        if r["seed"] in seeds and r["protocol"] == protocol and metric in r:
-            cells.setdefault(r["config"], {}).setdefault(r["dataset"], []).append(r[metric])
-    present = [c for c in CONFIGS if c in cells]
-    sets = [d for d in cells.get(DEFAULT, {})
-            if all(len(cells[c].get(d, [])) == len(seeds) for c in present)]
-    return {c: {d: float(np.mean(cells[c][d])) for d in sets} for c in present}
+    return per_config_set(records, seeds, protocol, CONFIGS, DEFAULT, metric)
 
 
 def alignment_stats(records, seeds):

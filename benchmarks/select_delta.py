@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from _adbench import study_datasets, study_parser
-from _report import provenance, read_jsonl, run_config_fits, write_page
+from _report import per_config_set, provenance, read_jsonl, run_config_fits, write_page
 from select_score import split
 
 DEFAULT = "DiVAE()"
@@ -101,14 +101,7 @@ def run(datasets, seeds, cache, n_jobs, max_iter, configs=CONFIGS):
 def per_set(records, seeds, protocol):
     """``{config: {data set: mean ROC AUC over seeds}}``, data sets with every seed of every
     configuration only."""
-    cells = {}
-    for r in records:
-        if r["seed"] in seeds and r["protocol"] == protocol:
-            cells.setdefault(r["config"], {}).setdefault(r["dataset"], []).append(r["auc"])
-    present = [c for c in CONFIGS if c in cells]
-    sets = [d for d in cells.get(DEFAULT, {})
-            if all(len(cells[c].get(d, [])) == len(seeds) for c in present)]
-    return {c: {d: float(np.mean(cells[c][d])) for d in sets} for c in present}
+    return per_config_set(records, seeds, protocol, CONFIGS, DEFAULT)
 
 
 def wtl(a, b):

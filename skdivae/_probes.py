@@ -28,10 +28,9 @@ import warnings
 import numpy as np
 import torch
 
-from ._knn_density import KNNLogDensity
 from ._nn.aligners import precision_weight
 from ._torch_utils import as_tensor
-from ._training_data import _private_copy
+from ._training_data import query_targets
 
 #: The noise scales of the noisy probes, in columns' standard deviations (log-uniform).
 NOISE_SCALES = (0.25, 2.0)
@@ -81,7 +80,7 @@ def make_probes(est, module, density, X_std, seed, device):
     n_probes = max(1, math.ceil(est.alignment_probes * X_std.shape[0] - 1e-9))
     rows = probe_rows(X_std, n_probes, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
-        target, err = _query(density, rows)
+        target, err = query_targets(density, rows)
     # A teacher of bounded support (a tophat kernel) gives -inf far from the data: those
     # probes have no target to pull towards, and are left out.
     usable = np.isfinite(target) & np.isfinite(err) & (err > 0)
@@ -91,16 +90,6 @@ def make_probes(est, module, density, X_std, seed, device):
     weight = precision_weight(torch.tensor(err)).numpy()
     return (as_tensor(rows, device=device), as_tensor(target, device=device),
             as_tensor(weight, device=device), float(est.alignment_probes))
-
-
-def _query(density, rows):
-    """The teacher's log-densities and errors at ``rows`` (new to it), unchecked."""
-    if isinstance(density, KNNLogDensity):
-        target, err = density.transform(_private_copy(density, rows)).T
-        return np.asarray(target, float), np.asarray(err, float)
-    # (a copy: a teacher that transforms in place would rewrite the probes)
-    target = np.asarray(density.score_samples(_private_copy(density, rows)), dtype=float)
-    return target, np.ones_like(target)
 
 
 def probe_batches(probes, n_batches, batch_size, generator):

@@ -150,19 +150,25 @@ def training_targets(density, X):
     return target, np.ones_like(target)
 
 
+def query_targets(density, X_std):
+    """The teacher's log-densities and errors at rows new to it, unchecked: a
+    :class:`~skdivae.KNNLogDensity`'s query gives their standard errors, another
+    estimator's ``score_samples`` unit errors."""
+    if isinstance(density, KNNLogDensity):
+        target, err = density.transform(_private_copy(density, X_std)).T
+        return np.asarray(target, dtype=float), np.asarray(err, dtype=float)
+    target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
+    return target, np.ones_like(target)
+
+
 def density_targets(density, X_std, fitted_on_X=True):
     """The teacher's log-densities and errors at the rows of ``X_std``; a clear error if
     not usable. ``fitted_on_X``: the teacher was fitted on these very rows (its
     leave-one-out values are used); else the rows are new to it and are queried (a
     :class:`~skdivae.KNNLogDensity` gives their standard errors, as for the rows beyond
     its ``max_samples`` in ``fit``; another estimator unit errors)."""
-    if fitted_on_X:
-        target, err = training_targets(density, X_std)
-    elif isinstance(density, KNNLogDensity):  # a query with its standard errors
-        target, err = density.transform(_private_copy(density, X_std)).T
-    else:
-        target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
-        err = np.ones_like(target)
+    target, err = training_targets(density, X_std) if fitted_on_X \
+        else query_targets(density, X_std)
     target, err = np.asarray(target, dtype=float), np.asarray(err, dtype=float)
     n = X_std.shape[0]
     if target.shape != (n,) or err.shape != (n,):
