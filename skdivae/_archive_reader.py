@@ -324,7 +324,7 @@ def load(path):
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, bytes or path-like
 
     Returns
     -------
@@ -349,7 +349,7 @@ def load(path):
     --------
     save : Write an archive.
     """
-    path = Path(path)
+    path = Path(os.fsdecode(os.fspath(path)))
     if not path.is_file():  # not a device or a FIFO, which would be read without end
         raise UnsafeArchiveError(f"{path} is not a regular file.")
     if not zipfile.is_zipfile(path):

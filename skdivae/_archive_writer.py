@@ -144,6 +144,26 @@ def _umask():
     return 0o022
 
 
+def check_links_followable(path, max_links=40):
+    """Refuse to follow a chain of symbolic links at ``path`` where Linux's
+    ``protected_symlinks`` rule would: a link in a sticky, world-writable folder (``/tmp``)
+    that belongs neither to this user nor to the folder's owner, a link someone else may
+    have planted there. (``save`` resolves links itself to replace the file they name in
+    one step, so it cannot rely on ``open`` to apply the rule.)"""
+    for _ in range(max_links):
+        if not os.path.islink(path):
+            return
+        folder = os.path.dirname(os.path.abspath(path))
+        folder_stat, link_stat = os.stat(folder), os.lstat(path)
+        shared = folder_stat.st_mode & stat.S_ISVTX and folder_stat.st_mode & stat.S_IWOTH
+        if shared and link_stat.st_uid not in (os.geteuid(), folder_stat.st_uid):
+            raise PermissionError(
+                f"{path} is a symbolic link in the shared folder {folder} owned by another "
+                "user; save does not follow it (open() would not either). Save to a path of "
+                "your own.")
+        path = os.path.join(folder, os.readlink(path))
+
+
 def save(estimator, path):
     """Save a fitted estimator to ``path`` in a format that runs no code when loaded.
 
@@ -156,10 +176,14 @@ def save(estimator, path):
         scikit-learn). A DiVAE's ``density`` must be one of them too. Usually
         fitted; an unfitted one is saved too, and loads unfitted with the same
         parameters (as ``pickle`` would keep it).
-    path : str or path-like
+    path : str, bytes or path-like
         Where to write the archive (a zip file). A symbolic link is written
-        through, to the file it names; a path that holds something other than
-        a regular file (a folder, a device, a pipe) is refused.
+        through, to the file it names, except where ``open`` would refuse it:
+        a link in a world-writable folder with the sticky bit (such as
+        ``/tmp``) owned by neither you nor the folder's owner (Linux's
+        ``protected_symlinks`` rule, applied on every system). A path that
+        holds something other than a regular file (a folder, a device, a pipe)
+        is refused, and so is a file you may not write to.
 
     Raises
     ------
@@ -168,6 +192,9 @@ def save(estimator, path):
         the message names it. Nothing is written then.
     ValueError
         If ``path`` holds something other than a regular file.
+    PermissionError
+        If the file at ``path`` may not be written, or ``path`` is a link that
+        ``open`` would not follow (see ``path``).
 
     See Also
     --------
@@ -196,13 +223,17 @@ def save(estimator, path):
     # one step: a failed or concurrent save never leaves a truncated archive at ``path``.
     # A link is written through (to the file it names), as open() would; anything at the
     # path that is not a regular file (a device, a pipe, a folder) is left alone.
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     if not path or path.endswith((os.sep, "/")) or (os.altsep and path.endswith(os.altsep)):
         raise ValueError(f"{path!r} names a folder, not a file to write the archive to.")
+    check_links_followable(path)
     path = os.path.realpath(path)
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
         raise ValueError(f"{path} exists and is not a regular file; save writes archives to "
                          "regular files only.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise PermissionError(f"{path} exists and may not be written; save does not replace "
+                              "a file that open() could not write.")
     fd, tmp = tempfile.mkstemp(prefix=".skdivae-", suffix=".tmp",
                                dir=os.path.dirname(os.path.abspath(path)))
     try:

@@ -121,8 +121,8 @@ class DiVAE(
         (``docs/results/performance.md``). Any
         estimator with ``fit`` and ``score_samples`` works (KernelDensity,
         GaussianMixture, a Pipeline); its leave-one-out ``log_density_`` and
-        ``log_density_err_`` are used when present, else ``score_samples``
-        with unit errors. Pass it as an object to tune it, e.g.
+        ``log_density_err_`` (a Pipeline's: those of its last step) are used
+        when present, else ``score_samples`` with unit errors. Pass it as an object to tune it, e.g.
         ``density=KNNLogDensity(30, n_components=8, max_samples=100_000)``
         (the default for ``n_components=8`` and at least 8 features) and then
         ``density__n_neighbors``.

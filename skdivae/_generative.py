@@ -82,6 +82,14 @@ class GenerativeMixin:
                 "one sample (a positive int), as in GaussianMixture.sample."
             )
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        with torch.no_grad():
-            z = self.module_.sample_prior(n_samples, torch.Generator().manual_seed(seed))
-        return self._apply("decode_mean", z.numpy())
+        try:
+            with torch.no_grad():
+                z = self.module_.sample_prior(n_samples, torch.Generator().manual_seed(seed))
+            return self._apply("decode_mean", z.numpy())
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "alloc" not in str(exc):
+                raise
+            size = n_samples * (self.n_features_in_ + int(self.module_.encoder.n_latent)) * 8
+            raise MemoryError(
+                f"sample(n_samples={n_samples}) needs about {size / 2**30:.3g} GiB for the "
+                "latent draws and the rows; draw fewer at a time.") from None

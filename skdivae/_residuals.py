@@ -2,6 +2,7 @@
 
 import numpy as np
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 
 
 def final_step(estimator, X=None):
@@ -61,6 +62,7 @@ def feature_residuals(estimator, X):
 def residual_names(estimator):
     """Names of :func:`feature_residuals`' columns: the features entering the DiVAE."""
     final = _divae_step(estimator)
+    check_is_fitted(final, "module_")
     if isinstance(estimator, Pipeline) and len(estimator) > 1:
         try:
             names = estimator[:-1].get_feature_names_out()

@@ -81,6 +81,12 @@ class RowBlocks:
                 names = list(X.columns)
                 if names and all(isinstance(c, str) for c in names):
                     self.feature_names = np.asarray(names, dtype=object)
+                elif any(isinstance(c, str) for c in names):  # as scikit-learn in memory
+                    kinds = sorted({type(c).__name__ for c in names})
+                    raise TypeError(
+                        "Feature names are only supported if all input features have string "
+                        f"names, but your input has {kinds} as feature name / column name "
+                        "types. Convert them all to str (X.columns = X.columns.astype(str)).")
                 X = X.to_dask_array(lengths=True)
             if kind is None or X.ndim != 2:
                 raise TypeError(
@@ -125,6 +131,10 @@ class RowBlocks:
         try:
             data = np.array(data, dtype=np.float64)
         except (TypeError, ValueError) as exc:
+            if _holds_missing(data):
+                where = "" if start is None else f" (in the block from row {start})"
+                raise ValueError(f"Input X contains NaN (a missing value such as pandas' NA)"
+                                 f"{where}.") from None
             raise ValueError(f"X must be numeric to train DiVAE: {exc}") from None
         if data.ndim != 2 or data.shape[1] != self.n_features:
             raise ValueError(f"a block of X has shape {data.shape}; expected (rows, "
@@ -133,6 +143,16 @@ class RowBlocks:
             where = "" if start is None else f" (in the block from row {start})"
             raise ValueError(f"Input X contains NaN or infinity{where}.")
         return data
+
+
+def _holds_missing(data):
+    """Whether a block that would not convert to floats holds a missing value (pandas'
+    ``NA`` of a nullable column, ``None``)."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - a dask dataframe needs pandas
+        return any(v is None for v in np.asarray(data, dtype=object).ravel())
+    return bool(pd.isna(np.asarray(data, dtype=object)).any())
 
 
 def _check_kind(dtype):

@@ -167,3 +167,14 @@ def test_dask_ml_incremental_trains_by_partial_fit_block_by_block(X):
         by_hand.partial_fit(block)
     assert inc.estimator_.n_iter_ == 3
     np.testing.assert_array_equal(inc.estimator_.score_samples(X), by_hand.score_samples(X))
+
+
+def test_a_streamed_fit_names_missing_values_and_mixed_column_names_as_in_memory():
+    frame = pd.DataFrame({"a": pd.array([1, 2, None] * 30, dtype="Int64"),
+                          "b": np.arange(90.0)})
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        DiVAE(**FAST).fit(dd.from_pandas(frame, npartitions=2))
+    mixed = pd.DataFrame(np.random.default_rng(0).normal(size=(90, 2)), columns=["a", 1])
+    for data in (mixed, dd.from_pandas(mixed, npartitions=2)):
+        with pytest.raises(TypeError, match="all input features have string names"):
+            DiVAE(**FAST).fit(data)

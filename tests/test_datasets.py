@@ -134,3 +134,38 @@ def test_rotated_mixture_names_bad_arguments():
         with pytest.raises(ValueError, match="n_samples must be an int of at least 0"):
             data.sample(bad)
     assert data.sample(0)[0].shape == (0, 5)
+
+
+def test_read_idx_names_a_bad_gzip_file_and_reads_an_upper_case_suffix(tmp_path):
+    labels = np.arange(6, dtype=np.uint8)
+    _write_idx(tmp_path / "labels.GZ", labels, 0x00000801)
+    np.testing.assert_array_equal(read_idx(tmp_path / "labels.GZ"), labels)
+    _write_idx(tmp_path / "plain.gz", labels, 0x00000801, compress=False)
+    with pytest.raises(ValueError, match="not a readable gzip-compressed idx file"):
+        read_idx(tmp_path / "plain.gz")
+    whole = (tmp_path / "labels.GZ").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(whole[:-10])
+    with pytest.raises(ValueError, match="not a readable gzip-compressed idx file"):
+        read_idx(tmp_path / "cut.gz")
+
+
+def test_load_adbench_refuses_no_columns_and_a_repeated_member(tmp_path):
+    import io
+    import zipfile
+
+    np.savez(tmp_path / "empty.npz", X=np.zeros((5, 0)), y=np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="at least one column"):
+        load_adbench(tmp_path / "empty.npz")
+
+    def member(array):
+        buf = io.BytesIO()
+        np.save(buf, array)
+        return buf.getvalue()
+
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive:
+            archive.writestr("X.npy", member(np.ones((3, 2))))
+            archive.writestr("X.npy", member(np.zeros((3, 2))))
+            archive.writestr("y.npy", member(np.zeros(3, dtype=int)))
+    with pytest.raises(ValueError, match="X.npy more than once"):
+        load_adbench(tmp_path / "twice.npz")

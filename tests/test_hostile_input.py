@@ -589,6 +589,35 @@ def test_a_teacher_whose_fit_returns_none_is_still_used(X):
     assert np.isfinite(est.score_samples(X[:5])).all()
 
 
+def test_a_knn_teacher_wrapped_in_a_pipeline_trains_the_model_it_trains_alone(X):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skdivae._training_data import query_targets, training_targets
+
+    bare = KNNLogDensity(10, n_components=2)
+    wrapped = make_pipeline(FunctionTransformer(), make_pipeline(
+        FunctionTransformer(), KNNLogDensity(10, n_components=2)))
+    for read in (lambda d: training_targets(d, X), lambda d: query_targets(d, X[:7] + 0.1)):
+        for a, b in zip(read(bare.fit(X)), read(wrapped.fit(X))):
+            np.testing.assert_allclose(a, b)  # leave-one-out values and their errors
+    scores = [DiVAE(**FAST, density=d).fit(X).score_samples(X[:20]) for d in (bare, wrapped)]
+    np.testing.assert_allclose(scores[0], scores[1])
+
+
+def test_residual_names_of_an_unfitted_model_says_it_is_not_fitted():
+    from skdivae import residual_names
+
+    with pytest.raises(NotFittedError):
+        residual_names(DiVAE())
+
+
+def test_a_sample_too_large_for_memory_names_its_size(X):
+    est = DiVAE(**FAST).fit(X)
+    with pytest.raises(MemoryError, match="draw fewer at a time"):
+        est.sample(10**12)
+
+
 def test_partial_fit_warns_when_the_latent_space_collapses():
     from skdivae import PosteriorCollapseWarning
 

@@ -978,6 +978,46 @@ def test_save_writes_through_a_link_and_refuses_what_is_not_a_regular_file(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.skdivae", "pipe", "target.skdivae"]
 
 
+def test_save_refuses_a_link_planted_in_a_shared_folder_and_a_file_it_may_not_write(tmp_path):
+    import os
+    import stat
+
+    kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: world-writable, sticky
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"mine")
+    own = shared / "own.skdivae"
+    os.symlink(victim, own)
+    save(kd, own)  # a link of one's own is followed
+    assert victim.read_bytes()[:4] == b"PK\x03\x04"
+    victim.write_bytes(b"mine")
+    if hasattr(os, "lchown") and os.geteuid() == 0:
+        planted = shared / "planted.skdivae"
+        os.symlink(victim, planted)
+        os.lchown(planted, 65534, 65534)  # another user's link
+        with pytest.raises(PermissionError, match="owned by another user"):
+            save(kd, planted)
+        assert victim.read_bytes() == b"mine"
+    readonly = tmp_path / "readonly.skdivae"
+    readonly.write_bytes(b"keep")
+    readonly.chmod(stat.S_IRUSR)
+    if not os.access(readonly, os.W_OK):  # (root may write anything, as open() would)
+        with pytest.raises(PermissionError, match="may not be written"):
+            save(kd, readonly)
+        assert readonly.read_bytes() == b"keep"
+
+
+def test_save_and_load_take_bytes_paths(tmp_path):
+    import os
+
+    kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    path = os.fsencode(tmp_path / "kd.skdivae")
+    save(kd, path)
+    np.testing.assert_array_equal(load(path).log_density_, kd.log_density_)
+
+
 def _step(manifest, i):
     """The i-th step's entry of a saved Pipeline's manifest."""
     return manifest["root"]["params"]["steps"][i]["items"][1]

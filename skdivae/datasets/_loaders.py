@@ -60,7 +60,15 @@ def _read_idx(path, ndim, max_inflation):
     path = Path(path)
     if ndim not in (None, 1, 3):
         raise ValueError(f"ndim must be None, 1 (labels) or 3 (images), got {ndim!r}.")
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        return _read_idx_from(path, opener, ndim, max_inflation)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # a name in .gz, bytes that are not
+        raise ValueError(f"{path} is not a readable gzip-compressed idx file ({exc}).") from None
+
+
+def _read_idx_from(path, opener, ndim, max_inflation):
+    """The body of :func:`_read_idx`, the file opened by ``opener``."""
     with opener(path, "rb") as handle:
         head = handle.read(4)
         magic = int.from_bytes(head, "big") if len(head) == 4 else None
@@ -137,6 +145,10 @@ def _declared_arrays(path, names=("X", "y")):
     arrays = {}
     with zipfile.ZipFile(path) as archive:
         members = {info.filename: info for info in archive.infolist()}
+        for name in (f"{n}.npy" for n in names):
+            if sum(info.filename == name for info in archive.infolist()) > 1:
+                raise ValueError(f"{path} holds {name} more than once; which one is meant is "
+                                 "unclear.")
         for info in (members[f"{n}.npy"] for n in names if f"{n}.npy" in members):
             if info.file_size > _MAX_INFLATION * max(info.compress_size, 1):
                 raise ValueError(f"{path}: {info.filename} declares {info.file_size} bytes, "
@@ -216,6 +228,7 @@ def load_adbench(path):
     y = y_raw.astype(np.int64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"{path}: X must be 2-D and y 1-D of the same length, got {X.shape}, {y.shape}.")
-    if X.shape[0] == 0 or not np.isfinite(X).all():
-        raise ValueError(f"{path}: X must have at least one row and only finite values.")
+    if X.shape[0] == 0 or X.shape[1] == 0 or not np.isfinite(X).all():
+        raise ValueError(f"{path}: X must have at least one row, at least one column and only "
+                         f"finite values (shape {X.shape}).")
     return X, y
