@@ -171,9 +171,10 @@ def save(estimator, path):
     ----------
     estimator : DiVAE, KNNLogDensity or Pipeline
         An estimator built from the classes in ``skdivae._archive_format.SUPPORTED``
-        (skdivae's estimators, priors and aligners; ``Pipeline``, the standard
-        scalers, ``PCA``, ``GaussianMixture`` and ``NearestNeighbors`` from
-        scikit-learn). A DiVAE's ``density`` must be one of them too. Usually
+        (skdivae's estimators, priors and aligners; ``Pipeline``,
+        ``StandardScaler``, ``MinMaxScaler``, ``RobustScaler``, ``MaxAbsScaler``,
+        ``VarianceThreshold``, ``PCA``, ``GaussianMixture`` and
+        ``NearestNeighbors`` from scikit-learn). A DiVAE's ``density`` must be one of them too. Usually
         fitted; an unfitted one is saved too, and loads unfitted with the same
         parameters (as ``pickle`` would keep it).
     path : str, bytes or path-like

@@ -216,7 +216,8 @@ class DiVAE(
         up an int ``max_iter`` with its loss still falling warns
         (``ConvergenceWarning``), and so does one with fewer than 5 epochs after
         the warm-ups (too few to tell; the warm-ups default to half of
-        ``max_iter``, so any ``max_iter`` from 2 to 9 warns); with ``"auto"``, or
+        ``max_iter``, so any ``max_iter`` from 2 to 9 warns; ``max_iter=1``, a
+        one-epoch smoke test, never does); with ``"auto"``, or
         an int at least as large as what ``"auto"`` gives on the data, it does
         not, since on the development sets training three times longer did not
         make such fits better detectors (``docs/results/convergence.md``).
@@ -316,7 +317,7 @@ class DiVAE(
     >>> from skdivae import DiVAE
     >>> rng = np.random.default_rng(0)
     >>> X = np.vstack([rng.normal(size=(300, 4)), rng.uniform(-6, 6, size=(15, 4))])
-    >>> det = DiVAE(max_iter=20, random_state=0).fit(X)
+    >>> det = DiVAE(max_iter=100, random_state=0).fit(X)
     >>> det.transform(X[:2]).shape
     (2, 8)
     >>> labels = det.predict(X)

@@ -36,8 +36,9 @@ class GenerativeMixin:
         --------
         >>> import numpy as np
         >>> from skdivae import DiVAE
-        >>> X = np.random.default_rng(0).normal(size=(200, 3))
-        >>> det = DiVAE(max_iter=10, random_state=0).fit(X)
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.vstack([rng.normal(size=(300, 3)), rng.uniform(-6, 6, size=(15, 3))])
+        >>> det = DiVAE(max_iter=100, random_state=0).fit(X)
         >>> odd = np.array([[0.0, 9.0, 0.0]])  # feature 1 is far off
         >>> int(np.argmax(np.abs(det.feature_residuals(odd))))
         1

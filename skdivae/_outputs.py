@@ -278,8 +278,9 @@ class OutputsMixin:
         --------
         >>> import numpy as np
         >>> from skdivae import DiVAE
-        >>> rows = np.random.default_rng(0).normal(size=(200, 3))
-        >>> proba = DiVAE(max_iter=10, random_state=0).fit(rows).predict_proba(
+        >>> rng = np.random.default_rng(0)
+        >>> rows = np.vstack([rng.normal(size=(300, 3)), rng.uniform(-6, 6, size=(15, 3))])
+        >>> proba = DiVAE(max_iter=100, random_state=0).fit(rows).predict_proba(
         ...     np.array([[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]))
         >>> bool(proba[1, 1] > 0.99 and proba[0, 1] < 0.5)
         True

@@ -49,8 +49,9 @@ def feature_residuals(estimator, X):
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from skdivae import DiVAE, feature_residuals
-    >>> rows = np.random.default_rng(0).normal(size=(200, 3))
-    >>> model = make_pipeline(StandardScaler(), DiVAE(max_iter=10, random_state=0)).fit(rows)
+    >>> rng = np.random.default_rng(0)
+    >>> rows = np.vstack([rng.normal(size=(300, 3)), rng.uniform(-6, 6, size=(15, 3))])
+    >>> model = make_pipeline(StandardScaler(), DiVAE(max_iter=100, random_state=0)).fit(rows)
     >>> int(np.argmax(np.abs(feature_residuals(model, [[0.0, 0.0, 9.0]]))))
     2
     """

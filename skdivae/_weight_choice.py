@@ -206,7 +206,7 @@ def choose_alignment_weight(estimator, X, y=None, *, weights=DEFAULT_WEIGHTS,
     >>> from skdivae import DiVAE
     >>> from skdivae.model_selection import choose_alignment_weight
     >>> X = np.random.default_rng(0).normal(size=(300, 4))
-    >>> choice = choose_alignment_weight(DiVAE(max_iter=5, random_state=0), X,
+    >>> choice = choose_alignment_weight(DiVAE(max_iter=100, random_state=0), X,
     ...                                  weights=[0.0, 1.0], random_state=0)
     >>> choice.alignment_weight in (0.0, 1.0), choice.estimator.score_samples(X).shape
     (True, (300,))

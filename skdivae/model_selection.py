@@ -121,10 +121,10 @@ def anomaly_roc_auc(estimator, X, y):
     >>> from skdivae import DiVAE
     >>> from skdivae.model_selection import anomaly_roc_auc
     >>> rng = np.random.default_rng(0)
-    >>> X = np.vstack([rng.normal(size=(150, 3)), rng.uniform(-6, 6, size=(10, 3))])
-    >>> y = np.r_[np.zeros(150), np.ones(10)]  # 1 = anomaly
+    >>> X = np.vstack([rng.normal(size=(300, 3)), rng.uniform(-6, 6, size=(20, 3))])
+    >>> y = np.r_[np.zeros(300), np.ones(20)]  # 1 = anomaly
     >>> search = GridSearchCV(
-    ...     DiVAE(max_iter=5, random_state=0), {"alignment_weight": [0.0, 1.0]},
+    ...     DiVAE(max_iter=100, random_state=0), {"alignment_weight": [0.0, 1.0]},
     ...     scoring=anomaly_roc_auc, cv=StratifiedKFold(2, shuffle=True, random_state=0),
     ... ).fit(X, y)
     >>> bool(search.best_score_ > 0.5)
@@ -206,9 +206,10 @@ def density_agreement_score(estimator, X, y=None):
     >>> from sklearn.model_selection import GridSearchCV, KFold
     >>> from skdivae import DiVAE
     >>> from skdivae.model_selection import density_agreement_score
-    >>> X = np.random.default_rng(0).normal(size=(300, 3))
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(size=(300, 3)), rng.uniform(-6, 6, size=(20, 3))])
     >>> search = GridSearchCV(
-    ...     DiVAE(max_iter=5, keep_density=True, random_state=0),
+    ...     DiVAE(max_iter=100, keep_density=True, random_state=0),
     ...     {"alignment_weight": [0.0, 1.0]},
     ...     scoring=density_agreement_score, cv=KFold(2, shuffle=True, random_state=0),
     ... ).fit(X)
