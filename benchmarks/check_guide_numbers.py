@@ -74,8 +74,10 @@ def digits_detectors(seed, n_train, max_iter):
             make_pipeline(StandardScaler(), DiVAE(decoder_std=0.5, **ood)), False),
         "OOD settings, near-constant columns dropped (mode fills >= 95 % of the rows)": (
             DiVAE(**ood), True),
-        "IsolationForest": (IsolationForest(random_state=seed), False),
-        "LOF(novelty)": (LocalOutlierFactor(novelty=True), False),
+        "IsolationForest(contamination=0.1)": (
+            IsolationForest(contamination=0.1, random_state=seed), False),
+        "LOF(novelty, contamination=0.1)": (
+            LocalOutlierFactor(novelty=True, contamination=0.1), False),
     }
 
 

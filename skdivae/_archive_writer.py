@@ -1,6 +1,7 @@
 """Writing an archive (:func:`save`): every object encoded as JSON, arrays into one npz
 member, each DiVAE's weights as safetensors; the file replaced atomically."""
 
+import errno
 import io
 import json
 import os
@@ -153,7 +154,8 @@ def check_links_followable(path, max_links=40):
     for _ in range(max_links):
         if not os.path.islink(path):
             return
-        folder = os.path.dirname(os.path.abspath(path))
+        # the link's folder as the system resolves it (links first, then "..")
+        folder = os.path.realpath(os.path.dirname(path) or os.curdir)
         folder_stat, link_stat = os.stat(folder), os.lstat(path)
         shared = folder_stat.st_mode & stat.S_ISVTX and folder_stat.st_mode & stat.S_IWOTH
         if shared and link_stat.st_uid not in (os.geteuid(), folder_stat.st_uid):
@@ -162,6 +164,8 @@ def check_links_followable(path, max_links=40):
                 "user; save does not follow it (open() would not either). Save to a path of "
                 "your own.")
         path = os.path.join(folder, os.readlink(path))
+    raise OSError(errno.ELOOP, f"{path}: more than {max_links} symbolic links in a row; save "
+                  "does not follow them (open() would not either).")
 
 
 def save(estimator, path):

@@ -92,5 +92,5 @@ class GenerativeMixin:
                 raise
             size = n_samples * (self.n_features_in_ + int(self.module_.encoder.n_latent)) * 8
             raise MemoryError(
-                f"sample(n_samples={n_samples}) needs about {size / 2**30:.3g} GiB for the "
-                "latent draws and the rows; draw fewer at a time.") from None
+                f"sample(n_samples={n_samples}) needs more than {size / 2**30:.3g} GiB (the "
+                f"latent draws and the rows alone); draw fewer at a time ({exc}).") from exc

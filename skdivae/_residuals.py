@@ -4,15 +4,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-
-def final_step(estimator, X=None):
-    """``(last step, X as that step sees it)`` of a Pipeline (``X`` run through the
-    earlier steps), or ``(estimator, X)`` for anything else."""
-    if not isinstance(estimator, Pipeline):
-        return estimator, X
-    if X is not None and len(estimator) > 1:
-        X = estimator[:-1].transform(X)
-    return estimator[-1], X
+from ._pipelines import final_step
 
 
 def _divae_step(estimator):

@@ -79,10 +79,11 @@ class RowBlocks:
             kind = _dask_kind(X)
             if kind == "dataframe":
                 names = list(X.columns)
-                if names and all(isinstance(c, str) for c in names):
+                # as scikit-learn reads them in memory: by the names' exact types
+                kinds = sorted({type(c).__qualname__ for c in names})
+                if kinds == ["str"]:
                     self.feature_names = np.asarray(names, dtype=object)
-                elif any(isinstance(c, str) for c in names):  # as scikit-learn in memory
-                    kinds = sorted({type(c).__name__ for c in names})
+                elif len(kinds) > 1 and "str" in kinds:
                     raise TypeError(
                         "Feature names are only supported if all input features have string "
                         f"names, but your input has {kinds} as feature name / column name "
@@ -146,13 +147,21 @@ class RowBlocks:
 
 
 def _holds_missing(data):
-    """Whether a block that would not convert to floats holds a missing value (pandas'
-    ``NA`` of a nullable column, ``None``)."""
+    """Whether a block that would not convert to floats fails for its missing values alone
+    (pandas' ``NA`` of a nullable column, ``None``): the rest converts."""
+    cells = np.asarray(data, dtype=object)
     try:
         import pandas as pd
+        missing = np.asarray(pd.isna(cells), dtype=bool)
     except ImportError:  # pragma: no cover - a dask dataframe needs pandas
-        return any(v is None for v in np.asarray(data, dtype=object).ravel())
-    return bool(pd.isna(np.asarray(data, dtype=object)).any())
+        missing = np.vectorize(lambda v: v is None, otypes=[bool])(cells)
+    if not missing.any():
+        return False
+    try:
+        np.array(np.where(missing, 0.0, cells), dtype=np.float64)
+    except (TypeError, ValueError):  # something else is not a number either
+        return False
+    return True
 
 
 def _check_kind(dtype):

@@ -10,6 +10,7 @@ from sklearn.base import clone
 
 from ._knn_density import KNNLogDensity
 from ._nn.aligners import precision_weight
+from ._pipelines import final_step
 from ._torch_utils import as_tensor
 
 #: The default density teacher (docs/alignment.md): plain kNN, 30 neighbours.
@@ -137,23 +138,6 @@ def _private_copy(density, X_std):
     return X_std if type(density) is KNNLogDensity else np.array(X_std, copy=True)
 
 
-def final_step(density):
-    """The step of a (nested) pipeline that estimates the density: its last one; any other
-    teacher is its own final step."""
-    while hasattr(density, "steps") and density.steps:
-        density = density.steps[-1][1]
-    return density
-
-
-def _to_final_step(density, X):
-    """``X`` passed through the steps of a (nested) pipeline before its final step."""
-    while hasattr(density, "steps") and density.steps:
-        if len(density.steps) > 1:
-            X = density[:-1].transform(X)
-        density = density.steps[-1][1]
-    return X
-
-
 def training_targets(density, X):
     """Density targets for the training rows of ``X`` and their standard errors.
 
@@ -162,7 +146,7 @@ def training_targets(density, X):
     transformed by the steps before it); for any other estimator,
     ``score_samples(X)`` with unit errors.
     """
-    final = final_step(density)
+    final, _ = final_step(density, nested=True)
     log_density = getattr(final, "log_density_", None)
     if log_density is not None and len(log_density) == X.shape[0]:
         return np.asarray(log_density, float), np.asarray(final.log_density_err_, float)
@@ -174,9 +158,9 @@ def query_targets(density, X_std):
     """The teacher's log-densities and errors at rows new to it, unchecked: a
     :class:`~skdivae.KNNLogDensity`'s query (also as a pipeline's last step) gives their
     standard errors, another estimator's ``score_samples`` unit errors."""
-    if isinstance(final_step(density), KNNLogDensity):
-        rows = _to_final_step(density, _private_copy(density, X_std))
-        target, err = final_step(density).transform(rows).T
+    if isinstance(final_step(density, nested=True)[0], KNNLogDensity):
+        final, rows = final_step(density, _private_copy(density, X_std), nested=True)
+        target, err = final.transform(rows).T
         return np.asarray(target, dtype=float), np.asarray(err, dtype=float)
     target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
     return target, np.ones_like(target)
@@ -251,7 +235,7 @@ def density_dim(density, n_latent):
     :class:`~skdivae.KNNLogDensity` (the last step of a pipeline counts), else the number
     of features the estimating step was fitted on (``KernelDensity``, ``GaussianMixture``,
     or after a pipeline's PCA), else the latent size."""
-    final = final_step(density)
+    final, _ = final_step(density, nested=True)
     for name in ("n_components_", "n_features_in_"):
         value = getattr(final, name, None)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:

@@ -13,7 +13,7 @@ from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.validation import _num_samples
 
 from ._divae import DiVAE
-from ._residuals import final_step
+from ._pipelines import final_step
 
 #: The weights tried by default: the grid of every study of the weight.
 DEFAULT_WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)

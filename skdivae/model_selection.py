@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import _num_samples
 
 from ._divae import DiVAE
-from ._residuals import final_step
+from ._pipelines import final_step
 from ._weight_choice import WeightChoice, choose_alignment_weight
 
 __all__ = ["choose_alignment_weight", "WeightChoice", "density_agreement_score",
@@ -106,9 +106,10 @@ def anomaly_roc_auc(estimator, X, y):
     In a search, split with ``cv=StratifiedKFold(n_splits, shuffle=True)``, not
     ``cv=3``: an outlier detector is not a classifier, so ``cv=3`` means an
     unshuffled ``KFold``, and where the anomalies sit together in ``X`` (as in
-    ADBench's files) most folds hold none, every score is NaN and the search
-    silently keeps the first grid value. Stratified folds give each fold its
-    share of anomalies.
+    ADBench's files) most folds hold none, every setting's mean score is NaN
+    and the search keeps the first grid value (scikit-learn warns that scoring
+    failed and that the scores are not finite, not that nothing was chosen).
+    Stratified folds give each fold its share of anomalies.
 
     A row whose score is NaN or -inf (a fit that overflowed) counts as the most
     anomalous, as ``predict`` treats it, and +inf as the most normal; if every row

@@ -174,7 +174,12 @@ def test_a_streamed_fit_names_missing_values_and_mixed_column_names_as_in_memory
                           "b": np.arange(90.0)})
     with pytest.raises(ValueError, match="Input X contains NaN"):
         DiVAE(**FAST).fit(dd.from_pandas(frame, npartitions=2))
-    mixed = pd.DataFrame(np.random.default_rng(0).normal(size=(90, 2)), columns=["a", 1])
-    for data in (mixed, dd.from_pandas(mixed, npartitions=2)):
-        with pytest.raises(TypeError, match="all input features have string names"):
-            DiVAE(**FAST).fit(data)
+    text = pd.DataFrame({"a": pd.array(["x", None] * 45, dtype=object), "b": np.arange(90.0)})
+    with pytest.raises(ValueError, match="must be numeric"):  # not taken for a missing value
+        DiVAE(**FAST).fit(dd.from_pandas(text, npartitions=2))
+    values = np.random.default_rng(0).normal(size=(90, 2))
+    for columns in (["a", 1], pd.Index(["a", np.str_("b")], dtype=object)):
+        mixed = pd.DataFrame(values, columns=columns)
+        for data in (mixed, dd.from_pandas(mixed, npartitions=2)):
+            with pytest.raises(TypeError, match="all input features have string names"):
+                DiVAE(**FAST).fit(data)

@@ -167,5 +167,11 @@ def test_load_adbench_refuses_no_columns_and_a_repeated_member(tmp_path):
             archive.writestr("X.npy", member(np.ones((3, 2))))
             archive.writestr("X.npy", member(np.zeros((3, 2))))
             archive.writestr("y.npy", member(np.zeros(3, dtype=int)))
-    with pytest.raises(ValueError, match="X.npy more than once"):
+    with pytest.raises(ValueError, match="array X more than once"):
         load_adbench(tmp_path / "twice.npz")
+    with zipfile.ZipFile(tmp_path / "both.npz", "w") as archive:  # numpy would read "X"
+        archive.writestr("X.npy", member(np.ones((3, 2))))
+        archive.writestr("X", member(np.ones((3, 2)) * 1j))
+        archive.writestr("y.npy", member(np.zeros(3, dtype=int)))
+    with pytest.raises(ValueError, match="array X more than once"):
+        load_adbench(tmp_path / "both.npz")

@@ -612,10 +612,23 @@ def test_residual_names_of_an_unfitted_model_says_it_is_not_fitted():
         residual_names(DiVAE())
 
 
-def test_a_sample_too_large_for_memory_names_its_size(X):
+def test_a_sample_too_large_for_memory_names_its_size(X, monkeypatch):
     est = DiVAE(**FAST).fit(X)
-    with pytest.raises(MemoryError, match="draw fewer at a time"):
+
+    def cannot_allocate(*args, **kwargs):  # what torch raises, without asking for the memory
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't "
+                           "allocate memory")
+
+    monkeypatch.setattr(est.module_, "sample_prior", cannot_allocate)
+    with pytest.raises(MemoryError, match=r"needs more than .* GiB .* draw fewer at a time"):
         est.sample(10**12)
+
+    def other_failure(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(est.module_, "sample_prior", other_failure)
+    with pytest.raises(RuntimeError, match="something else"):  # not taken for memory
+        est.sample(10)
 
 
 def test_partial_fit_warns_when_the_latent_space_collapses():

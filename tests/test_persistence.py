@@ -978,9 +978,8 @@ def test_save_writes_through_a_link_and_refuses_what_is_not_a_regular_file(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.skdivae", "pipe", "target.skdivae"]
 
 
-def test_save_refuses_a_link_planted_in_a_shared_folder_and_a_file_it_may_not_write(tmp_path):
+def test_save_follows_a_link_of_ones_own_and_refuses_one_planted_in_a_shared_folder(tmp_path):
     import os
-    import stat
 
     kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
     shared = tmp_path / "shared"
@@ -992,21 +991,47 @@ def test_save_refuses_a_link_planted_in_a_shared_folder_and_a_file_it_may_not_wr
     os.symlink(victim, own)
     save(kd, own)  # a link of one's own is followed
     assert victim.read_bytes()[:4] == b"PK\x03\x04"
+    if not (hasattr(os, "lchown") and os.geteuid() == 0):
+        pytest.skip("planting another user's link needs root")
     victim.write_bytes(b"mine")
-    if hasattr(os, "lchown") and os.geteuid() == 0:
-        planted = shared / "planted.skdivae"
-        os.symlink(victim, planted)
-        os.lchown(planted, 65534, 65534)  # another user's link
+    planted = shared / "planted.skdivae"
+    os.symlink(victim, planted)
+    os.lchown(planted, 65534, 65534)  # another user's link
+    (tmp_path / "sub").mkdir()
+    os.symlink(shared, tmp_path / "sub" / "dl")
+    for path in (planted, tmp_path / "sub" / "dl" / ".." / "shared" / "planted.skdivae"):
         with pytest.raises(PermissionError, match="owned by another user"):
-            save(kd, planted)
-        assert victim.read_bytes() == b"mine"
+            save(kd, path)
+    assert victim.read_bytes() == b"mine"
+
+
+def test_save_refuses_a_long_chain_of_links(tmp_path):
+    import errno
+    import os
+
+    kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
+    os.symlink(tmp_path / "target", tmp_path / "link0")
+    for i in range(1, 45):
+        os.symlink(tmp_path / f"link{i - 1}", tmp_path / f"link{i}")
+    with pytest.raises(OSError) as caught:
+        save(kd, tmp_path / "link44")
+    assert caught.value.errno == errno.ELOOP
+    assert not (tmp_path / "target").exists()
+
+
+def test_save_refuses_a_file_it_may_not_write(tmp_path):
+    import os
+    import stat
+
+    kd = KNNLogDensity(5).fit(np.random.default_rng(0).normal(size=(30, 2)))
     readonly = tmp_path / "readonly.skdivae"
     readonly.write_bytes(b"keep")
     readonly.chmod(stat.S_IRUSR)
-    if not os.access(readonly, os.W_OK):  # (root may write anything, as open() would)
-        with pytest.raises(PermissionError, match="may not be written"):
-            save(kd, readonly)
-        assert readonly.read_bytes() == b"keep"
+    if os.access(readonly, os.W_OK):
+        pytest.skip("this user may write a read-only file (root), as open() may")
+    with pytest.raises(PermissionError, match="may not be written"):
+        save(kd, readonly)
+    assert readonly.read_bytes() == b"keep"
 
 
 def test_save_and_load_take_bytes_paths(tmp_path):

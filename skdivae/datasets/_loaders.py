@@ -145,10 +145,10 @@ def _declared_arrays(path, names=("X", "y")):
     arrays = {}
     with zipfile.ZipFile(path) as archive:
         members = {info.filename: info for info in archive.infolist()}
-        for name in (f"{n}.npy" for n in names):
-            if sum(info.filename == name for info in archive.infolist()) > 1:
-                raise ValueError(f"{path} holds {name} more than once; which one is meant is "
-                                 "unclear.")
+        for name in names:  # numpy reads key X from a member "X" or "X.npy", "X" first
+            if sum(info.filename in (name, f"{name}.npy") for info in archive.infolist()) > 1:
+                raise ValueError(f"{path} holds array {name} more than once ({name}.npy, or "
+                                 f"{name} and {name}.npy); which one is meant is unclear.")
         for info in (members[f"{n}.npy"] for n in names if f"{n}.npy" in members):
             if info.file_size > _MAX_INFLATION * max(info.compress_size, 1):
                 raise ValueError(f"{path}: {info.filename} declares {info.file_size} bytes, "
