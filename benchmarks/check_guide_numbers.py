@@ -181,8 +181,8 @@ def span(values, digits=2):
         else f"{lo:.{digits}f} to {hi:.{digits}f}"
 
 
-def report(a, b, c, seeds, wall, command):
-    out = ["# The user guide's worked numbers", "", provenance(command, wall), "",
+def report(a, b, c, seeds, wall):
+    out = ["# The user guide's worked numbers", "", provenance("check_guide_numbers.py", wall), "",
            "Measured on scikit-learn's bundled data with the setups of this script's "
            "docstring (`benchmarks/check_guide_numbers.py`), seeds "
            f"{', '.join(map(str, seeds))}; each cell gives the range over the seeds. "
@@ -220,9 +220,7 @@ def main(argv=None):
     seeds, max_iter = ([0], 3) if args.fast else ([0, 1, 2, 3], "auto")
     a, b = part_a(seeds, max_iter), part_b(seeds, max_iter)
     c = part_c(seeds[:3], max_iter)
-    command = "python benchmarks/check_guide_numbers.py" + (" --fast" if args.fast else "")
-    write_page(args.out, "guide_numbers.md",
-               report(a, b, c, seeds, time.perf_counter() - tic, command))
+    write_page(args.out, "guide_numbers.md", report(a, b, c, seeds, time.perf_counter() - tic))
 
 
 if __name__ == "__main__":

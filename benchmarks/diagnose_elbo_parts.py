@@ -186,10 +186,10 @@ def per_set_table(tables):
     return lines
 
 
-def report(records, seeds, wall, command):
+def report(records, seeds, wall):
     gap = max((r["parts_gap"] for r in records), default=0.0)
     out = ["# What alignment does to each part of the ELBO", "",
-           provenance(command, wall), "",
+           provenance("diagnose_elbo_parts.py", wall), "",
            "`DiVAE()` scores the ELBO: the expected reconstruction log-likelihood minus the KL "
            "divergence of the posterior from the prior. Alignment acts on the prior, so on the "
            "KL term. Each fit below is read three ways: the ELBO, its reconstruction term "
@@ -223,11 +223,8 @@ def main(argv=None):
                                  args.n_jobs, max_iter):
             records[(r["dataset"], r["seed"], r["protocol"], r["config"])] = r
     records = list(records.values())
-    command = "python benchmarks/diagnose_elbo_parts.py " + (
-        "--fast" if args.fast else f"--data-dir {args.data_dir} --cache {args.cache}")
     seeds = sorted({r["seed"] for r in records})
-    write_page(args.out, "elbo_parts.md",
-               report(records, seeds, time.perf_counter() - tic, command))
+    write_page(args.out, "elbo_parts.md", report(records, seeds, time.perf_counter() - tic))
 
 
 if __name__ == "__main__":
