@@ -58,7 +58,15 @@ def validate_real(est, X, **kwargs):
     """scikit-learn's ``validate_data(est, X, dtype=[float64, float32], **kwargs)``, after
     :func:`refuse_dates`: the one way skdivae's estimators read an ``X`` held in memory."""
     refuse_dates(X)
-    return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
+    try:
+        return validate_data(est, X, dtype=[np.float64, np.float32], **kwargs)
+    except TypeError as exc:
+        if "Sparse data" not in str(exc):
+            raise
+        raise TypeError(
+            f"{exc} skdivae's estimators take dense input only; in a pipeline, make the "
+            "encoder dense: OneHotEncoder(sparse_output=False), and sparse_threshold=0 on a "
+            "ColumnTransformer.") from None
 
 
 def refuse_dates(X):
