@@ -168,9 +168,10 @@ class DiVAE(
         with its reconstruction term at the posterior mean only (one decoder
         pass per row instead of ``2 * n_components``, several times faster,
         for scoring very many rows, ``docs/results/elbo_points.md``); the aligned
-        log-prior alone (``log p_Z(mu(x))`` plus the aligner's learned offset:
-        a log-density in rho's units; the paper's score); or the sum of the two
-        robust z-scores. Every score is calibrated at fit, so ``set_params``
+        log-prior alone (``log p_Z(mu(x))`` plus the direct aligner's learned
+        offset: a log-density in rho's units; the paper's score; with the flow
+        aligner ``log p_Z(mu(x))`` alone, without the flow's per-row term, so
+        not in rho's units); or the sum of the two robust z-scores. Every score is calibrated at fit, so ``set_params``
         may switch it on a fitted model (``offsets_``).
     keep_density : bool, default=False
         Keep the fitted teacher as ``density_`` after fit. A kNN teacher holds

@@ -210,7 +210,8 @@ class OutputsMixin:
             - ``"elbo_at_mean"``: the ELBO with its reconstruction read at the
               posterior mean only (one decoder pass, faster);
             - ``"log_prior"``: the aligned log-prior at the posterior mean
-              (the paper's score, in the teacher's units);
+              (the paper's score, in the teacher's units with the direct
+              aligner; with the flow aligner the log-prior alone);
             - ``"elbo+log_prior"``: the sum of the two robust z-scores.
         """
         return self._score_samples(self._validated(X))

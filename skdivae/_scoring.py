@@ -23,9 +23,14 @@ COMBINED = ("elbo", "log_prior_at_mean")
 
 def robust_scale(values):
     """``(median, interquartile range)`` of ``values``: a scale that the anomalies in
-    the training data do not set (the range is floored at 1e-12)."""
+    the training data do not set. Where more than half the values tie (the range is 0),
+    the mean absolute deviation from the median stands in, so that the other rows keep a
+    finite z-score; the scale is floored at 1e-12."""
     q25, q50, q75 = np.percentile(values, [25, 50, 75])
-    return q50, max(q75 - q25, 1e-12)
+    scale = q75 - q25
+    if not scale > 0:
+        scale = float(np.mean(np.abs(np.asarray(values) - q50)))
+    return q50, max(scale, 1e-12)
 
 
 def combine(parts, center, scale, how="elbo+log_prior"):

@@ -605,6 +605,19 @@ def test_a_knn_teacher_wrapped_in_a_pipeline_trains_the_model_it_trains_alone(X)
     np.testing.assert_allclose(scores[0], scores[1])
 
 
+def test_combined_scores_stay_on_a_finite_scale_when_most_training_rows_tie():
+    from skdivae._scoring import robust_scale
+
+    assert robust_scale(np.r_[np.zeros(85), np.arange(1.0, 16.0)])[1] > 0.5
+    rng = np.random.default_rng(0)
+    X = np.vstack([np.tile(rng.normal(size=(1, 3)), (170, 1)), rng.normal(size=(30, 3))])
+    est = DiVAE(**FAST).fit(X)
+    assert (est.score_scale_ > 1e-6).all()  # not the 1e-12 floor: z-scores in the units of the spread
+    for score in ("elbo+log_prior", "min(elbo,log_prior)"):
+        values = est.set_params(anomaly_score=score).score_samples(X)
+        assert np.isfinite(values).all() and np.abs(values).max() < 1e6
+
+
 def test_residual_names_of_an_unfitted_model_says_it_is_not_fitted():
     from skdivae import residual_names
 
