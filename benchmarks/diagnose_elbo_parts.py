@@ -161,9 +161,9 @@ def effect_lines(tables):
     gain = np.array([tables["auc"][ALIGNED][d] - tables["auc"][NONE][d] for d in sets])
     lead = np.array([tables["auc_kl"][ALIGNED][d] - tables["auc_recon"][ALIGNED][d]
                      for d in sets])
-    for label, mask in (("better", lead >= 0), ("worse", lead < 0)):
+    for label, mask in (("at least as well as", lead >= 0), ("worse than", lead < 0)):
         if mask.any():
-            lines.append(f"- Data sets where the aligned KL term ranks anomalies {label} than "
+            lines.append(f"- Data sets where the aligned KL term ranks anomalies {label} "
                          f"the reconstruction term: {int(mask.sum())}, alignment's effect on "
                          f"the ELBO there {gain[mask].mean():+.4f}.")
     if len(sets) > 2:

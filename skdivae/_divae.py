@@ -157,8 +157,9 @@ class DiVAE(
         reconstruction term at ``2 * n_components`` sigma points of the
         posterior). ``"min(elbo,log_prior)"`` puts the ELBO and the aligned
         log-prior at the posterior mean each on a robust scale (centred on the
-        median and divided by the interquartile range of its training scores)
-        and takes the smaller: a row is flagged when it cannot be
+        median and divided by the interquartile range of its training scores,
+        or by their mean absolute deviation where most of them tie) and takes
+        the smaller: a row is flagged when it cannot be
         reconstructed *or* when it falls where the aligned density is low; it
         reads the aligned prior while staying level with the ELBO's mean, and
         it was the default until
@@ -170,12 +171,12 @@ class DiVAE(
         for scoring very many rows, ``docs/results/elbo_points.md``); the aligned
         log-prior alone (``log p_Z(mu(x))`` plus the direct aligner's learned
         offset: a log-density in rho's units, though on small data with few
-        features the offset, learned at ``learning_rate_init``, may end the fit
-        short of rho's level, by about 2 nats on 1 000 rows of 4 features; the
-        paper's score; with the flow
-        aligner ``log p_Z(mu(x))`` alone, without the flow's per-row term, so
-        not in rho's units); or the sum of the two robust z-scores. Every score is calibrated at fit, so ``set_params``
-        may switch it on a fitted model (``offsets_``).
+        features the offset, learned at ``learning_rate_init``, may end the
+        fit below rho's level; the paper's score; with the flow aligner
+        ``log p_Z(mu(x))`` alone, without the flow's per-row term, so not in
+        rho's units); or the sum of the two robust z-scores. Every score is
+        calibrated at fit, so ``set_params`` may switch it on a fitted model
+        (``offsets_``).
     keep_density : bool, default=False
         Keep the fitted teacher as ``density_`` after fit. A kNN teacher holds
         its (projected) training rows, which makes the model larger by about
@@ -303,7 +304,8 @@ class DiVAE(
         ``set_params(contamination=...)`` and :meth:`predict_proba` read,
         instead of the training rows.
     score_center_, score_scale_ : ndarray of shape (2,)
-        Median and interquartile range of the training rows' ELBO and
+        Median and interquartile range (the mean absolute deviation from the
+        median where most of them tie) of the training rows' ELBO and
         log-prior at the posterior mean: the robust scales of the combined
         scores.
     batch_size_ : int

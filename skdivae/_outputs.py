@@ -206,12 +206,14 @@ class OutputsMixin:
               averaged over ``2 * n_components`` sigma points of the posterior;
             - ``"min(elbo,log_prior)"``: the smaller of the ELBO and the
               aligned log-prior, each as a robust z-score against the training
-              rows (median and interquartile range);
+              rows (median and interquartile range, or mean absolute
+              deviation where most training scores tie);
             - ``"elbo_at_mean"``: the ELBO with its reconstruction read at the
               posterior mean only (one decoder pass, faster);
             - ``"log_prior"``: the aligned log-prior at the posterior mean
               (the paper's score, in the teacher's units with the direct
-              aligner; with the flow aligner the log-prior alone);
+              aligner, whose learned offset may end a fit on small data
+              below that level; with the flow aligner the log-prior alone);
             - ``"elbo+log_prior"``: the sum of the two robust z-scores.
         """
         return self._score_samples(self._validated(X))

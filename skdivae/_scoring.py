@@ -23,12 +23,13 @@ COMBINED = ("elbo", "log_prior_at_mean")
 
 def robust_scale(values):
     """``(median, interquartile range)`` of ``values``: a scale that the anomalies in
-    the training data do not set. Where more than half the values tie (the range is 0),
-    the mean absolute deviation from the median stands in, so that the other rows keep a
-    finite z-score; the scale is floored at 1e-12."""
+    the training data do not set. Where more than half the values tie, up to rounding
+    (the range is at most 1e-9 of the median's size), the mean absolute deviation from
+    the median stands in, so that the other rows keep z-scores in the units of their
+    spread; the scale is floored at 1e-12."""
     q25, q50, q75 = np.percentile(values, [25, 50, 75])
     scale = q75 - q25
-    if not scale > 0:
+    if not scale > 1e-9 * max(1.0, abs(q50)):
         scale = float(np.mean(np.abs(np.asarray(values) - q50)))
     return q50, max(scale, 1e-12)
 

@@ -609,13 +609,16 @@ def test_combined_scores_stay_on_a_finite_scale_when_most_training_rows_tie():
     from skdivae._scoring import robust_scale
 
     assert robust_scale(np.r_[np.zeros(85), np.arange(1.0, 16.0)])[1] > 0.5
+    assert robust_scale(np.r_[1e-13 * np.arange(60), np.arange(1.0, 41.0)])[1] > 0.5
     rng = np.random.default_rng(0)
-    X = np.vstack([np.tile(rng.normal(size=(1, 3)), (170, 1)), rng.normal(size=(30, 3))])
-    est = DiVAE(**FAST).fit(X)
-    assert (est.score_scale_ > 1e-6).all()  # not the 1e-12 floor: z-scores in the units of the spread
-    for score in ("elbo+log_prior", "min(elbo,log_prior)"):
-        values = est.set_params(anomaly_score=score).score_samples(X)
-        assert np.isfinite(values).all() and np.abs(values).max() < 1e6
+    for jitter in (0.0, 1e-12):  # exact copies, and copies equal up to rounding
+        copies = np.tile(rng.normal(size=(1, 3)), (170, 1)) + jitter * rng.normal(size=(170, 3))
+        X = np.vstack([copies, rng.normal(size=(30, 3))])
+        est = DiVAE(**FAST).fit(X)
+        assert (est.score_scale_ > 1e-6).all()  # not the 1e-12 floor
+        for score in ("elbo+log_prior", "min(elbo,log_prior)"):
+            values = est.set_params(anomaly_score=score).score_samples(X)
+            assert np.isfinite(values).all() and np.abs(values).max() < 1e6
 
 
 def test_residual_names_of_an_unfitted_model_says_it_is_not_fitted():
