@@ -37,6 +37,10 @@ def score_blockwise(estimator, X, method="score_samples"):
         Lazy, with one output block per input block; call ``.compute()``.
         The values equal the in-memory call on the whole of ``X`` up to float64
         rounding (matrix products over a block may differ in the last bit).
+        The estimator is read when the result is computed, not when it is
+        built: do not refit it or change its parameters (``contamination``,
+        ``anomaly_score``) in between, or the result follows the changed model
+        (and a ``transform`` result keeps the width it was declared with).
 
     Examples
     --------

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from ._fitting import train_network
+from ._fitting import fit_seed, train_network
 from ._torch_utils import batched_no_grad
 
 #: A latent dimension is active when the posterior mean varies across the training rows
@@ -58,14 +58,15 @@ def train_using_the_latent(est, X):
     returns that: on a few hundred rows in clusters a batch of up to 128 rows gives too
     few optimiser steps to leave the collapsed state, and smaller batches do
     (docs/results/collapse_refit.md)."""
-    trained = train_network(est, X)
+    seed = fit_seed(est.random_state)  # one draw from a generator of the caller's
+    trained = train_network(est, X, seed=seed)
     active = module_active_dimensions(trained[0]["module_"], X)
     if active == 0 and est.batch_size == "auto" \
             and trained[0]["batch_size_"] > COLLAPSE_BATCH_SIZE:
         if est.verbose:
             print("no latent dimension is used: training again with batch_size="
                   f"{COLLAPSE_BATCH_SIZE}", flush=True)
-        trained = train_network(est, X, batch_size=COLLAPSE_BATCH_SIZE)
+        trained = train_network(est, X, batch_size=COLLAPSE_BATCH_SIZE, seed=seed)
         active = module_active_dimensions(trained[0]["module_"], X)
     return trained, active
 

@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ._build import layer_sizes
 from ._collapse import module_active_dimensions, train_using_the_latent, warn_latent_unused
 from ._streaming import fit_streaming, is_out_of_core
-from ._torch_utils import torch_threads
+from ._torch_utils import torch_threads, training_mode
 from ._training import convergence_message
 from ._training_data import density_dim
 from ._validation import check_bernoulli_range, validate_real
@@ -23,7 +23,7 @@ class FitMixin:
 
     @_fit_context(prefer_skip_nested_validation=False)
     def _validated_fit(self, X):
-        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+        with torch_threads(1 if self.n_threads == "auto" else self.n_threads), training_mode():
             X = self._fit(X)
         self._set_offset(X)
         return self

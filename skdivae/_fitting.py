@@ -3,6 +3,7 @@ network, and the training loop, run in that order from the estimator's parameter
 :class:`~skdivae.DiVAE` validates the input before and sets the fitted attributes after."""
 
 import time
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -23,9 +24,21 @@ from ._training_data import (
 )
 
 
-def train_network(est, X, batch_size=None):
+def fit_seed(random_state):
+    """The seed a fit draws from ``random_state`` when it is not an int (``None``: numpy's
+    global generator; a ``RandomState``: the caller's), once per ``fit`` call, so a refit
+    within the same call (the collapse refit) reuses it; ``None`` for an int, which
+    :func:`train_network` reads itself."""
+    if isinstance(random_state, Integral) and not isinstance(random_state, bool):
+        return None
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def train_network(est, X, batch_size=None, seed=None):
     """Train the network of DiVAE ``est`` (read only: its parameters) on the validated
     ``X``; ``batch_size``, when given, replaces what ``est.batch_size`` resolves to.
+    ``seed`` (from :func:`fit_seed`), when given, stands for ``est.random_state``: every
+    draw of the fit then comes from it, and the caller's generator is not touched again.
 
     Returns
     -------
@@ -39,8 +52,13 @@ def train_network(est, X, batch_size=None):
         The epoch budget the loop ran under.
     """
     n_samples, n_features = X.shape
-    rng = check_random_state(est.random_state)
-    seed = int(rng.randint(np.iinfo(np.int32).max))
+    if seed is None:
+        seed = fit_seed(est.random_state)
+    if seed is None:  # an int random_state: its own generator, as before
+        rng = check_random_state(est.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+    else:  # later draws (the early-stopping split) from the one seed drawn
+        rng = np.random.RandomState(seed)
     device = resolve_device(est.device)
 
     center, scale = standardization(X, standardizes(est))

@@ -248,8 +248,8 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
 
         Z = X.astype(np.float64, copy=False)
         self.pca_ = fit_projection(Z, self.n_components, self.whiten, self.random_state)
-        if self.pca_ is not None:
-            Z = self.pca_.transform(Z)
+        if self.pca_ is not None:  # an array whatever scikit-learn's output setting
+            Z = np.asarray(self.pca_.transform(Z))
         self.n_components_ = Z.shape[1]
 
         self.sample_indices_ = rows_to_index(n_samples, self.max_samples, self.random_state)
@@ -340,7 +340,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
             rows = slice(start, start + step)
             Z = X[rows].astype(np.float64, copy=False)
             if self.pca_ is not None:
-                Z = self.pca_.transform(Z)
+                Z = np.asarray(self.pca_.transform(Z))
             dist, ind = self.nn_.kneighbors(Z, n_neighbors=self.n_neighbors_)
             dist = np.maximum(dist, self._dist_floor)
             log_density[rows], err[rows], _ = self._estimate(dist, ind, n_ref=self.nn_.n_samples_fit_)

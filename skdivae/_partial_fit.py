@@ -5,7 +5,7 @@ from sklearn.base import _fit_context
 
 from ._collapse import module_active_dimensions, warn_latent_unused
 from ._incremental import check_block, keeps_fitted_threshold, partial_fit_step
-from ._torch_utils import torch_threads
+from ._torch_utils import torch_threads, training_mode
 
 
 class PartialFitMixin:
@@ -105,7 +105,7 @@ class PartialFitMixin:
 
     @_fit_context(prefer_skip_nested_validation=False)
     def _validated_partial_fit(self, X):
-        with torch_threads(1 if self.n_threads == "auto" else self.n_threads):
+        with torch_threads(1 if self.n_threads == "auto" else self.n_threads), training_mode():
             sample = partial_fit_step(self, X)
         trainer = self._block_trainer_
         # Past the warm-ups (the objective at full weights), as fit judges its end: a

@@ -129,6 +129,26 @@ _THREAD_DEPTH = threading.local()
 
 
 @contextmanager
+def training_mode():
+    """Train as DiVAE expects whatever the caller's torch settings: gradients on (inside a
+    caller's ``torch.no_grad()``, ``inference_mode()`` or ``set_grad_enabled(False)``) and
+    float32 as torch's default dtype (the networks are built and trained in float32; a
+    caller's ``set_default_dtype(torch.float64)`` would build float64 layers). The
+    caller's settings come back on exit. torch's default dtype is one setting for the whole
+    process: while a fit runs, other threads see float32 too, only when it was changed."""
+    dtype = torch.get_default_dtype()
+    with torch.inference_mode(False), torch.enable_grad():
+        if dtype == torch.float32:
+            yield
+            return
+        torch.set_default_dtype(torch.float32)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(dtype)
+
+
+@contextmanager
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch intra-op threads (``None``: as they are).
 

@@ -160,7 +160,8 @@ def query_targets(density, X_std):
     standard errors, another estimator's ``score_samples`` unit errors."""
     if isinstance(final_step(density, nested=True)[0], KNNLogDensity):
         final, rows = final_step(density, _private_copy(density, X_std), nested=True)
-        target, err = final.transform(rows).T
+        # an array whatever scikit-learn's output setting (set_output, set_config)
+        target, err = np.asarray(final.transform(rows), dtype=float).T
         return np.asarray(target, dtype=float), np.asarray(err, dtype=float)
     target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
     return target, np.ones_like(target)

@@ -760,3 +760,58 @@ def test_partial_fit_after_fit_does_not_warn_on_a_few_rows_of_one_cluster():
         warnings.simplefilter("error", PosteriorCollapseWarning)
         est.partial_fit(X[labels == 0][:3])
         est.partial_fit(X[labels == 1][:20])
+
+
+def test_fit_works_under_the_callers_torch_modes_and_leaves_them_as_they_were(X):
+    import torch
+
+    reference = DiVAE(**FAST).fit(X).score_samples(X)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            np.testing.assert_array_equal(DiVAE(**FAST).fit(X).score_samples(X), reference)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        est = DiVAE(**FAST).fit(X)
+        est.partial_fit(X[:40])
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    np.testing.assert_array_equal(DiVAE(**FAST).fit(X).score_samples(X), reference)
+
+
+def test_scikit_learns_pandas_output_setting_does_not_reach_the_teacher_inside(X):
+    import sklearn
+
+    pytest.importorskip("pandas")
+    reference = DiVAE(**FAST).fit(X[:150]).partial_fit(X[150:]).score_samples(X)
+    with sklearn.config_context(transform_output="pandas"):
+        est = DiVAE(**FAST).fit(X[:150]).partial_fit(X[150:])
+        kd = KNNLogDensity(5, n_components=2, max_samples=100, random_state=0).fit(X)
+        assert np.isfinite(kd.log_density_).all()
+    np.testing.assert_array_equal(est.score_samples(X), reference)
+
+
+def test_a_prior_whose_build_fits_a_divae_does_not_deadlock(X):
+    from skdivae.priors import GaussianMixturePrior
+
+    class Nested(GaussianMixturePrior):
+        def build(self, **kwargs):
+            DiVAE(**FAST).fit(X[:60])  # re-enters the build lock in the same thread
+            return super().build(**kwargs)
+
+    assert np.isfinite(DiVAE(**{**FAST, "prior": Nested(3)}).fit(X).score_samples(X)).all()
+
+
+def test_a_fit_draws_one_seed_from_a_generator_of_the_callers():
+    rng = np.random.default_rng(0)
+    clusters = np.vstack([rng.normal(-3, 0.3, size=(150, 4)), rng.normal(3, 0.3, size=(150, 4))])
+    settings = dict(max_iter=20, hidden_layer_sizes=(16,))
+    state, expected = np.random.RandomState(0), np.random.RandomState(0)
+    refit = DiVAE(random_state=state, **settings).fit(clusters)
+    expected.randint(np.iinfo(np.int32).max)  # the one draw
+    assert state.randint(1000) == expected.randint(1000)
+    if refit.batch_size_ == 8:  # the collapse refit reused the seed
+        direct = DiVAE(random_state=np.random.RandomState(0), batch_size=8, **settings)
+        np.testing.assert_array_equal(direct.fit(clusters).score_samples(clusters),
+                                      refit.score_samples(clusters))

@@ -24,7 +24,9 @@ KL_SAMPLES = 50
 
 #: Held while torch's global RNG is reseeded and restored (building a network, sampling a
 #: distribution that only samples from the global RNG), so threads do not interleave.
-GLOBAL_RNG_LOCK = threading.Lock()
+#: Re-entrant: a prior's or aligner's ``build`` (user code, run under it) may itself sample
+#: or fit a DiVAE in the same thread.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 
 class PriorModule(nn.Module):
