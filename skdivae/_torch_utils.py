@@ -128,6 +128,10 @@ _THREADS_STATE = {"depth": 0, "outer": None}
 _THREAD_DEPTH = threading.local()
 
 
+_DTYPE_LOCK = threading.Lock()
+_DTYPE_STATE = {"depth": 0, "outer": None}
+
+
 @contextmanager
 def training_mode():
     """Train as DiVAE expects whatever the caller's torch settings: gradients on (inside a
@@ -135,17 +139,22 @@ def training_mode():
     float32 as torch's default dtype (the networks are built and trained in float32; a
     caller's ``set_default_dtype(torch.float64)`` would build float64 layers). The
     caller's settings come back on exit. torch's default dtype is one setting for the whole
-    process: while a fit runs, other threads see float32 too, only when it was changed."""
-    dtype = torch.get_default_dtype()
-    with torch.inference_mode(False), torch.enable_grad():
-        if dtype == torch.float32:
+    process: while fits run (in any thread), other threads see float32 too, only when it
+    was changed; the last fit to finish restores it."""
+    with _DTYPE_LOCK:
+        if _DTYPE_STATE["depth"] == 0:
+            _DTYPE_STATE["outer"] = torch.get_default_dtype()
+        _DTYPE_STATE["depth"] += 1
+        if torch.get_default_dtype() != torch.float32:
+            torch.set_default_dtype(torch.float32)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
             yield
-            return
-        torch.set_default_dtype(torch.float32)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(dtype)
+    finally:
+        with _DTYPE_LOCK:
+            _DTYPE_STATE["depth"] -= 1
+            if _DTYPE_STATE["depth"] == 0 and _DTYPE_STATE["outer"] != torch.float32:
+                torch.set_default_dtype(_DTYPE_STATE["outer"])
 
 
 @contextmanager
