@@ -122,3 +122,36 @@ def test_auto_scoring_respects_a_lower_torch_setting(monkeypatch, small_tabular)
     with torch_threads(1):  # e.g. OMP_NUM_THREADS=1, or inside a joblib worker
         est.score_samples(small_tabular)
     assert seen and seen[-1] == 1
+
+
+def test_concurrent_fits_under_a_float64_default_dtype_restore_it_once_all_are_done():
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(120, 3))
+    settings = dict(max_iter=3, hidden_layer_sizes=(8,), n_components=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = DiVAE(**settings).fit(X).score_samples(X)
+    before, scores, errors = torch.get_default_dtype(), {}, []
+
+    def fit(i):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores[i] = DiVAE(**settings).fit(X).score_samples(X)
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        threads = [threading.Thread(target=fit, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    assert errors == []
+    for values in scores.values():
+        np.testing.assert_array_equal(values, reference)
