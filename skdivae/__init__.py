@@ -2,6 +2,7 @@
 
 from ._blockwise import score_blockwise
 from ._collapse import PosteriorCollapseWarning
+from ._knn_density import DuplicateRowsWarning
 from ._divae import DiVAE
 from ._knn_density import KNNLogDensity
 from ._archive_checks import UnsafeArchiveError
@@ -25,6 +26,7 @@ __all__ = [
     "load",
     "UnsafeArchiveError",
     "PosteriorCollapseWarning",
+    "DuplicateRowsWarning",
     "score_blockwise",
     "feature_residuals",
     "residual_names",

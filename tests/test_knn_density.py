@@ -299,3 +299,29 @@ def test_whiten_without_n_components_warns_that_it_does_nothing():
     with pytest.warns(UserWarning, match="whiten=True\\) has no effect without n_components"):
         whitened = KNNLogDensity(5, whiten=True).fit(X)
     np.testing.assert_array_equal(whitened.log_density_, KNNLogDensity(5).fit(X).log_density_)
+
+
+def test_rows_with_many_exact_copies_warn_and_twonn_leaves_copies_out():
+    import warnings
+
+    from skdivae import DiVAE, DuplicateRowsWarning
+
+    rng = np.random.default_rng(0)
+    binary = (rng.random((600, 4)) < 0.5).astype(float)  # 16 distinct rows, about 37 copies each
+    with pytest.warns(DuplicateRowsWarning, match="exact copies"):
+        KNNLogDensity(30).fit(binary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuplicateRowsWarning)
+        KNNLogDensity(30).fit(rng.normal(size=(300, 3)))  # no copies, no warning
+        DiVAE(max_iter=2, n_components=2, hidden_layer_sizes=(8,), random_state=0).fit(binary)
+    X = rng.normal(size=(2000, 3))
+    X[:100] = X[1000:1100]  # 5 % of the rows copied
+    dim = KNNLogDensity(30, intrinsic_dim="twonn").fit(X).intrinsic_dim_
+    assert 2.6 < dim < 3.4
+
+
+def test_a_query_too_large_for_squared_distances_is_refused_as_fit_refuses_it():
+    est = KNNLogDensity(10).fit(np.random.default_rng(0).normal(size=(100, 3)))
+    for method in (est.transform, est.score_samples):
+        with pytest.raises(ValueError, match="overflow float64"):
+            method([[1e200, 0.0, 0.0]])
