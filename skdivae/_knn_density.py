@@ -30,16 +30,22 @@ MAX_ABS_VALUE, MIN_ABS_VALUE = 1e150, 1e-150
 COPIES_WARNING_SHARE = 0.01
 
 
-def check_query_magnitude(X):
-    """``X``, or the ValueError ``fit`` gives for values whose squared distances overflow
-    float64 (a query row that far from every training row would get ``-inf``)."""
+def check_magnitude(X, fitting=True):
+    """The ValueError for values whose squared distances overflow float64 (a query row that
+    far from every training row would get ``-inf``), or, in ``fit`` (``fitting``), underflow
+    it (training rows that close together would all tie)."""
     peak = float(np.max(np.abs(X))) if X.size else 0.0
+    if fitting and (peak > MAX_ABS_VALUE or 0 < peak < MIN_ABS_VALUE):
+        raise ValueError(
+            f"X has values of magnitude up to {peak:.3g}; squared distances between rows "
+            f"overflow or underflow float64 outside [{MIN_ABS_VALUE:.0e}, "
+            f"{MAX_ABS_VALUE:.0e}]. Multiply X by a constant (or scale it first)."
+        )
     if peak > MAX_ABS_VALUE:
         raise ValueError(
             f"X has values of magnitude up to {peak:.3g}; squared distances to the training "
             f"rows overflow float64 beyond {MAX_ABS_VALUE:.0e}. Scale X as the training data "
             "were scaled.")
-    return X
 
 
 class DuplicateRowsWarning(UserWarning):
@@ -281,13 +287,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         self._forget_fit()
         X = validate_real(self, X, ensure_min_samples=3)
         n_samples = X.shape[0]
-        peak = float(np.max(np.abs(X)))
-        if peak > MAX_ABS_VALUE or 0 < peak < MIN_ABS_VALUE:
-            raise ValueError(
-                f"X has values of magnitude up to {peak:.3g}; squared distances between rows "
-                f"overflow or underflow float64 outside [{MIN_ABS_VALUE:.0e}, "
-                f"{MAX_ABS_VALUE:.0e}]. Multiply X by a constant (or scale it first)."
-            )
+        check_magnitude(X)
         if self.method == "pak" and self.n_neighbors < 2:
             raise ValueError(
                 "method='pak' needs n_neighbors >= 2 to fit a density profile; "
@@ -386,6 +386,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         intermediate (the float64 copy, the projection, the neighbour distances and
         indices) holds about ``CHUNK_ELEMENTS`` numbers, so memory stays bounded
         whatever the number of rows; each row's values do not depend on the chunking."""
+        check_magnitude(X, fitting=False)
         width = max(X.shape[1], self.n_neighbors_, 1)
         step = max(1, CHUNK_ELEMENTS // width)
         log_density, err = np.empty(X.shape[0]), np.empty(X.shape[0])
@@ -414,7 +415,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_real(self, X, reset=False)
-        return np.column_stack(self._log_density(check_query_magnitude(X)))
+        return np.column_stack(self._log_density(X))
 
     def score_samples(self, X):
         """Log-density at new points (higher means denser).
@@ -430,7 +431,7 @@ class KNNLogDensity(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_real(self, X, reset=False)
-        return self._log_density(check_query_magnitude(X))[0]
+        return self._log_density(X)[0]
 
     def score(self, X, y=None):
         """Total log-density of ``X`` (the sum of :meth:`score_samples`), as scikit-learn's

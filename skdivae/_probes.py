@@ -51,6 +51,12 @@ def probe_rows(X_std, n_probes, rng):
     return np.vstack([noisy, mixed])
 
 
+def count(value):
+    """A number of probes, ``value`` (a share times a number of rows) rounded up, at least
+    1; rounding error is not rounded up (``1.1 * 100`` gives 110, not 111)."""
+    return max(1, math.ceil(value - 1e-9))
+
+
 def uses_probes(est, module):
     """Whether ``est``'s fit aligns at probe points: ``alignment_probes > 0``, a positive
     ``alignment_weight`` and an aligner that reads nothing but the log-prior (the direct
@@ -77,7 +83,7 @@ def make_probes(est, module, density, X_std, seed, device):
         return None
     X_std = np.asarray(X_std, dtype=np.float64)
     rng = np.random.default_rng([int(seed), 2])  # its own stream: the fit's stays as it was
-    n_probes = max(1, math.ceil(est.alignment_probes * X_std.shape[0] - 1e-9))
+    n_probes = count(est.alignment_probes * X_std.shape[0])
     rows = probe_rows(X_std, n_probes, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         target, err = query_targets(density, rows)
@@ -98,7 +104,7 @@ def probe_batches(probes, n_batches, batch_size, generator):
     (``None`` without probes)."""
     if probes is None:
         return None
-    per_batch = max(1, math.ceil(probes[3] * batch_size - 1e-9))
+    per_batch = count(probes[3] * batch_size)
     return torch.randint(probes[0].shape[0], (n_batches, per_batch), generator=generator)
 
 
@@ -107,6 +113,6 @@ def batch_probes(probes, draws, k, n_rows, batch_size):
     ``(rows, target, weight)`` or ``None``."""
     if probes is None:
         return None
-    take = draws[k][: max(1, math.ceil(draws.shape[1] * n_rows / batch_size - 1e-9))]
+    take = draws[k][: count(draws.shape[1] * n_rows / batch_size)]
     take = take.to(probes[0].device)
     return tuple(t.index_select(0, take) for t in probes[:3])

@@ -162,11 +162,12 @@ def query_targets(density, X_std):
     """The teacher's log-densities and errors at rows new to it, unchecked: a
     :class:`~skdivae.KNNLogDensity`'s query (also as a pipeline's last step) gives their
     standard errors, another estimator's ``score_samples`` unit errors."""
-    if isinstance(final_step(density, nested=True)[0], KNNLogDensity):
-        final, rows = final_step(density, _private_copy(density, X_std), nested=True)
+    final, _ = final_step(density, nested=True)
+    if isinstance(final, KNNLogDensity):
+        _, rows = final_step(density, _private_copy(density, X_std), nested=True)
         # an array whatever scikit-learn's output setting (set_output, set_config)
         target, err = np.asarray(final.transform(rows), dtype=float).T
-        return np.asarray(target, dtype=float), np.asarray(err, dtype=float)
+        return target, err
     target = np.asarray(density.score_samples(_private_copy(density, X_std)), dtype=float)
     return target, np.ones_like(target)
 
