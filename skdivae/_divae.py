@@ -144,8 +144,11 @@ class DiVAE(
         (or uses ``decoder_std``); Bernoulli needs data in [0, 1].
     decoder_std : float or None, default=None
         Fixed standard deviation of the Gaussian decoder, in the units of the
-        input (the paper's synthetic experiment fixes 0.02). ``None`` learns
-        one per feature. Ignored with ``likelihood="bernoulli"``.
+        input, one value for every column, so the columns must share a scale:
+        scale numeric columns first, leave 0/1 and pixel columns as they are
+        (user guide, section 4; ``fit`` warns when the columns' ranges differ
+        more than 1000-fold). The paper's synthetic experiment fixes 0.02.
+        ``None`` learns one per feature. Ignored with ``likelihood="bernoulli"``.
     standardize : bool, default=True
         Centre and scale each feature internally (by its training mean and
         standard deviation), so raw tabular data work. Scores and samples
@@ -468,6 +471,11 @@ class DiVAE(
             code) after the refit that ``batch_size="auto"`` makes: the score is
             then one Gaussian per feature, wrong for data in several clusters
             (user guide, section 3).
+        UserWarning
+            When columns of ``X`` are constant (a new row that differs there may
+            score only a little lower), and when a fixed ``decoder_std`` meets
+            columns whose ranges differ more than 1000-fold (scale the numeric
+            columns first). Checked for ``X`` in memory; a streamed fit does not.
         """
         try:
             return self._validated_fit(X)

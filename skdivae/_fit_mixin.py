@@ -9,6 +9,7 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 
 from ._build import layer_sizes
+from ._column_checks import warn_about_columns
 from ._collapse import module_active_dimensions, train_using_the_latent, warn_latent_unused
 from ._streaming import fit_streaming, is_out_of_core
 from ._torch_utils import torch_threads, training_mode
@@ -49,6 +50,9 @@ class FitMixin:
         else:
             X = validate_real(self, X, ensure_min_samples=3)
             self._check_training_input(X)
+            # stacklevel: the user's call of fit (warn_about_columns, _fit, _validated_fit,
+            # its wrapper, fit)
+            warn_about_columns(self, X, stacklevel=6)
             (fitted, status, max_iter), active = train_using_the_latent(self, X)
         # With max_iter="auto" the library chose the budget, and a loss still falling at
         # its end is no evidence that more epochs help the detector: training 3x longer

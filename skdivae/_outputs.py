@@ -86,6 +86,14 @@ class OutputsMixin:
             else:
                 scores = self._apply(method, X)
             if not np.isfinite(scores).all():
+                if method == "aligned_log_prior" and np.isfinite(parts[1]).all():
+                    raise ValueError(
+                        f"the aligner's calibrate ({type(self.module_.aligner).__name__}) "
+                        "returns non-finite values on the training data, where the "
+                        "log-prior it calibrates is finite: check calibrate against the "
+                        "contract in skdivae.aligners (it must return finite values, one "
+                        "per row)."
+                    )
                 raise FloatingPointError(
                     f"the trained model gives non-finite {name!r} scores on the training "
                     "data; try a smaller learning_rate_init or alignment_weight, or scaling "

@@ -60,12 +60,10 @@ def standardization(X, enabled):
     # The moments in float64 whatever the input's dtype: float32 sums lose a column's
     # spread around a large mean (the network still trains in float32, on standardised data).
     X = np.asarray(X, dtype=np.float64)
-    peak = check_magnitude(X)
+    check_magnitude(X)
     if not enabled:
         return np.zeros(n_features), np.ones(n_features)
-    unit = np.where(peak > 0, peak, 1.0)
-    center = (X / unit).mean(axis=0) * unit
-    std = (X / unit).std(axis=0) * unit
+    center, std = column_moments(X)
     return scale_from_moments(center, std, X.shape[0])
 
 
@@ -86,8 +84,7 @@ def scale_from_moments(center, std, n_samples):
     """``(center, scale)`` from the columns' means and standard deviations over
     ``n_samples`` rows: constant columns (a spread of at most ``max(n_samples,
     CONSTANT_MIN_ULPS)`` units of rounding of the mean) keep scale 1."""
-    ulps = max(int(n_samples), CONSTANT_MIN_ULPS) * np.finfo(np.float64).eps
-    constant = std <= ulps * np.abs(center)
+    constant = constant_columns(center, std, n_samples)
     small = ~constant & (std < MIN_ABS_SCALE)
     if np.any(small):
         col = int(np.argmax(small))
@@ -96,6 +93,22 @@ def scale_from_moments(center, std, n_samples):
             f"cannot resolve spreads below {MIN_ABS_SCALE:.0e}. Multiply X by a constant."
         )
     return center, np.where(constant, 1.0, std)
+
+
+def constant_columns(center, std, n_samples):
+    """Which columns are constant: a spread of at most ``max(n_samples, CONSTANT_MIN_ULPS)``
+    units of rounding of the mean (``CONSTANT_MIN_ULPS``)."""
+    ulps = max(int(n_samples), CONSTANT_MIN_ULPS) * np.finfo(np.float64).eps
+    return std <= ulps * np.abs(center)
+
+
+def column_moments(X):
+    """Each column's mean and standard deviation in float64, computed on the data divided
+    by the column's largest magnitude (large values do not overflow when squared)."""
+    X = np.asarray(X, dtype=np.float64)
+    peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(X.shape[1])
+    unit = np.where(peak > 0, peak, 1.0)
+    return (X / unit).mean(axis=0) * unit, (X / unit).std(axis=0) * unit
 
 
 def fit_density(density, X_std, n_latent, seed):

@@ -3,6 +3,7 @@ data, judge each on the rest, keep the chosen fit (``choose_alignment_weight``).
 
 import warnings
 from collections import namedtuple
+from collections.abc import Mapping
 from numbers import Real
 
 import numpy as np
@@ -73,21 +74,31 @@ def _finite_non_negative(w):
     return bool(np.isfinite(w) and w >= 0)
 
 
+def _repeated(values):
+    """Whether two of ``values`` are equal up to float32 rounding (``np.float32(0.3)`` and
+    ``0.3`` are one weight to the network, which trains in float32)."""
+    ordered = np.sort(values)
+    return bool(np.any(np.isclose(ordered[1:], ordered[:-1], rtol=1e-6, atol=0.0)))
+
+
 def _check_weights(weights):
     """``weights`` as a list of distinct finite floats >= 0, or a ``ValueError`` naming it."""
     problem = None
-    if isinstance(weights, (str, bytes)) or not np.iterable(weights):
+    if isinstance(weights, (str, bytes, Mapping)) or not np.iterable(weights):
         problem = "not a sequence"
     else:
-        items = list(np.ravel(np.asarray(list(weights), dtype=object)))
+        items = list(weights)  # read once: a generator is consumed here
         if not items:
             problem = "empty"
+        elif np.asarray(items, dtype=object).ndim != 1:
+            problem = "not one-dimensional"
         elif any(isinstance(w, (bool, np.bool_)) or not isinstance(w, Real) for w in items):
             problem = "not all real numbers (strings, booleans and complex numbers are refused)"
         elif not all(_finite_non_negative(w) for w in items):
             problem = "not all finite and >= 0"
-        elif len({float(w) for w in items}) < len(items):
-            problem = "repeated (each weight would be fitted twice)"
+        elif _repeated([float(w) for w in items]):
+            problem = ("repeated, or equal to float32 precision (each weight would be "
+                       "fitted twice)")
     if problem is not None:
         raise ValueError(
             f"weights must be a non-empty sequence of distinct finite numbers >= 0; {weights!r} "

@@ -20,7 +20,7 @@ from sklearn.utils.validation import _num_samples
 
 from ._divae import DiVAE
 from ._pipelines import final_step
-from ._weight_choice import WeightChoice, choose_alignment_weight
+from ._weight_choice import MIN_ROWS, WeightChoice, choose_alignment_weight
 
 __all__ = ["choose_alignment_weight", "WeightChoice", "density_agreement_score",
            "anomaly_roc_auc", "anomaly_labels"]
@@ -226,6 +226,13 @@ def density_agreement_score(estimator, X, y=None):
     if np.shape(X)[0] < 2:
         raise ValueError(
             f"density_agreement_score needs at least 2 held-out rows to rank, got {np.shape(X)[0]}."
+        )
+    if np.shape(X)[0] < MIN_ROWS:
+        warnings.warn(
+            f"density_agreement_score on {np.shape(X)[0]} held-out rows: a rank correlation "
+            f"of so few takes only a few values (two rows give -1 or 1), so a search is "
+            f"steered by noise; hold out at least {MIN_ROWS} rows per fold.",
+            UserWarning, stacklevel=2,
         )
     log_prior, elbo, rho = model._diagnostic_scores(X)
     if rho is None:

@@ -390,6 +390,12 @@ def test_density_agreement_score_refuses_other_estimators_and_single_rows(X, fit
         density_agreement_score(fitted, X[:1])
 
 
+def test_density_agreement_score_warns_on_fewer_than_ten_rows():
+    est = DiVAE(**FAST, keep_density=True).fit(np.random.default_rng(0).normal(size=(60, 3)))
+    with pytest.warns(UserWarning, match="hold out at least 10 rows"):
+        density_agreement_score(est, np.random.default_rng(1).normal(size=(2, 3)))
+
+
 @pytest.mark.parametrize(
     "kwargs, phrase",
     [({"n_components": 0}, "n_components must be a positive int"),

@@ -111,3 +111,48 @@ def test_a_prior_without_one_event_per_latent_vector_is_named(X):
     with pytest.raises(ValueError, match="wrap a per-coordinate distribution in"):
         est.fit(X)
     assert not hasattr(est, "module_")
+
+
+@pytest.mark.parametrize("returned", ["tensor", "no forward"])
+def test_a_prior_whose_forward_returns_no_distribution_is_named(X, returned):
+    class NotADistribution(PriorModule):
+        def forward(self, encoder=None):
+            return torch.zeros(2)
+
+    class NoForward(PriorModule):
+        pass
+
+    class BrokenPrior(BaseEstimator):
+        def build(self, *, n_latent, n_features):
+            return NotADistribution() if returned == "tensor" else NoForward()
+
+    est = DiVAE(prior=BrokenPrior(), **FAST)
+    error, message = ((TypeError, "forward returned Tensor, not a torch.distributions")
+                      if returned == "tensor" else
+                      (NotImplementedError, "NoForward must define forward"))
+    with pytest.raises(error, match=message):
+        est.fit(X)
+    assert not hasattr(est, "module_")
+
+
+def test_an_aligner_whose_calibrate_gives_nan_is_named_not_the_training(X):
+    from skdivae.aligners import AlignerModule
+
+    class NaNCalibration(AlignerModule):
+        def predict_log_density(self, log_prior, x_std=None, log_det=None):
+            return log_prior
+
+        def penalty(self, pred, target, weight):
+            return ((pred - target) ** 2 * weight).mean()
+
+        def calibrate(self, log_prior):
+            return log_prior * float("nan")
+
+    class NaNAligner(BaseEstimator):
+        def build(self, *, n_latent, n_features, density_dim):
+            return NaNCalibration()
+
+    est = DiVAE(aligner=NaNAligner(), **FAST)  # the ELBO is the score; fit checks them all
+    with pytest.raises(ValueError, match=r"aligner's calibrate \(NaNCalibration\) returns"):
+        est.fit(X)
+    assert not hasattr(est, "module_")

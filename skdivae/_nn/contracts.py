@@ -39,7 +39,11 @@ class PriorModule(nn.Module):
 
     def forward(self, encoder):  # pragma: no cover - the one hook without a default
         """``p_Z`` as a torch ``Distribution`` over latent vectors (event shape ``(L,)``)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must define forward(encoder), returning p_Z as a "
+            "torch.distributions.Distribution over latent vectors (the contract in "
+            "skdivae.priors)."
+        )
 
     # -- the KL term ------------------------------------------------------------
     def kl_draws(self):

@@ -128,7 +128,14 @@ class VAEModule(nn.Module):
 
     def prior_distribution(self):
         """p_Z as a torch Distribution."""
-        return self.prior(self.encoder)
+        p = self.prior(self.encoder)
+        if not isinstance(p, torch.distributions.Distribution):
+            raise TypeError(
+                f"the prior {type(self.prior).__name__}'s forward returned "
+                f"{type(p).__name__}, not a torch.distributions.Distribution over latent "
+                "vectors (the contract in skdivae.priors)."
+            )
+        return p
 
     def likelihood_distribution(self, z):
         """p(x | z) in raw units."""
