@@ -53,7 +53,34 @@ def feature_residuals(estimator, X):
 
 
 def residual_names(estimator):
-    """Names of :func:`feature_residuals`' columns: the features entering the DiVAE."""
+    """Names of :func:`feature_residuals`' columns: the features entering the DiVAE.
+
+    Parameters
+    ----------
+    estimator : DiVAE or Pipeline ending in one
+        Fitted.
+
+    Returns
+    -------
+    names : ndarray of str, shape (n_features,)
+        Through a Pipeline, the output names of the steps before the DiVAE
+        (a ``ColumnTransformer``'s encoded names, such as ``"num__age"`` or
+        ``"cat__city_Paris"``); else the names of a DataFrame's columns, or
+        ``"x0"``, ``"x1"``, ... for an array's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from skdivae import DiVAE, feature_residuals, residual_names
+    >>> X = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 3)),
+    ...                  columns=["age", "income", "visits"])
+    >>> model = DiVAE(max_iter=100, random_state=0).fit(X)
+    >>> odd = X.iloc[:1].assign(income=8.0)  # an income 8 standard deviations out
+    >>> res = feature_residuals(model, odd)[0]
+    >>> residual_names(model)[np.argmax(np.abs(res))]  # the feature that drives its score
+    'income'
+    """
     final = _divae_step(estimator)
     check_is_fitted(final, "module_")
     if isinstance(estimator, Pipeline) and len(estimator) > 1:
