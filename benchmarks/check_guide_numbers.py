@@ -52,12 +52,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from _report import provenance, write_page
+from select_batch_size import rule_batch
 
 OOD = "OOD settings: DiVAE(trim_fraction=0, batch_size=min(128, max(16, n // 32)))"
 
-
-def ood_batch(n_rows):
-    return min(128, max(16, n_rows // 32))
+#: The user guide's OOD batch size: select_batch_size.py's candidate rule.
+ood_batch = rule_batch
 
 
 def near_constant_columns(X, share=0.95):
