@@ -168,11 +168,16 @@ def auc_table(records, detectors, datasets, metric="auc"):
 
 def average_ranks(table):
     """Mean rank of each column over the rows (1 = best = highest; ties share the mean
-    rank). Rows with a missing value are left out for every column."""
+    rank). A column with no value at all (a detector that failed everywhere) gets NaN and
+    is left out of the ranking; then rows with a missing value are left out for every
+    column."""
     from scipy.stats import rankdata
 
-    complete = ~np.isnan(table).any(axis=1)
+    out = np.full(table.shape[1], np.nan)
+    ranked = ~np.isnan(table).all(axis=0)
+    complete = ~np.isnan(table[:, ranked]).any(axis=1)
     if not complete.any():
-        return np.full(table.shape[1], np.nan)
-    ranks = np.vstack([rankdata(-row) for row in table[complete]])
-    return ranks.mean(axis=0)
+        return out
+    ranks = np.vstack([rankdata(-row) for row in table[complete][:, ranked]])
+    out[ranked] = ranks.mean(axis=0)
+    return out

@@ -62,7 +62,8 @@ def _pyod(class_path, **params):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ImportError(f"PyOD is not installed ({exc}); pip install -e .[bench]") from exc
+            raise ImportError(f"{class_path} could not be imported ({exc}): PyOD or a package "
+                              "it needs is missing; pip install -e .[bench]") from exc
         cls = getattr(module, class_name)
         takes_seed = "random_state" in inspect.signature(cls).parameters
         extra = {"random_state": seed} if takes_seed else {}

@@ -111,6 +111,14 @@ class FitCache:
         return row
 
 
+def check_reference_dir(parser, folder):
+    """A command-line error when ``--reference-dir`` names no folder (a typo would
+    otherwise give a page whose reference columns are empty and that says none was given)."""
+    if folder is not None and not Path(folder).is_dir():
+        parser.error(f"--reference-dir {folder} is not a folder (the authors' numbers are in "
+                     "benchmarks/reference)")
+
+
 def load_reference(folder, experiment):
     """Rows of ``<folder>/*.csv`` whose ``experiment`` column equals ``experiment``.
 

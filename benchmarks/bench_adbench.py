@@ -28,6 +28,7 @@ precision, average rank, times, DiVAE against ``aligner=None``),
 import argparse
 import csv
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +87,14 @@ def summary(records, detectors, dataset_names):
         for det in detectors
     }
     failures = [r for r in records if "error" in r]
+    with warnings.catch_warnings():  # a detector that failed everywhere: NaN, said above
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_auc, mean_ap = np.nanmean(auc, axis=0), np.nanmean(ap, axis=0)
     return {
         "auc": auc,
         "ap": ap,
-        "mean_auc": np.nanmean(auc, axis=0),
-        "mean_ap": np.nanmean(ap, axis=0),
+        "mean_auc": mean_auc,
+        "mean_ap": mean_ap,
         "rank": average_ranks(auc),
         "times": times,
         "failures": failures,
@@ -137,8 +141,9 @@ def verdict(stats, detectors):
     j = detectors.index(FOCUS)
     mean_auc, rank = stats["mean_auc"], stats["rank"]
     others = [i for i in range(len(detectors)) if i != j]
-    best_auc_other = max(others, key=lambda i: mean_auc[i])
-    best_rank_other = min(others, key=lambda i: rank[i])
+    # A detector that failed everywhere has NaN for both: never the best.
+    best_auc_other = max(others, key=lambda i: -np.inf if np.isnan(mean_auc[i]) else mean_auc[i])
+    best_rank_other = min(others, key=lambda i: np.inf if np.isnan(rank[i]) else rank[i])
     lines = []
     if mean_auc[j] >= mean_auc[best_auc_other]:
         lines.append(
@@ -154,12 +159,12 @@ def verdict(stats, detectors):
         )
     if rank[j] <= rank[best_rank_other]:
         lines.append(
-            f"- Average rank: DiVAE {rank[j]:.2f} is the best; the next is "
+            f"- Average rank among the field: DiVAE {rank[j]:.2f} is the best; the next is "
             f"{detectors[best_rank_other]} with {rank[best_rank_other]:.2f}."
         )
     else:
         lines.append(
-            f"- Average rank: DiVAE {rank[j]:.2f} is NOT the best: "
+            f"- Average rank among the field: DiVAE {rank[j]:.2f} is NOT the best: "
             f"{detectors[best_rank_other]} has {rank[best_rank_other]:.2f}."
         )
     return lines

@@ -13,9 +13,10 @@ true log-density).
 Top row: held-out latent means ``transform(X)`` coloured by mixture
 component, the prior's component centres (black x) and contours of
 ``log p_Z``. Bottom row: ``log p_Z(mu(x))`` against ``rho(x)`` on the
-held-out points, with their Pearson correlation. Writes
-``docs/results/paper_figure1.png`` and ``docs/results/paper_figure1.md`` (command, wall
-time, platform, caption, Pearson and KS statistics).
+held-out points, with their Pearson correlation. Writes ``paper_figure1.png`` and
+``paper_figure1.md`` (command, wall time, platform, caption, Pearson and KS statistics)
+into ``--out`` (default ``./results``, untracked; ``--out docs/results`` updates the
+shipped pages).
 
 ``--fast`` runs a tiny version for the test suite.
 """

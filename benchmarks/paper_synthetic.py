@@ -1,7 +1,7 @@
 """Paper reproduction: synthetic rotated mixtures
 ==============================================
 
-The paper's synthetic experiment (SPEC section 3) at its full size: three
+The paper's synthetic experiment at its full size: three
 setups of the rotated Gaussian mixture, (k=8, D=50), (k=4, D=50) and (k=12,
 D=30); latent dimension 2; encoder D-D/2-2 with a fixed decoder sigma_x =
 0.02; priors N(0, I) and a learnable Gaussian mixture (K = k); aligners none
@@ -29,7 +29,8 @@ Every fit is cached (``--cache``), so a cut-off run resumes.
 folder of the authors' numbers (``benchmarks/reference``, written by
 ``benchmarks/reference/run_authors.py``) for the side-by-side columns. ``--fast`` runs a tiny version for the test suite.
 
-Full run (about 2 hours on 2 cores)::
+Full run (about 3.5 hours of 2 cores; ``docs/paper_reproduction.md`` gives the
+measured times)::
 
     python benchmarks/paper_synthetic.py --n-jobs 2 --cache paper_cache/synthetic \\
         --reference-dir benchmarks/reference
@@ -54,6 +55,7 @@ from _paper import (
     N_SEEDS,
     VERDICT_RULE,
     FitCache,
+    check_reference_dir,
     claim_verdict,
     combine_metrics,
     agreement_lines,
@@ -193,7 +195,7 @@ def aligned_runs():
 
 
 def claim_lines(table, ood):
-    """Every synthetic claim of SPEC section 3, with its pairs and verdict."""
+    """Every synthetic claim of the paper, with its pairs and verdict."""
     setups = [f"k={k}, D={D}" for k, D in SETUPS]
     out = []
 
@@ -326,7 +328,8 @@ def baseline_lines(table, cell):
             *lines]
 
 
-def write_markdown(path, table, ood, sizes, seeds, wall, ref_rows, ref_dir, missing=(), rows=()):
+def write_markdown(path, table, ood, sizes, seeds, wall, ref_rows, ref_dir, missing=(), rows=(),
+                   from_cache=False):
     full = sizes["n_train"] >= 60_000 and sizes["epochs"] >= 100
     cell = reference_columns(ref_rows, sizes)
     ref_note = reference_note(ref_dir, ref_rows)
@@ -335,6 +338,8 @@ def write_markdown(path, table, ood, sizes, seeds, wall, ref_rows, ref_dir, miss
         "",
         provenance("paper_synthetic.py", wall),
         "",
+        *(["`--from-cache`: the time above is the fits' summed time divided by `--n-jobs`, "
+           "not a wall time.", ""] if from_cache else []),
         f"**Sizes run:** n_train={sizes['n_train']}, n_val={sizes['n_val']}, {sizes['epochs']} "
         f"epochs, seeds {', '.join(map(str, seeds))}; mean ± sd over seeds."
         + ("" if full else " This is a reduced run (the paper: n_train 60 000, n_val 10 000, "
@@ -451,6 +456,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.from_cache and args.cache is None:
         parser.error("--from-cache needs --cache")
+    check_reference_dir(parser, args.reference_dir)
     sizes = {"n_train": args.n_train, "n_val": args.n_val, "epochs": args.epochs}
     seeds, name = args.seeds, "paper_synthetic.md"
     if args.reference_sizes:
@@ -486,7 +492,7 @@ def main(argv=None):
     N_SEEDS["n"] = len(seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     write_markdown(args.out / name, table, ood, sizes, seeds, wall, ref_rows, args.reference_dir,
-                   missing, rows)
+                   missing, rows, from_cache=args.from_cache)
     print(f"wrote {args.out / name} ({wall:.0f} s)")
 
 

@@ -1,7 +1,7 @@
 """Synthetic OOD: does alignment separate in- from out-of-distribution data?
 =========================================================================
 
-The paper's synthetic OOD task (SPEC section 3): train on the rotated
+The paper's synthetic OOD task: train on the rotated
 mixture with k=4 components in D=50, then score a validation split of the
 same mixture and samples of a k=8 mixture with another rotation. For each
 aligner (None, "direct", "flow" stepping every 4 mini-batches, and "flow"
