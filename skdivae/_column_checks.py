@@ -34,21 +34,27 @@ def listed(est, columns):
     return ", ".join(labels) + (f" and {more} more" if more else "")
 
 
-def warn_about_columns(est, X, stacklevel):
+def warn_about_columns(est, X, stacklevel, data="the training data"):
     """A UserWarning for each of: columns constant in ``X``; a fixed ``decoder_std`` over
-    columns whose ranges differ more than ``RANGE_RATIO``-fold."""
+    columns whose ranges differ more than ``RANGE_RATIO``-fold. ``data`` names ``X`` in the
+    message (``partial_fit``: its first block, whose standardisation every later call
+    keeps)."""
     X = np.asarray(X, dtype=np.float64)
     if X.shape[0] < 2:
         return
     center, std = column_moments(X)
     constant = np.flatnonzero(constant_columns(center, std, X.shape[0]))
     if len(constant):
+        which = "column" if len(constant) == 1 else "columns"
+        later = ("" if data == "the training data" else
+                 " Later partial_fit calls keep this block's standardisation: a column that "
+                 "varies only later is read in its raw units.")
         warnings.warn(
-            f"{len(constant)} of X's {X.shape[1]} columns are constant in the training data "
-            f"({'column' if len(constant) == 1 else 'columns'} {listed(est, constant)}). DiVAE learns nothing about how they vary: a "
-            "new row that differs there may score only a little lower and go unflagged. "
-            "Check such columns yourself (a new value there is a change of "
-            "schema) or drop them.",
+            f"{len(constant)} of X's {X.shape[1]} columns are constant in {data} ({which} "
+            f"{listed(est, constant)}). DiVAE learns nothing about how they vary: a new row "
+            "that differs there may score only a little lower and go unflagged. Check such "
+            "columns yourself (a new value there is a change of schema) or drop them."
+            + later,
             UserWarning, stacklevel=stacklevel,
         )
     if est.decoder_std is None or est.likelihood != "gaussian":

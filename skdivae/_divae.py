@@ -193,8 +193,11 @@ class DiVAE(
         Exactly ``floor((n_samples - 1) * trim_fraction) + 1`` rows are left
         out (the rows at or below that quantile of the teacher's values; ties,
         as on discrete data, are broken by row order, so they never widen the
-        cut). Evidence for the default: ``docs/results/defaults.md``; 0 trains on
-        all.
+        cut). A streamed fit and ``partial_fit`` after its first block leave
+        out the rows below the cut set on the teacher's sample (the first
+        block) and, of the rows tied with it, the same share, so about the same
+        fraction. Evidence for the default: ``docs/results/defaults.md``; 0
+        trains on all.
     contamination : float in (0, 0.5] or "auto", default=0.1
         Share of training points flagged as outliers; sets the threshold
         (``offset_``). ``"auto"`` flags rows below Tukey's lower fence of the

@@ -47,8 +47,10 @@ class BlockTrainer:
         The standardisation, fixed for good.
     density : fitted density estimator
         The teacher, in standardised units.
-    threshold : float
-        Rows whose target is at or below it leave the ELBO (``-inf``: none).
+    threshold : TrimCut
+        Where the first rows were trimmed (:func:`~skdivae._training_data.trim_threshold`):
+        later rows below it leave the ELBO, and of those at it, the same share
+        (``-inf``: none).
     X_init_std : ndarray
         Standardised rows the network starts from (VampPrior pseudo-inputs, the flow's
         projection); ignored when ``module`` is given.
@@ -120,10 +122,12 @@ class BlockTrainer:
         record.update(beta=beta, alignment_weight=weight)
         return record
 
-    def arrays(self, X_std):
-        """The training tensors of a block that the teacher was not fitted on."""
+    def arrays(self, X_std, rows=None):
+        """The training tensors of a block that the teacher was not fitted on; ``rows``:
+        the block's indices among all rows (they choose which rows tied at the trimming
+        threshold leave the ELBO)."""
         target, err = density_targets(self.density, X_std, fitted_on_X=False)
-        return block_arrays(X_std, target, err, self.threshold, self.device)
+        return block_arrays(X_std, target, err, self.threshold, self.device, rows)
 
     def fitted_module(self):
         """A float64 CPU copy in eval mode with the real standardisation, for scoring."""
@@ -347,7 +351,8 @@ def partial_fit_step(est, X):
     elif trainer is None:
         trainer, arrays = continue_fitted(est, X)
     else:
-        arrays = trainer.arrays(trainer.standardize(X))
+        seen = getattr(trainer, "rows_seen", 0)
+        arrays = trainer.arrays(trainer.standardize(X), seen + np.arange(X.shape[0]))
     if not hasattr(trainer, "settings"):
         trainer.settings = fixed_settings(est)
         trainer.sample = np.empty((0, X.shape[1]))

@@ -4,6 +4,7 @@
 from sklearn.base import _fit_context
 
 from ._collapse import module_active_dimensions, warn_latent_unused
+from ._column_checks import warn_about_columns
 from ._incremental import check_block, keeps_fitted_threshold, partial_fit_step
 from ._torch_utils import torch_threads, training_mode
 
@@ -89,6 +90,8 @@ class PartialFitMixin:
             if first:
                 self._forget_fit()
             raise
+        if first:  # the first block fixes the standardisation for every later call
+            warn_about_columns(self, X, stacklevel=3, data="the first block")
         # After fit or load, training works on a copy of the network, so the fitted model
         # can be put back as it was if the call fails; block by block, the training state
         # itself moves on, and a failure leaves the model unfitted.

@@ -19,7 +19,7 @@ import torch
 
 from ._incremental import BlockTrainer, _seed
 from ._training import epoch_budget
-from ._validation import check_bernoulli_range
+from ._validation import check_bernoulli_range, refuse_dates
 from ._training_data import (
     DENSITY_MAX_SAMPLES,
     block_arrays,
@@ -88,6 +88,7 @@ class RowBlocks:
                         "Feature names are only supported if all input features have string "
                         f"names, but your input has {kinds} as feature name / column name "
                         "types. Convert them all to str (X.columns = X.columns.astype(str)).")
+                refuse_dates(X)  # by the columns' dtypes, as in memory
                 X = X.to_dask_array(lengths=True)
             if kind is None or X.ndim != 2:
                 raise TypeError(
@@ -339,7 +340,7 @@ def _epoch(est, trainer, source, cache, epoch):
     order = torch.randperm(len(source), generator=trainer.generator).tolist()
     sums, n = {}, 0
     for first in range(0, len(order), BUFFER_BLOCKS):
-        parts, targets, errors = [], [], []
+        parts, targets, errors, rows = [], [], [], []
         for i in order[first:first + BUFFER_BLOCKS]:
             block, start = source.block(i)
             block_std = trainer.standardize(block)
@@ -350,9 +351,10 @@ def _epoch(est, trainer, source, cache, epoch):
             parts.append(block_std)
             targets.append(target)
             errors.append(err)
+            rows.append(start + np.arange(block.shape[0]))
         X_std = np.concatenate(parts)
         arrays = block_arrays(X_std, np.concatenate(targets), np.concatenate(errors),
-                              trainer.threshold, trainer.device)
+                              trainer.threshold, trainer.device, np.concatenate(rows))
         record = trainer.train(est, arrays, epoch)
         for key, value in record.items():
             sums[key] = sums.get(key, 0.0) + value * X_std.shape[0]

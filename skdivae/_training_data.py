@@ -3,6 +3,7 @@ standardisation, the density teacher and its targets, the per-sample weights, an
 the optional held-out split. Numpy in, torch tensors out; no estimator state."""
 
 import warnings
+from collections import namedtuple
 
 import numpy as np
 import torch
@@ -262,16 +263,50 @@ def density_dim(density, n_latent):
     return int(n_latent)
 
 
+#: Which rows tied at the trimming threshold a later block leaves out: row ``g`` (its index
+#: among all rows) when ``frac(g * TIE_STEP) < tie_share``. An irrational step spreads the
+#: chosen rows evenly over any run or stride of row indices, without state between blocks.
+TIE_STEP = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+class TrimCut(namedtuple("TrimCut", "threshold tie_share tolerance", defaults=(0.0,))):
+    """Where :func:`training_arrays` cut a sample of targets: rows below ``threshold``
+    left the ELBO, and of those equal to it the share ``tie_share`` (1 where no two
+    targets tie; on discrete data, where many rows share the lowest target, a fraction).
+    Later rows within ``tolerance`` of the threshold count as tied with it: 0 without
+    ties; with them, twice ``log(n / (n - 1))`` for ``n`` sample rows, the amount by which
+    a kNN teacher's value of a new copy of a row (a query among ``n`` rows) falls below its
+    leave-one-out value in the sample (among ``n - 1``)."""
+
+
 def trim_threshold(target, trim_fraction):
-    """The largest target that :func:`training_arrays` leaves out of the ELBO (``-inf``
-    without trimming): later blocks leave out the rows at or below it."""
+    """The :class:`TrimCut` of :func:`training_arrays` on ``target``: the largest target
+    it leaves out of the ELBO (``-inf`` without trimming) and the share of the targets
+    equal to it that it leaves out. Later blocks leave out every row below the threshold
+    and that share of the rows at it (:func:`block_arrays`), so ties do not widen the cut:
+    a threshold alone would drop every tied row, all of them on data with few distinct
+    values."""
     if trim_fraction <= 0:
-        return -np.inf
-    return float(np.sort(target, kind="stable")[trimmed_count(len(target), trim_fraction) - 1])
+        return TrimCut(-np.inf, 1.0)
+    count = trimmed_count(len(target), trim_fraction)
+    threshold = float(np.sort(target, kind="stable")[count - 1])
+    below, tied = int(np.sum(target < threshold)), int(np.sum(target == threshold))
+    n = len(target)
+    tolerance = 0.0 if tied == 1 or n < 2 else \
+        2 * np.log(n / (n - 1)) + 1e-9 * max(1.0, abs(threshold))
+    return TrimCut(threshold, (count - below) / tied, float(tolerance))
 
 
-def block_arrays(X_std, target, err, threshold, device):
-    """:func:`training_arrays` for a block after the first: rows whose target is at or
-    below ``threshold`` leave the ELBO."""
-    keep = (target > threshold).astype(float) if np.isfinite(threshold) else None
+def block_arrays(X_std, target, err, cut, device, rows=None):
+    """:func:`training_arrays` for a block after the first: rows whose target is below
+    ``cut.threshold`` leave the ELBO, and of those at it, the share ``cut.tie_share``
+    chosen by their indices ``rows`` among all rows (default: their positions)."""
+    if not isinstance(cut, TrimCut):  # a trainer pickled before ties were shared
+        cut = TrimCut(float(cut), 1.0)
+    keep = None
+    if np.isfinite(cut.threshold):
+        rows = np.arange(len(target)) if rows is None else np.asarray(rows)
+        left_out = np.modf(rows * TIE_STEP)[0] < cut.tie_share  # if tied at the threshold
+        tied = np.abs(target - cut.threshold) <= cut.tolerance
+        keep = ((target > cut.threshold + cut.tolerance) | (tied & ~left_out)).astype(float)
     return _as_tensors(X_std, target, err, keep, device)

@@ -57,3 +57,16 @@ def test_a_bernoulli_decoder_ignores_decoder_std_and_never_warns_of_it():
     X = np.c_[np.random.default_rng(0).random((40, 2)), np.r_[1e-4, np.zeros(39)]]
     est = DiVAE(**FAST, likelihood="bernoulli", decoder_std=0.1)
     assert not [m for m in fit_warnings(est, X) if "decoder_std" in m]
+
+
+def test_partial_fit_warns_of_columns_constant_in_its_first_block_only():
+    rng = np.random.default_rng(0)
+    first = np.c_[rng.normal(size=(50, 2)), np.ones(50)]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        est = DiVAE(**FAST).partial_fit(first)
+        est.partial_fit(np.c_[rng.normal(size=(50, 2)), np.ones(50)])
+    messages = [str(w.message) for w in record if w.category is UserWarning]
+    assert len(messages) == 1 and "constant in the first block (column 2)" in messages[0]
+    assert "Later partial_fit calls keep" in messages[0]
+    assert record[0].filename == __file__

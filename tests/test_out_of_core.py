@@ -128,9 +128,9 @@ def test_a_streamed_fit_gives_the_teachers_own_rows_their_leave_one_out_values(
     seen = []
     block_arrays = streaming.block_arrays
 
-    def spy(X_std, target, err, threshold, device):
-        seen.append((X_std.copy(), np.array(target), threshold))
-        return block_arrays(X_std, target, err, threshold, device)
+    def spy(X_std, target, err, cut, device, rows=None):
+        seen.append((X_std.copy(), np.array(target), cut.threshold))
+        return block_arrays(X_std, target, err, cut, device, rows)
 
     monkeypatch.setattr(streaming, "block_arrays", spy)
     teacher = KNNLogDensity(1, n_components=2, max_samples=max_samples, random_state=0)
@@ -228,3 +228,34 @@ def test_bernoulli_decoders_train_on_their_own_targets_whatever_standardize():
     b = DiVAE(**FAST, likelihood="bernoulli", standardize=False).fit(X)
     np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
     assert a.score(X) > -X.shape[1]  # a sound model: above log(1/2) per binary feature x 1.44
+
+
+def test_rows_tied_at_the_trimming_threshold_share_the_cut_in_later_blocks():
+    # Discrete data: the lowest teacher value is shared by a quarter of the rows. The
+    # in-memory fit leaves out floor((n - 1) * f) + 1 of them; later blocks (partial_fit,
+    # streamed fits) used to leave out every row at or below the threshold: all of them.
+    from skdivae._training_data import block_arrays, trim_threshold, trimmed_count
+
+    target = np.repeat([1.0, 2.0, 3.0, 4.0], 150)
+    cut = trim_threshold(target, 0.05)
+    assert cut.threshold == 1.0 and cut.tie_share == trimmed_count(600, 0.05) / 150
+    query = target - np.log(600 / 599)  # a kNN teacher's value of new copies of the rows
+    keep = block_arrays(np.zeros((600, 1)), query, np.ones(600), cut, "cpu",
+                        rows=np.arange(600, 1200))[3].numpy()
+    assert abs((keep == 0).sum() - 30) <= 2 and (keep[150:] == 1).all()
+    # Without ties nothing changes: every row at or below the threshold leaves the ELBO.
+    cut = trim_threshold(np.arange(100.0), 0.05)
+    assert cut.tie_share == 1.0 and cut.tolerance == 0.0
+    keep = block_arrays(np.zeros((6, 1)), np.array([0.0, 3.0, 4.0, 4.5, 6.0, 99.0]),
+                        np.ones(6), cut, "cpu")[3].numpy()
+    assert keep.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_partial_fit_on_discrete_data_keeps_most_rows_in_the_elbo():
+    rng = np.random.default_rng(0)
+    patterns = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]], float)
+    X = patterns[rng.integers(0, 4, 600)]
+    est = DiVAE(n_components=2, random_state=0)
+    for block in np.split(X, 3):
+        est.partial_fit(block)
+    assert all(h["recon"] != 0.0 for h in est.history_)
