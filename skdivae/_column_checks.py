@@ -50,7 +50,8 @@ def warn_about_columns(est, X, stacklevel, data="the training data"):
                  " Later partial_fit calls keep this block's standardisation: a column that "
                  "varies only later is read in its raw units.")
         warnings.warn(
-            f"{len(constant)} of X's {X.shape[1]} columns are constant in {data} ({which} "
+            f"{len(constant)} of the {X.shape[1]} features DiVAE was given "
+            f"{'is' if len(constant) == 1 else 'are'} constant in {data} ({which} "
             f"{listed(est, constant)}). DiVAE learns nothing about how they vary: a new row "
             "that differs there may score only a little lower and go unflagged. Check such "
             "columns yourself (a new value there is a change of schema) or drop them."

@@ -195,8 +195,9 @@ class DiVAE(
         as on discrete data, are broken by row order, so they never widen the
         cut). A streamed fit and ``partial_fit`` after its first block leave
         out the rows below the cut set on the teacher's sample (the first
-        block) and, of the rows tied with it, the same share, so about the same
-        fraction. Evidence for the default: ``docs/results/defaults.md``; 0
+        block) and, of the rows tied with it, the same share: about the same
+        fraction, or fewer where later rows' teacher values sit above the
+        sample's (on discrete data a new row's copies are its neighbours). Evidence for the default: ``docs/results/defaults.md``; 0
         trains on all.
     contamination : float in (0, 0.5] or "auto", default=0.1
         Share of training points flagged as outliers; sets the threshold

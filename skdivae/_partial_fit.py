@@ -86,12 +86,12 @@ class PartialFitMixin:
         first = not hasattr(self, "module_")
         try:
             X = check_block(self, X)  # a block refused here leaves a fitted model as it was
-        except BaseException:
+            if first:  # the first block fixes the standardisation for every later call
+                warn_about_columns(self, X, stacklevel=3, data="the first block")
+        except BaseException:  # (also a warning turned into an error)
             if first:
                 self._forget_fit()
             raise
-        if first:  # the first block fixes the standardisation for every later call
-            warn_about_columns(self, X, stacklevel=3, data="the first block")
         # After fit or load, training works on a copy of the network, so the fitted model
         # can be put back as it was if the call fails; block by block, the training state
         # itself moves on, and a failure leaves the model unfitted.

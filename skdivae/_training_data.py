@@ -288,13 +288,16 @@ def trim_threshold(target, trim_fraction):
     values."""
     if trim_fraction <= 0:
         return TrimCut(-np.inf, 1.0)
-    count = trimmed_count(len(target), trim_fraction)
+    count, n = trimmed_count(len(target), trim_fraction), len(target)
     threshold = float(np.sort(target, kind="stable")[count - 1])
-    below, tied = int(np.sum(target < threshold)), int(np.sum(target == threshold))
-    n = len(target)
-    tolerance = 0.0 if tied == 1 or n < 2 else \
-        2 * np.log(n / (n - 1)) + 1e-9 * max(1.0, abs(threshold))
-    return TrimCut(threshold, (count - below) / tied, float(tolerance))
+    rounding = 1e-9 * max(1.0, abs(threshold))  # copies of a row whose values differ in the last bits
+    tolerance = 0.0
+    if n > 1 and np.sum(np.abs(target - threshold) <= rounding) > 1:
+        tolerance = 2 * np.log(n / (n - 1)) + rounding
+    # the rows within the tolerance count as tied here too, as block_arrays reads them
+    tied = np.abs(target - threshold) <= tolerance
+    below = int(np.sum(target < threshold - tolerance))
+    return TrimCut(threshold, (count - below) / int(np.sum(tied)), float(tolerance))
 
 
 def block_arrays(X_std, target, err, cut, device, rows=None):

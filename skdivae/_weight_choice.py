@@ -78,7 +78,7 @@ def _repeated(values):
     """Whether two of ``values`` are equal up to float32 rounding (``np.float32(0.3)`` and
     ``0.3`` are one weight to the network, which trains in float32)."""
     ordered = np.sort(values)
-    return bool(np.any(np.isclose(ordered[1:], ordered[:-1], rtol=1e-6, atol=0.0)))
+    return bool(np.any(np.isclose(ordered[1:], ordered[:-1], rtol=2.0**-23, atol=0.0)))
 
 
 def _check_weights(weights):

@@ -21,7 +21,7 @@ def fit_warnings(est, X):
 def test_a_constant_column_is_named_by_its_name_or_position():
     X = load_wine(as_frame=True).data.assign(const=1.0)
     messages = fit_warnings(DiVAE(**FAST), X)
-    assert any("1 of X's 14 columns are constant" in m and "column 'const'" in m
+    assert any("1 of the 14 features DiVAE was given is constant" in m and "column 'const'" in m
                for m in messages)
     messages = fit_warnings(DiVAE(**FAST), X.to_numpy())
     assert any("column 13)" in m for m in messages)
@@ -30,7 +30,7 @@ def test_a_constant_column_is_named_by_its_name_or_position():
 def test_many_constant_columns_are_counted_past_five():
     X = np.c_[np.random.default_rng(0).normal(size=(50, 3)), np.zeros((50, 7))]
     (message,) = [m for m in fit_warnings(DiVAE(**FAST), X) if "constant" in m]
-    assert "7 of X's 10 columns" in message and "columns 3, 4, 5, 6, 7 and 2 more" in message
+    assert "7 of the 10 features DiVAE was given" in message and "columns 3, 4, 5, 6, 7 and 2 more" in message
 
 
 def test_no_column_warning_on_ordinary_data_or_with_the_learned_noise():
@@ -50,7 +50,7 @@ def test_a_fixed_decoder_std_over_raw_columns_of_different_scales_warns():
 def test_pixel_data_with_a_fixed_decoder_std_warns_only_of_its_constant_pixels():
     X = load_digits().data  # 0-16, three pixels always 0
     (message,) = fit_warnings(DiVAE(**FAST, decoder_std=0.5), X)
-    assert "3 of X's 64 columns are constant" in message
+    assert "3 of the 64 features DiVAE was given are constant" in message
 
 
 def test_a_bernoulli_decoder_ignores_decoder_std_and_never_warns_of_it():

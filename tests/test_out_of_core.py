@@ -251,11 +251,34 @@ def test_rows_tied_at_the_trimming_threshold_share_the_cut_in_later_blocks():
     assert keep.tolist() == [0, 0, 0, 1, 1, 1]
 
 
-def test_partial_fit_on_discrete_data_keeps_most_rows_in_the_elbo():
+@pytest.mark.parametrize("path", ["partial_fit", "memmap"])
+def test_later_blocks_of_discrete_data_trim_about_the_share_asked(path, tmp_path, monkeypatch):
+    # Four patterns, so a quarter of the rows tie at the lowest teacher value: later
+    # blocks used to leave every one of them out of the ELBO (reconstruction term 0).
+    import skdivae._incremental as incremental
+    import skdivae._streaming as streaming
+
     rng = np.random.default_rng(0)
     patterns = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]], float)
-    X = patterns[rng.integers(0, 4, 600)]
-    est = DiVAE(n_components=2, random_state=0)
-    for block in np.split(X, 3):
-        est.partial_fit(block)
+    X = patterns[rng.integers(0, 4, 800)]
+    left_out = []
+    module = incremental if path == "partial_fit" else streaming
+    block_arrays = module.block_arrays
+
+    def spy(*args, **kwargs):
+        arrays = block_arrays(*args, **kwargs)
+        left_out.append((int((arrays[3] == 0).sum()), len(arrays[3])))
+        return arrays
+
+    monkeypatch.setattr(module, "block_arrays", spy)
+    est = DiVAE(n_components=2, max_iter=2, random_state=0)
+    if path == "partial_fit":
+        for block in np.split(X, 4):
+            est.partial_fit(block)
+    else:
+        monkeypatch.setattr(streaming, "BLOCK_ROWS", 100)
+        np.save(tmp_path / "X.npy", X)
+        est.fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+    out, rows = map(sum, zip(*left_out))
+    assert 0.03 <= out / rows <= 0.07  # trim_fraction 0.05
     assert all(h["recon"] != 0.0 for h in est.history_)

@@ -37,7 +37,7 @@ class PriorModule(nn.Module):
     and the KL term go through the hooks below.
     """
 
-    def forward(self, encoder):  # pragma: no cover - the one hook without a default
+    def forward(self, encoder):  # the one hook without a default
         """``p_Z`` as a torch ``Distribution`` over latent vectors (event shape ``(L,)``)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define forward(encoder), returning p_Z as a "
