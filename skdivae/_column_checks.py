@@ -64,8 +64,8 @@ def warn_about_columns(est, X, stacklevel, data="the training data"):
     varying = spread[spread > 0]
     if len(varying) < 2 or varying.max() <= RANGE_RATIO * varying.min():
         return
-    widest, narrowest = int(np.argmax(np.where(spread > 0, spread, -np.inf))), \
-        int(np.argmin(np.where(spread > 0, spread, np.inf)))
+    widest = int(np.argmax(spread))
+    narrowest = int(np.argmin(np.where(spread > 0, spread, np.inf)))
     warnings.warn(
         f"decoder_std={est.decoder_std!r} is one noise scale, in X's units, for every "
         f"column, but the columns' ranges differ {varying.max() / varying.min():.0f}-fold "

@@ -271,7 +271,7 @@ TIE_STEP = (np.sqrt(5.0) - 1.0) / 2.0
 
 class TrimCut(namedtuple("TrimCut", "threshold tie_share tolerance", defaults=(0.0,))):
     """Where :func:`training_arrays` cut a sample of targets: rows below ``threshold``
-    left the ELBO, and of those equal to it the share ``tie_share`` (1 where no two
+    left the ELBO, and of those tied with it the share ``tie_share`` (1 where no two
     targets tie; on discrete data, where many rows share the lowest target, a fraction).
     Later rows within ``tolerance`` of the threshold count as tied with it: 0 without
     ties; with them, twice ``log(n / (n - 1))`` for ``n`` sample rows, the amount by which
@@ -290,7 +290,8 @@ def trim_threshold(target, trim_fraction):
         return TrimCut(-np.inf, 1.0)
     count, n = trimmed_count(len(target), trim_fraction), len(target)
     threshold = float(np.sort(target, kind="stable")[count - 1])
-    rounding = 1e-9 * max(1.0, abs(threshold))  # copies of a row whose values differ in the last bits
+    # copies of a row whose values differ in their last bits tie too
+    rounding = 1e-9 * max(1.0, abs(threshold))
     tolerance = 0.0
     if n > 1 and np.sum(np.abs(target - threshold) <= rounding) > 1:
         tolerance = 2 * np.log(n / (n - 1)) + rounding
