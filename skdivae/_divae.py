@@ -442,53 +442,6 @@ class DiVAE(
         state.setdefault("alignment_probes", 0.0)  # pickled before the option existed
         super().__setstate__(state)
 
-    # ------------------------------------------------------------------ fit
-    def fit(self, X, y=None):
-        """Fit the density teacher, then train the VAE with alignment.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, finite; at least 3 rows. A ``numpy.memmap``, a dask
-            array or a dask dataframe is streamed block by block, in memory
-            bounded by the block size whatever the number of rows (one pass for
-            the moments, the teacher on a random sample of at most 100 000 rows,
-            blocks in a random order shuffled four at a time;
-            ``docs/deployment.md``). With ``early_stopping=True`` a memmap is read
-            into memory and fitted as an array (the held-out rows need it), and a
-            dask collection is refused.
-        y : Ignored
-            Not used, present for API consistency. To score a search with
-            anomaly labels, use ``scoring=skdivae.model_selection.anomaly_roc_auc``
-            (it reads 0/1 labels with 1 = anomaly, and -1/+1); scikit-learn's
-            ``"roc_auc"`` is right for -1/+1 labels only.
-
-        Returns
-        -------
-        self : DiVAE
-            The fitted estimator.
-
-        Warns
-        -----
-        PosteriorCollapseWarning
-            When no latent dimension is used (every row gets nearly the same
-            code) after the refit that ``batch_size="auto"`` makes: the score is
-            then one Gaussian per feature, wrong for data in several clusters
-            (user guide, section 3).
-        UserWarning
-            When columns of ``X`` are constant (a new row that differs there may
-            score only a little lower), and when a fixed ``decoder_std`` meets
-            columns whose ranges differ more than 1000-fold (scale the numeric
-            columns first). Checked for ``X`` in memory; a streamed fit does not.
-        """
-        try:
-            return self._validated_fit(X)
-        except BaseException:
-            # Also when the parameters fail validation: a refit that fails never leaves
-            # the previous fit in place.
-            self._forget_fit()
-            raise
-
     def transform(self, X):
         """Posterior means ``mu(x)``.
 
@@ -500,6 +453,8 @@ class DiVAE(
         -------
         Z : ndarray of shape (n_samples, n_components)
         """
+        # Here, not in a mixin: scikit-learn wraps (set_output) only a transform that the
+        # estimator's class defines itself.
         return self._apply("posterior_mean", self._validated(X))
 
     def __sklearn_tags__(self):
