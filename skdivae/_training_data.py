@@ -61,10 +61,10 @@ def standardization(X, enabled):
     # The moments in float64 whatever the input's dtype: float32 sums lose a column's
     # spread around a large mean (the network still trains in float32, on standardised data).
     X = np.asarray(X, dtype=np.float64)
-    check_magnitude(X)
+    peak = check_magnitude(X)
     if not enabled:
         return np.zeros(n_features), np.ones(n_features)
-    center, std = column_moments(X)
+    center, std = column_moments(X, peak)
     return scale_from_moments(center, std, X.shape[0])
 
 
@@ -103,13 +103,16 @@ def constant_columns(center, std, n_samples):
     return std <= ulps * np.abs(center)
 
 
-def column_moments(X):
+def column_moments(X, peak=None):
     """Each column's mean and standard deviation in float64, computed on the data divided
-    by the column's largest magnitude (large values do not overflow when squared)."""
+    by the column's largest magnitude ``peak`` (computed when not given: large values do
+    not overflow when squared)."""
     X = np.asarray(X, dtype=np.float64)
-    peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(X.shape[1])
+    if peak is None:
+        peak = np.max(np.abs(X), axis=0) if X.size else np.zeros(X.shape[1])
     unit = np.where(peak > 0, peak, 1.0)
-    return (X / unit).mean(axis=0) * unit, (X / unit).std(axis=0) * unit
+    scaled = X / unit
+    return scaled.mean(axis=0) * unit, scaled.std(axis=0) * unit
 
 
 def fit_density(density, X_std, n_latent, seed):
@@ -281,9 +284,9 @@ class TrimCut(namedtuple("TrimCut", "threshold tie_share tolerance", defaults=(0
 
 def trim_threshold(target, trim_fraction):
     """The :class:`TrimCut` of :func:`training_arrays` on ``target``: the largest target
-    it leaves out of the ELBO (``-inf`` without trimming) and the share of the targets
-    equal to it that it leaves out. Later blocks leave out every row below the threshold
-    and that share of the rows at it (:func:`block_arrays`), so ties do not widen the cut:
+    it leaves out of the ELBO (``-inf`` without trimming), the share of the targets tied
+    with it that it leaves out, and the tolerance of a tie. Later blocks leave out every
+    row below the threshold and that share of the rows tied with it (:func:`block_arrays`), so ties do not widen the cut:
     a threshold alone would drop every tied row, all of them on data with few distinct
     values."""
     if trim_fraction <= 0:
